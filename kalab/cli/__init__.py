@@ -1,0 +1,1 @@
+"""The `kalab` command line: one module per command group."""

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SEED = Path(__file__).resolve().parents[1].parent / "shared" / "seed" / "000_2987a2881ef2ae26.txt"
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    return FIXTURES
+
+
+def needs_root_tools(*tools: str) -> pytest.MarkDecorator:
+    """Kernel-backed tests need root and the Debian tools `make test` installs; anything else is a set-up bug."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    reason = f"needs root and {', '.join(tools)} (make test installs them)"
+    return pytest.mark.skipif(os.geteuid() != 0 or bool(missing), reason=reason)
