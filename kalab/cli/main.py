@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from kalab.model.errors import KalabError
 
@@ -23,12 +23,17 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     # Imported here so that `kalab --help` stays cheap and each command module owns its own options.
-    from kalab.cli import cidr, render
+    from kalab.cli import cidr, render, run
 
     parser = Parser(prog="kalab", description="Runbook and embedded lab for the keepalived operator.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    # Sub-parsers inherit Parser (one-sentence errors); command modules only need the ArgumentParser API.
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
     cidr.register(commands)
     render.register(commands)
+    run.register(commands)
     return parser
 
 

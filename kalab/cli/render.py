@@ -13,6 +13,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="print manifests (YAML, or JSON with --json) or the operator's keepalived.conf",
         description="Print what a step applies, without touching any cluster.",
     )
-    what = parser.add_subparsers(dest="what", required=True, metavar="WHAT", parser_class=type(parser))
+    what = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
     render_manifests.register(what)
     render_conf.register(what)

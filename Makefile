@@ -1,0 +1,46 @@
+# Two commands do everything on a fresh Debian machine where you are root:
+#   make demo   run the runbook headless (executed notebooks and HTML under out/)
+#   make test   lint, type-check and run the whole test suite
+# Both install what they need first and are safe to run again.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := keepalived iptables iproute2 curl
+STAMP := $(VENV)/.kalab-installed
+
+.PHONY: demo test lab setup system-packages lint clean
+
+demo: setup
+	$(BIN)/kalab run --out out
+
+test: setup lint
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check kalab tests bench
+	$(BIN)/mypy
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
+
+setup: system-packages $(STAMP)
+
+# Debian packages for the embedded lab: only fetched when one is missing, so a second run costs nothing.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kalab needs Python 3.11 or newer; set PYTHON=python3.11 or later.")'
+
+# The virtualenv is rebuilt only when the dependency list changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf out .mypy_cache .ruff_cache .pytest_cache
