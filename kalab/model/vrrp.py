@@ -1,0 +1,128 @@
+"""VRRP timing (RFC 3768 v2, RFC 5798 v3) and what each kind of failure should cost a client.
+
+The formulas are the RFCs'; the per-failure expectations follow what keepalived really does (FACTS §4–5):
+a graceful stop sends priority 0, a killed keepalived leaves its VIP behind, a lost link is silent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from kalab.model.errors import KalabError
+
+DEFAULT_ADVERT_INT = 1.0
+DEFAULT_PRIORITY = 100
+
+
+class FailureKind(StrEnum):
+    GRACEFUL = "graceful"
+    CRASH = "crash"
+    LINK_DOWN = "link-down"
+
+
+def parse_failure_kind(kind: str) -> FailureKind:
+    try:
+        return FailureKind(kind)
+    except ValueError:
+        choices = ", ".join(k.value for k in FailureKind)
+        raise KalabError(f"{kind!r} is not a failure kind; use one of {choices}.") from None
+
+
+def check_timing(advert_int: float, priority: int = DEFAULT_PRIORITY, version: int = 2) -> None:
+    """Reject settings keepalived would refuse, with the fix in the sentence."""
+    if version not in (2, 3):
+        raise KalabError(f"VRRP version {version} does not exist; use 2 or 3.")
+    if not 1 <= priority <= 254:
+        raise KalabError(f"Priority {priority} is outside 1..254 (255 is reserved for the address owner).")
+    if advert_int <= 0:
+        raise KalabError(f"advert_int {advert_int} must be positive, e.g. 1 (seconds).")
+    if version == 2 and advert_int != int(advert_int):
+        raise KalabError(
+            f"advert_int {advert_int} s needs VRRP version 3 (v2 counts whole seconds); set vrrp_version 3."
+        )
+    if version == 3 and round(advert_int * 100) != advert_int * 100:
+        raise KalabError(f"advert_int {advert_int} s is finer than VRRP v3's centiseconds; round it to 0.01 s.")
+    if advert_int > (255 if version == 2 else 40.95):
+        raise KalabError(f"advert_int {advert_int} s is longer than VRRP v{version} can carry.")
+
+
+def skew_time(advert_int: float, priority: int = DEFAULT_PRIORITY) -> float:
+    """Skew_Time = (256 − Priority) × Advertisement_Interval / 256: lower priorities wait longer."""
+    return (256 - priority) * advert_int / 256
+
+
+def master_down_interval(advert_int: float, priority: int = DEFAULT_PRIORITY) -> float:
+    """Master_Down_Interval = 3 × Advertisement_Interval + Skew_Time: how long a backup waits for silence."""
+    return 3 * advert_int + skew_time(advert_int, priority)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What VRRP timing predicts for one failure; times in seconds, None where no formula applies."""
+
+    kind: FailureKind
+    advert_int: float
+    priority: int
+    version: int
+    outage_s: float
+    takeover_s: float
+    duplicate_vip_s: float | None
+    explanation: str
+
+    @property
+    def outage_ms(self) -> float:
+        return self.outage_s * 1000.0
+
+    @property
+    def takeover_ms(self) -> float:
+        return self.takeover_s * 1000.0
+
+
+def expected_outage(
+    kind: FailureKind | str,
+    advert_int: float = DEFAULT_ADVERT_INT,
+    priority: int = DEFAULT_PRIORITY,
+    version: int = 2,
+) -> Expectation:
+    """Expected client outage, backup takeover time and duplicate-VIP window; `priority` is the backup's."""
+    kind = parse_failure_kind(kind) if isinstance(kind, str) else kind
+    check_timing(advert_int, priority, version)
+    skew = skew_time(advert_int, priority)
+    down = master_down_interval(advert_int, priority)
+    if kind is FailureKind.GRACEFUL:
+        return Expectation(
+            kind,
+            advert_int,
+            priority,
+            version,
+            skew,
+            skew,
+            0.0,
+            f"The MASTER drops the VIP and sends priority 0; the backup takes over after Skew_Time "
+            f"({skew * 1000:.0f} ms).",
+        )
+    if kind is FailureKind.CRASH:
+        return Expectation(
+            kind,
+            advert_int,
+            priority,
+            version,
+            0.0,
+            down,
+            None,
+            f"The killed keepalived leaves the VIP on its node, which keeps answering, so clients see almost no "
+            f"outage; the backup claims the VIP after Master_Down_Interval ({down * 1000:.0f} ms) and from then "
+            f"two nodes hold it until something removes the stale copy.",
+        )
+    return Expectation(
+        kind,
+        advert_int,
+        priority,
+        version,
+        down,
+        down,
+        0.0,
+        f"The MASTER falls silent; the backup waits Master_Down_Interval ({down * 1000:.0f} ms), then takes "
+        f"the VIP and sends gratuitous ARPs.",
+    )
