@@ -1,0 +1,131 @@
+"""`kalab run`: execute every runbook notebook headless with papermill and keep HTML copies with the plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from kalab.model.errors import KalabError
+
+DEFAULT_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    notebook: str
+    ok: bool
+    seconds: float
+    executed: str
+    html: str | None
+    error: str | None
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run all runbook notebooks headless (papermill), writing executed notebooks and HTML",
+        description="Execute the notebooks in order; stop at the first failure, since later steps build on it.",
+    )
+    parser.add_argument(
+        "--notebooks", default=str(DEFAULT_NOTEBOOKS), help="folder of .ipynb files (default: %(default)s)"
+    )
+    parser.add_argument("--out", default="out", help="where executed notebooks and HTML go (default: %(default)s)")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="run only notebooks whose name starts with NAME"
+    )
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="papermill parameter for every notebook; VALUE is parsed as JSON when it can be",
+    )
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: %(default)s)")
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds a single cell may run (default: %(default)s)"
+    )
+    parser.set_defaults(handler=handle)
+
+
+def parse_parameters(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise KalabError(f"Parameter {item!r} is not KEY=VALUE with a Python name as KEY, e.g. -p trials=5.")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def find_notebooks(folder: Path, only: list[str]) -> list[Path]:
+    if not folder.is_dir():
+        raise KalabError(f"{folder} is not a folder of notebooks; pass --notebooks DIR.")
+    found = sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
+    if only:
+        found = [p for p in found if any(p.name.startswith(prefix) for prefix in only)]
+    if not found:
+        raise KalabError(f"No notebooks to run in {folder}{' matching ' + ', '.join(only) if only else ''}.")
+    return found
+
+
+def execute(notebook: Path, out: Path, params: dict[str, Any], kernel: str, timeout: float) -> NotebookRun:
+    # papermill and nbconvert import slowly; only pay for them when running notebooks.
+    import nbformat
+    import papermill
+    from nbconvert import HTMLExporter
+
+    executed = out / notebook.name
+    started = time.monotonic()
+    error: str | None = None
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(executed),
+            parameters=params,
+            kernel_name=kernel,
+            cwd=str(notebook.parent),
+            execution_timeout=timeout,
+            progress_bar=False,
+            # The kernel only talks to us over loopback; its transport warning would drown real errors.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        )
+    except papermill.PapermillExecutionError as err:
+        error = f"cell {err.exec_count}: {err.ename}: {err.evalue}"
+    seconds = time.monotonic() - started
+    html: Path | None = None
+    if executed.exists():
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(executed), as_version=4))  # type: ignore[no-untyped-call]
+        html = executed.with_suffix(".html")
+        html.write_text(body, encoding="utf-8")
+    return NotebookRun(
+        notebook.name, error is None, round(seconds, 2), str(executed), str(html) if html else None, error
+    )
+
+
+def handle(args: argparse.Namespace) -> int:
+    params = parse_parameters(args.parameter)
+    notebooks = find_notebooks(Path(args.notebooks), args.only)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs: list[NotebookRun] = []
+    for notebook in notebooks:
+        print(f"▶ {notebook.name} …", flush=True)
+        run = execute(notebook, out, params, args.kernel, args.timeout)
+        runs.append(run)
+        print(f"  {'✅' if run.ok else '❌'} {run.seconds:.1f} s → {run.html or run.executed}", flush=True)
+        if not run.ok:
+            break
+    (out / "run.json").write_text(json.dumps([asdict(r) for r in runs], indent=2) + "\n", encoding="utf-8")
+    failed = [r for r in runs if not r.ok]
+    if failed:
+        raise KalabError(f"{failed[0].notebook} failed ({failed[0].error}); open {failed[0].executed} to see where.")
+    print(f"{len(runs)} notebook(s) ran; results in {out}/")
+    return 0
