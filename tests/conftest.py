@@ -10,7 +10,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SEED = Path(__file__).resolve().parents[1].parent / "shared" / "seed" / "000_2987a2881ef2ae26.txt"
+# The source document the runbook follows; its commands and outputs are golden fixtures.
+SEED = FIXTURES / "seed.md"
 
 
 @pytest.fixture
