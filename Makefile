@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := keepalived iptables iproute2 curl
+APT_PACKAGES := keepalived iptables iproute2 curl iputils-ping
 STAMP := $(VENV)/.kalab-installed
 
 .PHONY: demo test lab setup system-packages lint clean

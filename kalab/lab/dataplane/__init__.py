@@ -1,0 +1,1 @@
+"""Everything that moves packets: network namespaces, links, addresses, routes, iptables and processes."""

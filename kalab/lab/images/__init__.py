@@ -1,0 +1,1 @@
+"""What a known container image runs in the lab; unknown images are never executed."""
