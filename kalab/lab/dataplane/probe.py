@@ -1,0 +1,581 @@
+"""The prober: HTTP requests on a fixed schedule, one fresh TCP connection each, one row per request.
+
+It is what a trainee's `while true; do curl VIP; sleep 0.01; done` measures, but trustworthy: request i is sent at
+start + i/rate whether or not earlier requests have answered (a client after a failover does not wait for the
+previous one either), every request gets a row even when it fails, and the summary reports how late sends really
+were. Against the lab it must run inside the bastion namespace — `probe_in_namespace` does that with
+`ip netns exec`; run directly it probes from whatever namespace it is in.
+
+    python -m kalab.lab.dataplane.probe URL --for SECONDS --rate HZ --out FILE.csv [--timeout S]
+
+stdout gets one JSON line when sending starts ({"started": unix_time}) and the summary as the last JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import errno
+import gc
+import ipaddress
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from kalab.model.errors import KalabError
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported lazily: the prober itself must start fast and stay light
+
+MAX_DURATION = 600.0
+MAX_RATE = 2000.0
+MAX_REQUESTS = 120_000
+MAX_TIMEOUT = 30.0
+CSV_COLUMNS = ("seq", "t_send", "latency_ms", "ok", "status", "error", "backend", "lag_ms")
+FRAME_COLUMNS = ("seq", "t", "latency_ms", "ok", "status", "error", "backend", "lag_ms")
+_MAX_RESPONSE = 1 << 20
+_START_LEAD = 0.02  # seconds between planning and the first send, so the first request is not already late
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+_NETNS_RUN = Path("/run/netns")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRecord:
+    """One request: when it was sent (unix seconds), how it went, and which pod answered."""
+
+    seq: int
+    t_send: float
+    latency_ms: float
+    ok: bool
+    status: int | None
+    error: str  # "" when ok; "timeout", an errno name such as ECONNREFUSED, "HTTP 503", "bad response"
+    backend: str | None  # the pod IP the demo page ends with
+    lag_ms: float  # how late the send was against its schedule
+
+
+_Row = tuple[int, float, float, bool, int | None, str, str | None, float]
+
+
+@dataclass(frozen=True)
+class ProbeSummary:
+    requests: int
+    ok: int
+    failed: int
+    duration_s: float  # first send to last send
+    rate_hz: float  # planned
+    achieved_rate_hz: float
+    p50_ms: float | None  # latency of successful requests
+    p99_ms: float | None
+    max_lag_ms: float  # the worst scheduling error of any send
+    p99_lag_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str  # as written in the URL; sent as the Host header
+    ip: str  # the IPv4 address connected to
+    port: int
+    path: str
+
+    def request(self) -> bytes:
+        host = self.host if self.port == 80 else f"{self.host}:{self.port}"
+        return (
+            f"GET {self.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: kalab-probe\r\nAccept: */*\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation
+
+
+def parse_url(url: str, resolve: bool = True) -> Target:
+    """Check `url` is http://HOST[:PORT][/PATH] with an IPv4 address or DNS name; resolve a name once, up front."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise KalabError(f"The probe URL {url!r} has an invalid port; use a number between 1 and 65535.") from None
+    if parts.scheme != "http":
+        raise KalabError(f"The probe URL {url!r} must start with http:// (the prober speaks plain HTTP only).")
+    if parts.username is not None or parts.password is not None:
+        raise KalabError(f"The probe URL {url!r} carries credentials; remove the user:password@ part.")
+    host = parts.hostname or ""
+    if port == 0:
+        raise KalabError(f"The probe URL {url!r} has port 0; use a number between 1 and 65535.")
+    if not host or ":" in host:
+        raise KalabError(f"The probe URL {url!r} needs an IPv4 address or a host name (IPv6 is not supported).")
+    looks_numeric = all(label.isdigit() for label in host.rstrip(".").split("."))
+    if looks_numeric:
+        try:
+            ip = str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise KalabError(f"The probe URL {url!r} has {host!r}, which is not a valid IPv4 address.") from None
+    elif not _HOSTNAME.match(host):
+        raise KalabError(f"The probe URL {url!r} has {host!r}, which is neither an IPv4 address nor a host name.")
+    else:
+        ip = _resolve(host, url) if resolve else host
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    if any(ch.isspace() or ord(ch) < 32 for ch in path):
+        raise KalabError(f"The probe URL {url!r} has spaces or control characters in its path; percent-encode them.")
+    return Target(host, ip, port or 80, path)
+
+
+def _resolve(host: str, url: str) -> str:
+    try:
+        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        raise KalabError(f"The probe URL {url!r} names {host!r}, which does not resolve to an IPv4 address.") from None
+    return str(infos[0][4][0])
+
+
+def check_limits(duration: float, rate: float, timeout: float) -> int:
+    """Validate the load and return the number of requests planned (`duration` × `rate`, rounded)."""
+    if not 0 < duration <= MAX_DURATION:
+        raise KalabError(f"The probe duration must be more than 0 and at most {MAX_DURATION:g} s (got {duration:g}).")
+    if not 0 < rate <= MAX_RATE:
+        raise KalabError(f"The probe rate must be more than 0 and at most {MAX_RATE:g} Hz (got {rate:g}).")
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise KalabError(f"The probe timeout must be more than 0 and at most {MAX_TIMEOUT:g} s (got {timeout:g}).")
+    planned = max(1, round(duration * rate))
+    if planned > MAX_REQUESTS:
+        raise KalabError(
+            f"A probe of {duration:g} s at {rate:g} Hz means {planned} requests; keep it to "
+            f"{MAX_REQUESTS} by lowering the rate or the duration."
+        )
+    return planned
+
+
+def _ensure_descriptors(rate: float, timeout: float) -> None:
+    """Every request in flight holds a socket; during an outage up to rate × timeout of them wait at once."""
+    needed = int(rate * timeout) + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        ceiling = hard if hard != resource.RLIM_INFINITY else needed
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(needed, soft), ceiling), hard))
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        raise KalabError(
+            f"The probe needs {needed} open files at {rate:g} Hz with a {timeout:g} s timeout but may "
+            f"open {soft}; lower the rate or the timeout."
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Probing
+
+
+class _Exchange(asyncio.Protocol):
+    """Send the request, collect the response until the server closes or Content-Length is reached."""
+
+    def __init__(self, request: bytes, done: asyncio.Future[bytes]) -> None:
+        self.request = request
+        self.done = done
+        self.buf = bytearray()
+        self.expected: int | None = None  # total response size once the head is known
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.expected is None:
+            end = self.buf.find(b"\r\n\r\n")
+            if end >= 0:
+                match = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", bytes(self.buf[:end]))
+                self.expected = end + 4 + int(match.group(1)) if match else -1
+        if (self.expected is not None and 0 <= self.expected <= len(self.buf)) or len(self.buf) > _MAX_RESPONSE:
+            self._settle()
+            if self.transport:
+                self.transport.close()
+
+    def eof_received(self) -> bool:
+        self._settle()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and not self.buf and not self.done.done():
+            self.done.set_exception(exc)
+        self._settle()
+
+    def _settle(self) -> None:
+        if not self.done.done():
+            self.done.set_result(bytes(self.buf))
+
+
+def _parse_response(raw: bytes) -> tuple[int | None, str | None]:
+    """The status code and the pod IP the demo page ends with (None when the page has none)."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    match = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    if not match or not sep:
+        return None, None
+    text = body.decode("utf-8", "replace")
+    backend = None
+    if "<br>" in text:
+        token = text.rsplit("<br>", 1)[1].strip()
+        with contextlib.suppress(ValueError):
+            backend = str(ipaddress.ip_address(token))
+    return int(match.group(1)), backend
+
+
+def _error_name(err: OSError) -> str:
+    if err.errno is not None and err.errno in errno.errorcode:
+        return errno.errorcode[err.errno]
+    return type(err).__name__
+
+
+async def probe(
+    url: str | Target,
+    duration: float,
+    rate: float,
+    timeout: float = 1.0,
+    on_start: Callable[[float], object] | None = None,
+) -> list[ProbeRecord]:
+    """Probe `url` for `duration` seconds at `rate` requests/s; one record per planned request, in order."""
+    planned = check_limits(duration, rate, timeout)
+    target = url if isinstance(url, Target) else parse_url(url)
+    _ensure_descriptors(rate, timeout)
+    loop = asyncio.get_running_loop()
+    request = target.request()
+    rows: list[_Row | None] = [None] * planned
+    in_flight: set[asyncio.Task[None]] = set()
+    # Wall-clock send times come from the monotonic loop clock plus one offset, so they keep µs resolution and
+    # never jump if NTP steps the clock mid-probe.
+    offset = time.time() - loop.time()
+
+    async def one(seq: int, due: float) -> None:
+        sent = loop.time()
+        status: int | None = None
+        backend: str | None = None
+        error = ""
+        transport: asyncio.Transport | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                done: asyncio.Future[bytes] = loop.create_future()
+                transport, _ = await loop.create_connection(lambda: _Exchange(request, done), target.ip, target.port)
+                raw = await done
+            status, backend = _parse_response(raw)
+            if status is None:
+                error = "bad response"
+            elif status != 200:
+                error = f"HTTP {status}"
+        except TimeoutError:
+            error = "timeout"
+        except OSError as err:
+            error = _error_name(err)
+        finally:
+            if transport is not None:
+                transport.abort()
+        ok = status == 200
+        # A plain tuple of atomic values, which the garbage collector stops tracking: a long probe's rows must not
+        # make each collection (a pause in the send schedule) longer.
+        rows[seq] = (
+            seq,
+            sent + offset,
+            (loop.time() - sent) * 1000.0,
+            ok,
+            status,
+            error,
+            backend if ok else None,
+            (sent - due) * 1000.0,
+        )
+
+    # Objects from before the probe never become garbage during it: keep collections from scanning them.
+    gc.collect()
+    gc.freeze()
+    try:
+        start = loop.time() + _START_LEAD
+        if on_start:
+            on_start(start + offset)
+        interval = 1.0 / rate
+        for seq in range(planned):
+            due = start + seq * interval
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # Never wait for earlier requests: each one is its own task, started on schedule (late ones at once).
+            task = loop.create_task(one(seq, due))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        if in_flight:
+            await asyncio.gather(*in_flight)
+    finally:
+        for task in list(in_flight):  # only when interrupted: requests still out are abandoned with the probe
+            task.cancel()
+        gc.unfreeze()
+    return [
+        ProbeRecord(seq, round(t, 6), round(latency, 3), ok, status, error, backend, round(lag, 3))
+        for seq, t, latency, ok, status, error, backend, lag in (r for r in rows if r is not None)
+    ]
+
+
+def run_probe(url: str, duration: float, rate: float, timeout: float = 1.0) -> list[ProbeRecord]:
+    """Synchronous `probe` (it starts its own event loop, so call it from plain code, not from a running loop)."""
+    return asyncio.run(probe(url, duration, rate, timeout))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Results
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    rank = max(0, min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1))))
+    return float(sorted_values[rank])
+
+
+def summarise(records: Sequence[ProbeRecord], rate: float) -> ProbeSummary:
+    ok = [r for r in records if r.ok]
+    sends = sorted(r.t_send for r in records)
+    span = sends[-1] - sends[0] if len(sends) > 1 else 0.0
+    latencies = sorted(r.latency_ms for r in ok)
+    lags = sorted(r.lag_ms for r in records)
+    return ProbeSummary(
+        requests=len(records),
+        ok=len(ok),
+        failed=len(records) - len(ok),
+        duration_s=round(span, 6),
+        rate_hz=rate,
+        achieved_rate_hz=round((len(sends) - 1) / span, 3) if span > 0 else 0.0,
+        p50_ms=_percentile(latencies, 0.50),
+        p99_ms=_percentile(latencies, 0.99),
+        max_lag_ms=lags[-1] if lags else 0.0,
+        p99_lag_ms=_percentile(lags, 0.99) or 0.0,
+    )
+
+
+def write_csv(records: Sequence[ProbeRecord], path: Path) -> None:
+    with Path(path).open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for r in records:
+            writer.writerow(
+                (
+                    r.seq,
+                    f"{r.t_send:.6f}",
+                    f"{r.latency_ms:.3f}",
+                    r.ok,
+                    "" if r.status is None else r.status,
+                    r.error,
+                    r.backend or "",
+                    f"{r.lag_ms:.3f}",
+                )
+            )
+
+
+def records_to_frame(records: Sequence[ProbeRecord]) -> pd.DataFrame:
+    """Records as the timeline `kalab.model.failover.analyse_outage` reads: `t` (send time), `ok`, `backend`, ..."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "seq": [r.seq for r in records],
+            "t": [r.t_send for r in records],
+            "latency_ms": [r.latency_ms for r in records],
+            "ok": [r.ok for r in records],
+            "status": pd.array([r.status for r in records], dtype="Int64"),
+            "error": [r.error for r in records],
+            "backend": pd.Series([r.backend for r in records], dtype="object"),
+            "lag_ms": [r.lag_ms for r in records],
+        },
+        columns=list(FRAME_COLUMNS),
+    )
+    return frame
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV written by the prober, as the same frame `records_to_frame` builds."""
+    import pandas as pd
+
+    raw = pd.read_csv(path, dtype={"error": "string", "backend": "string"}, keep_default_na=False)
+    missing = [c for c in CSV_COLUMNS if c not in raw.columns]
+    if missing:
+        raise KalabError(f"{path} is not a probe CSV: it lacks the column(s) {', '.join(missing)}.")
+    backend = raw["backend"].astype(object)
+    return pd.DataFrame(
+        {
+            "seq": raw["seq"].astype(int),
+            "t": raw["t_send"].astype(float),
+            "latency_ms": raw["latency_ms"].astype(float),
+            "ok": raw["ok"].astype(str).str.lower().eq("true"),
+            "status": pd.to_numeric(raw["status"], errors="coerce").astype("Int64"),
+            "error": raw["error"].astype(str),
+            "backend": backend.where(backend != "", None),
+            "lag_ms": raw["lag_ms"].astype(float),
+        },
+        columns=list(FRAME_COLUMNS),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# From the host: run the prober inside a namespace
+
+
+class ProbeJob:
+    """A prober running in a namespace (see `start_probe_in_namespace`); `result()` waits and reads its CSV."""
+
+    def __init__(self, ns: str, argv: list[str], workdir: Path, limit: float) -> None:
+        self.ns = ns
+        self.workdir = workdir
+        self.csv = workdir / "probe.csv"
+        self.limit = limit
+        self._lines: list[str] = []
+        self._started = threading.Event()
+        self.started_at: float | None = None
+        self._stderr = (workdir / "stderr.txt").open("w+")
+        env = dict(os.environ)
+        # The prober imports this package; make that work whatever the child's working directory.
+        package_root = str(Path(__file__).resolve().parents[3])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        self.popen = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *argv, "--out", str(self.csv)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, args=(self.popen.stdout,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str] | None) -> None:
+        assert stream is not None
+        for line in stream:
+            self._lines.append(line)
+            if line.startswith('{"started"'):
+                with contextlib.suppress(ValueError, KeyError):
+                    self.started_at = float(json.loads(line)["started"])
+                self._started.set()
+        self._started.set()  # also on exit, so a waiter never hangs on a prober that failed early
+
+    def wait_started(self, timeout: float = 15.0) -> float:
+        """Block until the first request is about to go out; return its planned send time (unix seconds)."""
+        if not self._started.wait(timeout) or self.started_at is None:
+            self.result()  # raises the prober's own error if it failed
+            raise KalabError(f"The prober in {self.ns} did not start within {timeout:g} s.")
+        return self.started_at
+
+    def stop(self) -> None:
+        """Kill the prober (our own child, by PID) and remove its files."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+        self._cleanup()
+
+    def result(self) -> pd.DataFrame:
+        """Wait for the prober to finish; its CSV as a frame, with the summary in `frame.attrs["summary"]`."""
+        try:
+            try:
+                code = self.popen.wait(timeout=self.limit)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+                raise KalabError(f"The prober in {self.ns} ran past {self.limit:g} s and was killed.") from None
+            self._reader.join(timeout=10)
+            if code != 0:
+                self._stderr.seek(0)
+                lines = [ln.strip() for ln in self._stderr.read().splitlines() if ln.strip()]
+                reason = lines[-1].removeprefix("error: ") if lines else f"exit status {code}"
+                raise KalabError(f"The prober in namespace {self.ns} failed: {reason.rstrip('.')}.")
+            frame = read_csv(self.csv)
+            with contextlib.suppress(ValueError, IndexError):
+                frame.attrs["summary"] = json.loads(self._lines[-1])
+            return frame
+        finally:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        self._stderr.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_probe_in_namespace(
+    ns: str, url: str, duration: float, rate: float, timeout: float = 1.0, python: str | None = None
+) -> ProbeJob:
+    """Start the prober inside network namespace `ns` (e.g. the lab's bastion) and return at once."""
+    check_limits(duration, rate, timeout)
+    parse_url(url, resolve=False)  # names are resolved inside the namespace, where the lab's view applies
+    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", ns) or not (_NETNS_RUN / ns).exists():
+        raise KalabError(f"Network namespace {ns!r} does not exist; bring the lab up first.")
+    workdir = Path(tempfile.mkdtemp(prefix="kalab-probe-"))
+    argv = [
+        python or sys.executable,
+        "-m",
+        "kalab.lab.dataplane.probe",
+        url,
+        "--for",
+        repr(float(duration)),
+        "--rate",
+        repr(float(rate)),
+        "--timeout",
+        repr(float(timeout)),
+    ]
+    try:
+        return ProbeJob(ns, argv, workdir, limit=duration + timeout + 60.0)
+    except OSError as err:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise KalabError(f"The prober could not be started in {ns}: {err.strerror or err}.") from err
+
+
+def probe_in_namespace(
+    ns: str, url: str, duration: float, rate: float, timeout: float = 1.0, python: str | None = None
+) -> pd.DataFrame:
+    """Probe `url` from inside namespace `ns` and return the timeline (summary in `frame.attrs["summary"]`)."""
+    return start_probe_in_namespace(ns, url, duration, rate, timeout, python).result()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kalab.lab.dataplane.probe", description=__doc__.splitlines()[0])
+    parser.add_argument("url", help="http://HOST[:PORT][/PATH]")
+    parser.add_argument("--for", dest="duration", type=float, required=True, help=f"seconds (≤ {MAX_DURATION:g})")
+    parser.add_argument("--rate", type=float, default=100.0, help=f"requests per second (≤ {MAX_RATE:g}, default 100)")
+    parser.add_argument("--timeout", type=float, default=1.0, help="per-request timeout in seconds (default 1)")
+    parser.add_argument("--out", type=Path, required=True, help="CSV file to write, one row per request")
+    args = parser.parse_args(argv)
+
+    def started(t0: float) -> None:
+        print(json.dumps({"started": round(t0, 6)}), flush=True)
+
+    try:
+        records = asyncio.run(probe(args.url, args.duration, args.rate, args.timeout, on_start=started))
+        write_csv(records, args.out)
+    except KalabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summarise(records, args.rate).to_dict()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,807 @@
+"""Run the lab's programs the way a kubelet runs containers: in a network namespace, with logs, restarts and stops.
+
+Why it is built this way:
+- A program runs as `ip netns exec <ns> <argv>`; `ip` execs the program, so the PID we record is the program's own.
+- Each program gets its own session (setsid), so its PID is also its process group and session ID. When a program
+  ends (by itself or because we stopped it) we SIGKILL whatever is left in its group while the program is still an
+  unreaped zombie: the zombie pins the group ID, so that signal cannot reach anybody else. This is what a container
+  runtime does to a container's cgroup when its main process exits, and it is why nothing outlives a stop.
+- If the supervising process dies, the kernel SIGKILLs each program (PR_SET_PDEATHSIG, set in the child between fork
+  and exec; the child also checks that its parent did not die before that). The kernel ties that signal to the
+  *thread* that forked, so every fork happens on the supervisor's one long-lived loop thread.
+- Descendants of a program are not covered by the death signal, so every started PID is recorded on disk with its
+  start time from /proc/<pid>/stat and the boot ID. `reap_recorded` uses those records after a crash to kill exactly
+  those sessions — never by name, and never a reused PID (checked by start time, signalled through a pidfd).
+- One thread per supervisor multiplexes everything (pidfds for exits, pipes for logs, timers for backoff and grace
+  periods), so dozens of programs cost one thread, and all state changes happen in one place.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import heapq
+import itertools
+import json
+import logging
+import os
+import re
+import select
+import selectors
+import signal as _signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Literal, TypeVar
+
+from kalab.model.errors import KalabError
+
+RestartPolicy = Literal["Always", "OnFailure", "Never"]
+ProcessState = Literal["running", "waiting", "exited"]
+
+_T = TypeVar("_T")
+_POLICIES = ("Always", "OnFailure", "Never")
+_NETNS_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# What a minimal container image sets; callers add the rest (HOSTNAME, POD_NAME, ...) through ProcessSpec.env.
+_BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+_READ_CHUNK = 65536
+_MAX_LINE = 16384  # like the kubelet, split a line that never ends rather than buffer it forever
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Specs and statuses
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Restart delays: `initial`, doubling per consecutive crash, at most `cap` (CrashLoopBackOff, but short).
+
+    A run that lasted `reset_after` seconds or more counts as healthy and starts the doubling again.
+    """
+
+    initial: float = 0.1
+    cap: float = 5.0
+    reset_after: float = 10.0
+
+    def delay(self, crashes: int) -> float:
+        """The wait before restarting after the `crashes`-th consecutive crash (1-based)."""
+        return float(min(self.cap, self.initial * 2.0 ** min(max(crashes, 1) - 1, 60)))
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One program to supervise; `name` is its key (e.g. `<pod-ns>/<pod>/<container>`)."""
+
+    name: str
+    argv: Sequence[str]
+    netns: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    log_path: Path | None = None  # default: <state_dir>/logs/<name>.log
+    restart_policy: RestartPolicy = "Never"
+    backoff: Backoff = field(default_factory=Backoff)
+    inherit_env: bool = False  # start from this process's environment instead of a minimal one
+
+    def __post_init__(self) -> None:
+        if not self.name or "\0" in self.name:
+            raise KalabError("A supervised process needs a non-empty name without NUL characters.")
+        if isinstance(self.argv, str) or not self.argv or any("\0" in a for a in self.argv):
+            raise KalabError(f"Process {self.name} needs a command line of non-empty arguments without NULs.")
+        if self.restart_policy not in _POLICIES:
+            raise KalabError(
+                f"Process {self.name} has restart policy {self.restart_policy!r}; use Always, OnFailure or Never."
+            )
+        if self.netns is not None and not _NETNS_NAME.match(self.netns):
+            raise KalabError(f"Process {self.name} names network namespace {self.netns!r}, which is not a valid name.")
+        object.__setattr__(self, "argv", tuple(self.argv))
+
+    def command(self) -> list[str]:
+        """The command line actually executed (`ip netns exec` replaces itself with the program)."""
+        return ["ip", "netns", "exec", self.netns, *self.argv] if self.netns else list(self.argv)
+
+
+@dataclass(frozen=True)
+class Termination:
+    """How one run ended; `exit_code` follows the container convention: 128 + signal when killed by a signal."""
+
+    exit_code: int
+    signal: int | None
+    reason: str  # Completed (exit 0), Error, or StartError (could not be started at all)
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """A snapshot; `state` is running, waiting (a restart is scheduled) or exited (no restart will follow)."""
+
+    name: str
+    state: ProcessState
+    pid: int | None
+    restarts: int
+    started_at: datetime | None  # of the current run, or of the last one when not running
+    finished_at: datetime | None  # of the last finished run
+    exit_code: int | None  # of the last finished run
+    signal: int | None
+    reason: str | None  # waiting: CrashLoopBackOff; exited: the last run's reason
+    log_path: Path
+    last_termination: Termination | None
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """What `reap_recorded` needs to find a started program again, and to be sure it is the same one."""
+
+    name: str
+    pid: int
+    starttime: int  # field 22 of /proc/<pid>/stat, clock ticks since boot
+    boot_id: str
+    argv: tuple[str, ...]
+    netns: str | None
+    started_at: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.pid}-{self.starttime}.json"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# /proc helpers
+
+
+@dataclass(frozen=True)
+class _Stat:
+    state: str
+    pgrp: int
+    session: int
+    starttime: int
+
+
+def _read_stat(pid: int) -> _Stat | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name may hold spaces and parentheses, so split after its last ')'.
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    return _Stat(fields[0].decode(), int(fields[2]), int(fields[3]), int(fields[19]))
+
+
+def _boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+class _Stamper:
+    """RFC3339Nano UTC timestamps (`kubectl logs --timestamps`), formatting the seconds part once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = b""
+
+    def __call__(self) -> bytes:
+        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+        if seconds != self._second:
+            self._second = seconds
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode()
+        return b"%s.%09dZ " % (self._prefix, nanos)
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A preexec hook: SIGKILL this child when the forking thread dies, and give up if it already has."""
+    prctl = _libc.prctl
+    sigkill = int(_signal.SIGKILL)
+
+    def hook() -> None:
+        if prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(126)
+
+    return hook
+
+
+def _safe_filename(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "process"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Internal bookkeeping (touched only on the loop thread, under the condition's lock)
+
+
+class _Timer:
+    __slots__ = ("callback", "cancelled")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+
+class _Run:
+    """One execution of a program."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], pidfd: int, log: IO[bytes], record: Path) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.pidfd = pidfd
+        self.log = log
+        self.record = record
+        self.partial = b""
+        self.reaped = False
+        self.started_at = datetime.now(UTC)
+        self.started_mono = time.monotonic()
+
+
+class _Proc:
+    def __init__(self, spec: ProcessSpec, log_path: Path) -> None:
+        self.spec = spec
+        self.log_path = log_path
+        self.run: _Run | None = None
+        self.state: ProcessState = "waiting"
+        self.restarts = 0
+        self.crashes = 0
+        self.stopping = False
+        self.last: Termination | None = None
+        self.last_started: datetime | None = None
+        self.timer: _Timer | None = None  # pending restart or SIGKILL escalation
+
+    def snapshot(self) -> ProcessStatus:
+        last = self.last
+        running = self.run is not None and self.state == "running"
+        reason = "CrashLoopBackOff" if self.state == "waiting" and last is not None else None
+        if self.state == "exited" and last is not None:
+            reason = last.reason
+        return ProcessStatus(
+            name=self.spec.name,
+            state=self.state,
+            pid=self.run.pid if running and self.run else None,
+            restarts=self.restarts,
+            started_at=self.last_started,
+            finished_at=last.finished_at if last else None,
+            exit_code=last.exit_code if last else None,
+            signal=last.signal if last else None,
+            reason=reason,
+            log_path=self.log_path,
+            last_termination=last,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The supervisor
+
+
+class ManagedProcess:
+    """A handle on one supervised program; every call goes through its supervisor."""
+
+    def __init__(self, supervisor: Supervisor, spec: ProcessSpec, log_path: Path) -> None:
+        self.supervisor = supervisor
+        self.spec = spec
+        self.name = spec.name
+        self.log_path = log_path
+
+    def status(self) -> ProcessStatus:
+        return self.supervisor.status(self.name)
+
+    @property
+    def pid(self) -> int | None:
+        return self.status().pid
+
+    def wait(self, predicate: Callable[[ProcessStatus], bool], timeout: float) -> ProcessStatus:
+        return self.supervisor.wait(self.name, predicate, timeout)
+
+    def wait_running(self, timeout: float = 10.0) -> ProcessStatus:
+        return self.wait(lambda s: s.state == "running", timeout)
+
+    def wait_exited(self, timeout: float = 10.0) -> ProcessStatus:
+        return self.wait(lambda s: s.state == "exited", timeout)
+
+    def stop(self, grace: float = 5.0) -> ProcessStatus:
+        return self.supervisor.stop(self.name, grace)
+
+    def signal(self, sig: int) -> None:
+        self.supervisor.signal(self.name, sig)
+
+
+class Supervisor:
+    """Starts, watches, restarts and stops programs; `state_dir` holds their logs and PID records."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir)
+        self.records_dir = self.state_dir / "pids"
+        self.logs_dir = self.state_dir / "logs"
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._boot_id = _boot_id()
+        self._cond = threading.Condition()
+        self._procs: dict[str, _Proc] = {}
+        self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self._timers: list[tuple[float, int, _Timer]] = []
+        self._seq = itertools.count()
+        self._stamp = _Stamper()
+        self._reading: set[_Run] = set()  # runs whose output pipe is still open
+        self._closing = False
+        self._closed = False
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wake)
+        self._thread = threading.Thread(target=self._loop, name="kalab-supervisor", daemon=True)
+        self._thread.start()
+        # An interpreter that exits without close() would leave the programs to the death signal (no grace
+        # period) and their descendants to reap_recorded; stopping them properly is kinder to keepalived.
+        atexit.register(self.close, 2.0)
+
+    # -- public API ----------------------------------------------------------------------------------------------
+
+    def start(self, spec: ProcessSpec) -> ManagedProcess:
+        """Start `spec` now; a name may be reused only once its previous program has exited for good."""
+        log_path = Path(spec.log_path) if spec.log_path else self.logs_dir / f"{_safe_filename(spec.name)}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+
+        def command() -> None:
+            current = self._procs.get(spec.name)
+            if current is not None and current.state != "exited":
+                raise KalabError(
+                    f"A process named {spec.name} is already supervised; stop it before starting it again."
+                )
+            proc = _Proc(spec, log_path)
+            self._spawn(proc)  # raises for a program that cannot be started at all
+            self._procs[spec.name] = proc
+
+        self._call(command)
+        return ManagedProcess(self, spec, log_path)
+
+    def status(self, name: str) -> ProcessStatus:
+        with self._cond:
+            return self._proc(name).snapshot()
+
+    def statuses(self) -> dict[str, ProcessStatus]:
+        with self._cond:
+            return {name: proc.snapshot() for name, proc in self._procs.items()}
+
+    def wait(self, name: str, predicate: Callable[[ProcessStatus], bool], timeout: float) -> ProcessStatus:
+        """Block until the status of `name` satisfies `predicate`; a one-sentence KalabError after `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                status = self._proc(name).snapshot()
+                if predicate(status):
+                    return status
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise KalabError(
+                        f"Process {name} did not reach the expected state within {timeout:g} s "
+                        f"(it is {status.state}, {status.restarts} restarts)."
+                    )
+                self._cond.wait(left)
+
+    def signal(self, name: str, sig: int) -> None:
+        """Send `sig` (SIGHUP, SIGUSR1, a realtime signal, ...) to the program's recorded PID only."""
+
+        def command() -> None:
+            run = self._proc(name).run
+            try:
+                if run is None or run.reaped:
+                    raise ProcessLookupError
+                _signal.pidfd_send_signal(run.pidfd, sig)
+            except ProcessLookupError:
+                raise KalabError(f"Process {name} is not running, so it cannot be signalled.") from None
+
+        self._call(command)
+
+    def stop(self, name: str, grace: float = 5.0) -> ProcessStatus:
+        """SIGTERM the program, SIGKILL it after `grace` seconds, and return once it is gone for good."""
+        self._call(lambda: self._begin_stop(self._proc(name), grace))
+        return self.wait(name, lambda s: s.state == "exited", grace + 10.0)
+
+    def stop_all(self, grace: float = 5.0) -> dict[str, ProcessStatus]:
+        """Stop every program at once (one grace period for all) and wait until all are gone."""
+
+        def command() -> list[str]:
+            for proc in self._procs.values():
+                self._begin_stop(proc, grace)
+            return list(self._procs)
+
+        names = self._call(command)
+        return {name: self.wait(name, lambda s: s.state == "exited", grace + 10.0) for name in names}
+
+    def close(self, grace: float = 5.0) -> None:
+        """Stop everything and end the loop thread; the supervisor cannot be used afterwards."""
+        if self._closed:
+            return
+        try:
+            self.stop_all(grace)
+        finally:
+            with self._cond:
+                self._closing = True
+            self._wake()
+            self._thread.join(timeout=grace + 10.0)
+            self._closed = True
+            atexit.unregister(self.close)
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing between callers and the loop thread --------------------------------------------------------------
+
+    def _proc(self, name: str) -> _Proc:
+        proc = self._procs.get(name)
+        if proc is None:
+            raise KalabError(f"No process named {name} is supervised here.")
+        return proc
+
+    def _call(self, fn: Callable[[], _T]) -> _T:
+        if threading.current_thread() is self._thread:
+            return fn()
+        future: Future[_T] = Future()
+        with self._cond:
+            if self._closing or not self._thread.is_alive():
+                raise KalabError("The supervisor has been closed; create a new one.")
+            self._commands.append((fn, future))
+        self._wake()
+        return future.result(timeout=60)
+
+    def _wake(self) -> None:
+        with self._cond:  # the loop closes the pipe under this lock, so we never write to a recycled descriptor
+            if self._wake_w >= 0:
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self._wake_w, b"x")
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    def _after(self, delay: float, callback: Callable[[], None]) -> _Timer:
+        timer = _Timer(callback)
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), timer))
+        return timer
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            timeout = max(0.0, self._timers[0][0] - time.monotonic()) if self._timers else None
+            for key, _ in self._selector.select(timeout):
+                with self._cond:
+                    self._guarded(key.data)
+                    self._cond.notify_all()
+            with self._cond:
+                while self._commands:
+                    fn, future = self._commands.popleft()
+                    try:
+                        future.set_result(fn())
+                    except BaseException as err:  # handed to the caller's thread, which re-raises it
+                        future.set_exception(err)
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now:
+                    _, _, timer = heapq.heappop(self._timers)
+                    if not timer.cancelled:
+                        self._guarded(timer.callback)
+                self._cond.notify_all()
+                if self._closing and not any(p.run for p in self._procs.values()):
+                    break
+        self._shutdown()
+
+    @staticmethod
+    def _guarded(callback: Callable[[], object]) -> None:
+        # A bug in one callback must not end the loop: every other program would go unwatched.
+        try:
+            callback()
+        except Exception:
+            _log.exception("supervisor callback failed")
+
+    def _shutdown(self) -> None:
+        with self._cond:
+            # Output pipes still open belong to processes that escaped their group (setsid); stop reading them.
+            for run in list(self._reading):
+                self._close_output(run)
+            self._selector.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_w = -1
+
+    # -- running programs (loop thread only) -----------------------------------------------------------------------
+
+    def _spawn(self, proc: _Proc) -> None:
+        spec = proc.spec
+        env = dict(os.environ) if spec.inherit_env else dict(_BASE_ENV)
+        env.update(spec.env)
+        log = proc.log_path.open("ab")
+        try:
+            popen = subprocess.Popen(
+                spec.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=spec.cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),
+            )
+        except OSError as err:
+            log.close()
+            raise KalabError(f"Process {spec.name} could not be started: {err.strerror or err}.") from err
+        assert popen.stdout is not None
+        try:
+            pidfd = os.pidfd_open(popen.pid)
+            record = self._write_record(proc, popen.pid)
+        except OSError as err:  # an unrecorded program must not run: it could never be reaped after a crash
+            popen.kill()
+            popen.wait()
+            popen.stdout.close()
+            log.close()
+            raise KalabError(f"Process {spec.name} could not be recorded: {err.strerror or err}.") from err
+        run = _Run(popen, pidfd, log, record)
+        out_fd = popen.stdout.fileno()
+        os.set_blocking(out_fd, False)
+        self._selector.register(pidfd, selectors.EVENT_READ, lambda: self._on_exit(proc, run))
+        self._selector.register(out_fd, selectors.EVENT_READ, lambda: self._on_output(run))
+        self._reading.add(run)
+        proc.run = run
+        proc.state = "running"
+        proc.last_started = run.started_at
+
+    def _write_record(self, proc: _Proc, pid: int) -> Path:
+        stat = _read_stat(pid)  # the child is ours and unreaped, so its /proc entry exists
+        assert stat is not None
+        record = ProcessRecord(
+            name=proc.spec.name,
+            pid=pid,
+            starttime=stat.starttime,
+            boot_id=self._boot_id,
+            argv=tuple(proc.spec.argv),
+            netns=proc.spec.netns,
+            started_at=_rfc3339(time.time()),
+        )
+        path = self.records_dir / record.filename
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(record)))
+        tmp.replace(path)
+        return path
+
+    def _on_output(self, run: _Run) -> bool:
+        """Log what the program wrote; False when nothing more is readable right now."""
+        if run not in self._reading:  # closed earlier in the same batch of events
+            return False
+        assert run.popen.stdout is not None
+        fd = run.popen.stdout.fileno()
+        try:
+            data = os.read(fd, _READ_CHUNK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if data:
+            lines = (run.partial + data).split(b"\n")
+            run.partial = lines.pop()
+            if len(run.partial) >= _MAX_LINE:
+                lines.append(run.partial)
+                run.partial = b""
+            if lines:
+                stamp = self._stamp()
+                run.log.write(b"".join(stamp + line + b"\n" for line in lines))
+                run.log.flush()
+            return True
+        # End of output: every writer (the program and anything it left behind) is gone.
+        if run.partial:
+            run.log.write(self._stamp() + run.partial + b"\n")
+        self._close_output(run)
+        return False
+
+    def _close_output(self, run: _Run) -> None:
+        assert run.popen.stdout is not None
+        self._selector.unregister(run.popen.stdout.fileno())
+        run.popen.stdout.close()
+        run.log.close()
+        self._reading.discard(run)
+
+    def _on_exit(self, proc: _Proc, run: _Run) -> None:
+        try:
+            if os.waitid(os.P_PID, run.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is None:
+                return
+            pinned = True
+        except ChildProcessError:  # reaped behind our back (a stray os.wait()): its PID may already be reused
+            pinned = False
+        if pinned:
+            # The program is a zombie now: its PID still names its group, so this reaches only what it left behind.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(run.pid, _signal.SIGKILL)
+        returncode = run.popen.wait()
+        run.reaped = True
+        # Usually the program was the pipe's only writer, so its whole output is there now: log it before the
+        # exit is reported, so that "exited" implies a complete log. Stragglers just dying are read later.
+        while run in self._reading and self._on_output(run):
+            pass
+        self._selector.unregister(run.pidfd)
+        os.close(run.pidfd)
+        run.record.unlink(missing_ok=True)
+        signum = -returncode if returncode < 0 else None
+        code = 128 + signum if signum is not None else returncode
+        self._finish(proc, code, signum, "Completed" if code == 0 else "Error", run.started_at, run.started_mono)
+
+    def _finish(
+        self, proc: _Proc, code: int, signum: int | None, reason: str, started_at: datetime, started_mono: float
+    ) -> None:
+        proc.run = None
+        proc.last = Termination(code, signum, reason, started_at, datetime.now(UTC))
+        if proc.timer:
+            proc.timer.cancelled = True
+            proc.timer = None
+        policy = proc.spec.restart_policy
+        restart = policy == "Always" or (policy == "OnFailure" and code != 0)
+        if proc.stopping or self._closing or not restart:
+            proc.state = "exited"
+            return
+        healthy = time.monotonic() - started_mono >= proc.spec.backoff.reset_after
+        proc.crashes = 1 if healthy else proc.crashes + 1
+        proc.state = "waiting"
+        proc.timer = self._after(proc.spec.backoff.delay(proc.crashes), lambda: self._restart(proc))
+
+    def _restart(self, proc: _Proc) -> None:
+        proc.timer = None
+        proc.restarts += 1
+        # Keep the previous run's log next to the current one, like `kubectl logs --previous`.
+        with contextlib.suppress(FileNotFoundError):
+            proc.log_path.replace(proc.log_path.with_name(proc.log_path.name + ".previous"))
+        started_at, started_mono = datetime.now(UTC), time.monotonic()
+        try:
+            self._spawn(proc)
+        except KalabError as err:
+            with contextlib.suppress(OSError), proc.log_path.open("ab") as log:
+                log.write(self._stamp() + str(err).encode() + b"\n")
+            self._finish(proc, 128, None, "StartError", started_at, started_mono)
+
+    def _begin_stop(self, proc: _Proc, grace: float) -> None:
+        proc.stopping = True
+        if proc.timer:
+            proc.timer.cancelled = True
+            proc.timer = None
+        run = proc.run
+        if run is None or run.reaped:
+            proc.state = "exited"
+            return
+        with contextlib.suppress(ProcessLookupError):
+            _signal.pidfd_send_signal(run.pidfd, _signal.SIGTERM)
+
+        def escalate() -> None:
+            proc.timer = None
+            if not run.reaped:
+                with contextlib.suppress(ProcessLookupError):
+                    _signal.pidfd_send_signal(run.pidfd, _signal.SIGKILL)
+
+        proc.timer = self._after(max(grace, 0.0), escalate)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Crash recovery
+
+
+def read_records(state_dir: Path) -> list[ProcessRecord]:
+    """The PID records a supervisor using `state_dir` left behind (unreadable ones are skipped)."""
+    records = []
+    for path in sorted((Path(state_dir) / "pids").glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            data["argv"] = tuple(data["argv"])
+            records.append(ProcessRecord(**data))
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+    return records
+
+
+def write_record(state_dir: Path, record: ProcessRecord) -> Path:
+    """Store a record the way the supervisor does (for tools that adopt a process, and for tests)."""
+    path = Path(state_dir) / "pids" / record.filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(record)))
+    return path
+
+
+def record_for(name: str, pid: int, argv: Sequence[str] = (), netns: str | None = None) -> ProcessRecord:
+    """A record describing the live process `pid` as it is now."""
+    stat = _read_stat(pid)
+    if stat is None:
+        raise KalabError(f"Process {pid} does not exist, so it cannot be recorded.")
+    return ProcessRecord(name, pid, stat.starttime, _boot_id(), tuple(argv), netns, _rfc3339(time.time()))
+
+
+def _all_pids() -> Iterator[int]:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            yield int(entry)
+
+
+def _session_members(record: ProcessRecord) -> list[int]:
+    """PIDs that certainly belong to the session the recorded program started.
+
+    If the recorded PID is alive with another start time, the number was reused — which the kernel allows only
+    once no process is left in the old session — so there is nothing to kill. Otherwise every live process whose
+    session ID is the recorded PID and that started no earlier than it is one of ours: a session ID cannot be
+    handed to a new process while any member of the old session lives.
+    """
+    leader = _read_stat(record.pid)
+    if leader is not None and leader.starttime != record.starttime:
+        return []
+    members = []
+    for pid in _all_pids():
+        stat = _read_stat(pid)
+        if stat and stat.session == record.pid and stat.state != "Z" and stat.starttime >= record.starttime:
+            members.append(pid)
+    return members
+
+
+def _kill_verified(pid: int, record: ProcessRecord) -> int | None:
+    """SIGKILL `pid` through a pidfd after re-checking it (no PID reuse race); return the pidfd to wait on."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    stat = _read_stat(pid)
+    if stat is None or stat.session != record.pid or stat.starttime < record.starttime:
+        os.close(pidfd)
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        _signal.pidfd_send_signal(pidfd, _signal.SIGKILL)
+    return pidfd
+
+
+def reap_recorded(state_dir: Path, timeout: float = 5.0) -> list[ProcessRecord]:
+    """Kill what a crashed supervisor started from `state_dir`, by recorded PID and start time.
+
+    Returns the records whose session still had live processes. Every record is removed once its session is gone;
+    records from an earlier boot are simply dropped.
+    """
+    reaped = []
+    boot = _boot_id()
+    deadline = time.monotonic() + timeout
+    for record in read_records(state_dir):
+        path = Path(state_dir) / "pids" / record.filename
+        if record.boot_id == boot:
+            # A member might fork while we kill, so repeat until the session is empty.
+            found = False
+            for _ in range(10):
+                members = _session_members(record)
+                if not members:
+                    break
+                found = True
+                pidfds = [fd for fd in (_kill_verified(pid, record) for pid in members) if fd is not None]
+                try:
+                    _wait_pidfds(pidfds, deadline)
+                finally:
+                    for fd in pidfds:
+                        os.close(fd)
+            else:
+                raise KalabError(f"Process {record.pid} ({record.name}) survived repeated SIGKILLs; check it by hand.")
+            if found:
+                reaped.append(record)
+        path.unlink(missing_ok=True)
+    return reaped
+
+
+def _wait_pidfds(pidfds: list[int], deadline: float) -> None:
+    """Wait until each pidfd reports its process exited (a pidfd turns readable then, child of ours or not)."""
+    poller = select.poll()
+    for fd in pidfds:
+        poller.register(fd, select.POLLIN)
+    pending = set(pidfds)
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise KalabError("Recorded lab processes did not die within the reap timeout; check them by hand.")
+        for fd, _ in poller.poll(left * 1000):
+            pending.discard(fd)
+            poller.unregister(fd)
