@@ -32,6 +32,7 @@ import ipaddress
 import json
 import os
 import signal
+import socketserver
 import subprocess
 import sys
 import threading
@@ -294,15 +295,6 @@ def run_reloader(reloader: Reloader, interval: float, stop: threading.Event) -> 
 # --- exporter -------------------------------------------------------------------------------------------------
 
 
-def _dump_identity(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    # keepalived renames a new file into place, so a fresh dump always has a new inode (and mtime).
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 @dataclass
 class Scraper:
     """One scrape at a time: signal keepalived, wait for its fresh JSON dump, turn it into the exposition."""
@@ -332,15 +324,16 @@ class Scraper:
             where = self.pid_file or "this network namespace"
             raise KalabError(f"keepalived is not running (no live keepalived process in {where}).")
         dump = self.tmp_dir / JSON_DUMP
-        before = _dump_identity(dump)
+        # Remove the last dump first, so any file that appears is the answer to this signal. Comparing inode and
+        # mtime is not enough: a freed inode number is reused at once and mtimes tick only every few ms.
+        dump.unlink(missing_ok=True)
         try:
             os.kill(pid, self.signum)
         except ProcessLookupError:
             raise KalabError(f"keepalived (pid {pid}) exited before it could be signalled.") from None
         deadline = time.monotonic() + self.timeout
         while True:
-            now = _dump_identity(dump)
-            if now is not None and now != before:
+            if dump.exists():  # keepalived renames the finished dump into place, so it is never half written
                 try:
                     return dump.read_text()
                 except OSError as err:
@@ -393,6 +386,14 @@ def parse_listen(address: str) -> tuple[str, int]:
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True  # a stuck client must not keep the process alive after SIGTERM
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks DNS for the address's name (getfqdn); inside a lab namespace no resolver
+        # answers, so binding would hang for the resolver's full timeout. The name is only cosmetic.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
 
 
 def make_server(listen: str, scraper: Scraper, metrics_path: str = DEFAULT_METRICS_PATH) -> http.server.HTTPServer:
