@@ -6,7 +6,6 @@ optionally `node`. A VRRP state timeline (`t`, `node`, `state`) tells who held t
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -111,20 +110,27 @@ def new_master(states: pd.DataFrame, old_master: str | None, injected_at: float)
     return str(row["node"]), float(row["t"])
 
 
-def duplicate_vip_ms(holders: pd.DataFrame) -> float:
-    """How long two or more nodes held the VIP at once, from samples (`t`, `node`, `holds` bool).
+def duplicate_vip_ms(holders: pd.DataFrame, start: float | None = None, end: float | None = None) -> float:
+    """How long two or more nodes held the VIP at once, in ms, within [start, end].
 
-    Each sample's holding set lasts until the next sample time, so resolution is the sampling interval.
+    Rows (`t`, `node`, `holds`) are changes: a node keeps its last reported state until its next row, so both
+    address events and periodic samples of every node work. `end` defaults to the last row's time.
     """
     _check_columns(holders, ("t", "node", "holds"), "VIP holder timeline")
     if holders.empty:
         return 0.0
-    per_time = holders[holders["holds"].astype(bool)].groupby("t")["node"].nunique()
-    times = sorted(holders["t"].astype(float).unique())
+    rows = holders.sort_values("t", kind="stable")
+    times = rows["t"].astype(float).tolist()
+    lo = times[0] if start is None else start
+    hi = times[-1] if end is None else end
+    state: dict[str, bool] = {}
     total = 0.0
-    for now, nxt in itertools.pairwise(times):
-        if int(per_time.get(now, 0)) >= 2:
-            total += nxt - now
+    for (t, node, holds), t_next in zip(
+        rows[["t", "node", "holds"]].itertuples(index=False, name=None), [*times[1:], hi], strict=True
+    ):
+        state[str(node)] = bool(holds)
+        if sum(state.values()) >= 2:
+            total += max(0.0, min(t_next, hi) - max(float(t), lo))
     return total * 1000.0
 
 

@@ -59,14 +59,21 @@ def master_down_interval(advert_int: float, priority: int = DEFAULT_PRIORITY) ->
 
 @dataclass(frozen=True)
 class Expectation:
-    """What VRRP timing predicts for one failure; times in seconds, None where no formula applies."""
+    """What VRRP timing predicts for one failure; times in seconds, None where no formula applies.
+
+    `takeover_s` is when the backup claims the VIP at the latest; a failure strikes at a random point between two
+    adverts, so the backup's timer (restarted by each advert) may already have run for up to one interval:
+    the claim comes between `earliest_takeover_s` and `takeover_s`. `outage_s` is what clients see.
+    """
 
     kind: FailureKind
     advert_int: float
     priority: int
     version: int
     outage_s: float
+    earliest_outage_s: float
     takeover_s: float
+    earliest_takeover_s: float
     duplicate_vip_s: float | None
     explanation: str
 
@@ -84,23 +91,42 @@ def expected_outage(
     advert_int: float = DEFAULT_ADVERT_INT,
     priority: int = DEFAULT_PRIORITY,
     version: int = 2,
+    kube_proxy: bool = True,
 ) -> Expectation:
-    """Expected client outage, backup takeover time and duplicate-VIP window; `priority` is the backup's."""
+    """Expected client outage, backup takeover and duplicate-VIP window; `priority` is the backup's.
+
+    `kube_proxy` says whether every node serves the VIP whether or not it holds it (kube-proxy's externalIP and
+    load-balancer rules DNAT the VIP on every node, as on OpenShift); keepalived then only steers ARP, and a node
+    that dropped the VIP but still receives traffic keeps serving it. Without it, only the holder answers.
+    """
     kind = parse_failure_kind(kind) if isinstance(kind, str) else kind
     check_timing(advert_int, priority, version)
     skew = skew_time(advert_int, priority)
     down = master_down_interval(advert_int, priority)
+    earliest_down = down - advert_int
     if kind is FailureKind.GRACEFUL:
+        if kube_proxy:
+            outage, why = (
+                0.0,
+                (
+                    "Clients' ARP caches still point at the old node, whose kube-proxy rules keep serving the VIP, "
+                    "so they should see almost no outage."
+                ),
+            )
+        else:
+            outage, why = skew, f"Nobody answers for the VIP until then ({skew * 1000:.0f} ms)."
         return Expectation(
             kind,
             advert_int,
             priority,
             version,
+            outage,
+            outage,
             skew,
             skew,
             0.0,
-            f"The MASTER drops the VIP and sends priority 0; the backup takes over after Skew_Time "
-            f"({skew * 1000:.0f} ms).",
+            f"The MASTER drops the VIP and sends priority 0; the backup claims it after Skew_Time "
+            f"({skew * 1000:.0f} ms). {why}",
         )
     if kind is FailureKind.CRASH:
         return Expectation(
@@ -109,11 +135,14 @@ def expected_outage(
             priority,
             version,
             0.0,
+            0.0,
             down,
+            earliest_down,
             None,
             f"The killed keepalived leaves the VIP on its node, which keeps answering, so clients see almost no "
-            f"outage; the backup claims the VIP after Master_Down_Interval ({down * 1000:.0f} ms) and from then "
-            f"two nodes hold it until something removes the stale copy.",
+            f"outage; the backup claims the VIP {earliest_down * 1000:.0f}–{down * 1000:.0f} ms later "
+            f"(Master_Down_Interval less the time since the last advert), and from then two nodes hold it "
+            f"until something removes the stale copy.",
         )
     return Expectation(
         kind,
@@ -121,8 +150,11 @@ def expected_outage(
         priority,
         version,
         down,
+        earliest_down,
         down,
+        earliest_down,
         0.0,
-        f"The MASTER falls silent; the backup waits Master_Down_Interval ({down * 1000:.0f} ms), then takes "
-        f"the VIP and sends gratuitous ARPs.",
+        f"The MASTER falls silent; the backup waits out Master_Down_Interval ({down * 1000:.0f} ms, less the "
+        f"time since the last advert: {earliest_down * 1000:.0f}–{down * 1000:.0f} ms), then claims the VIP "
+        f"and sends gratuitous ARPs.",
     )

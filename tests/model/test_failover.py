@@ -102,3 +102,17 @@ def test_trials_frame_ratio_skips_zero_expectations() -> None:
     frame = trials_frame([{"outage_ms": 700.0, "expected_ms": 609.375}, {"outage_ms": 3.0, "expected_ms": 0.0}])
     assert frame.loc[0, "ratio"] == pytest.approx(700 / 609.375)
     assert pd.isna(frame.loc[1, "ratio"])
+
+
+def test_duplicate_window_from_address_events_clipped_to_the_trial() -> None:
+    events = pd.DataFrame(
+        [
+            {"t": 0.0, "node": "master-2", "holds": True},
+            {"t": 0.0, "node": "master-1", "holds": False},
+            {"t": 3.6, "node": "master-1", "holds": True},  # backup claims the VIP; the stale copy stays
+            {"t": 5.0, "node": "master-2", "holds": False},  # restarted keepalived removes the stale VIP
+        ]
+    )
+    assert duplicate_vip_ms(events) == pytest.approx(1400.0)
+    assert duplicate_vip_ms(events, start=4.0, end=4.5) == pytest.approx(500.0)
+    assert duplicate_vip_ms(events.iloc[:3], end=6.0) == pytest.approx(2400.0)

@@ -25,11 +25,26 @@ def test_higher_backup_priority_takes_over_sooner() -> None:
     assert master_down_interval(1.0, 254) == pytest.approx(3 + 2 / 256)
 
 
-def test_graceful_costs_skew_time_and_leaves_no_duplicate() -> None:
+def test_graceful_takeover_is_skew_time_and_leaves_no_duplicate() -> None:
     exp = expected_outage("graceful")
     assert exp.kind is FailureKind.GRACEFUL
-    assert exp.outage_ms == pytest.approx(609.375)
+    assert exp.takeover_ms == pytest.approx(609.375)
+    assert exp.earliest_takeover_s == exp.takeover_s  # priority 0 is sent at once: no advert phase involved
     assert exp.duplicate_vip_s == 0.0
+
+
+def test_graceful_outage_depends_on_whether_every_node_serves_the_vip() -> None:
+    # kube-proxy DNATs the VIP on every node: the old node keeps serving until ARP moves clients away.
+    assert expected_outage("graceful").outage_s == 0.0
+    assert expected_outage("graceful", kube_proxy=False).outage_ms == pytest.approx(609.375)
+
+
+def test_hard_failures_land_within_one_advert_of_master_down() -> None:
+    exp = expected_outage("link-down", 1.0)
+    assert exp.earliest_outage_s == pytest.approx(2.609375)
+    assert exp.outage_s == pytest.approx(3.609375)
+    crash = expected_outage("crash", 0.1, version=3)
+    assert crash.earliest_takeover_s == pytest.approx(0.2609375)
 
 
 def test_crash_costs_clients_nothing_but_opens_a_duplicate_window() -> None:
