@@ -385,15 +385,23 @@ class Supervisor:
                     )
                 self._cond.wait(left)
 
-    def signal(self, name: str, sig: int) -> None:
-        """Send `sig` (SIGHUP, SIGUSR1, a realtime signal, ...) to the program's recorded PID only."""
+    def signal(self, name: str, sig: int, *, group: bool = False) -> None:
+        """Send `sig` (SIGHUP, SIGUSR1, a realtime signal, ...) to the program's recorded PID only.
+
+        With `group`, the signal goes to the program's whole process group at once (its PID is the group ID,
+        and cannot be reused while we have not reaped it): a crash of keepalived must take its VRRP child down
+        in the same instant, or the child sees its parent die and gracefully releases the VIPs.
+        """
 
         def command() -> None:
             run = self._proc(name).run
             try:
                 if run is None or run.reaped:
                     raise ProcessLookupError
-                _signal.pidfd_send_signal(run.pidfd, sig)
+                if group:
+                    os.killpg(run.pid, sig)
+                else:
+                    _signal.pidfd_send_signal(run.pidfd, sig)
             except ProcessLookupError:
                 raise KalabError(f"Process {name} is not running, so it cannot be signalled.") from None
 

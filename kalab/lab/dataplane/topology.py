@@ -260,6 +260,17 @@ class Topology:
     def node_ns(self, name: str) -> str:
         return naming.node_ns(self.prefix, self.spec.node(name).name)
 
+    def set_uplink(self, name: str, up: bool) -> None:
+        """Take a node off the segment or put it back (how the lab simulates losing a node).
+
+        The kernel deletes routes through a link that goes down and does not bring them back, so putting the
+        node back also restores its routes, as the node's network manager would.
+        """
+        ns = self.node_ns(name)
+        netlink.set_link(ns, self.interface, up)
+        if up:
+            netlink.ns_batches({ns: _node_routes(self.spec, self.spec.node(name))})
+
     def namespaces(self) -> list[str]:
         """The fixed namespaces (segment, bastion, nodes); pod sandboxes come and go on top of these."""
         return [self.segment_ns, self.bastion_ns, *(self.node_ns(n) for n in self.node_names)]
@@ -365,11 +376,13 @@ def _node_lines(spec: TopologySpec, node: NodeSpec) -> list[str]:
         f"addr add {node.pod_gateway_cidr} dev {naming.POD_BRIDGE}",
         f"link set {naming.POD_BRIDGE} up",
     ]
-    lines += [
-        f"route add {other.pod_cidr} via {other.ip} dev {spec.interface}" for other in spec.nodes if other != node
-    ]
-    lines.append(f"route add default via {spec.gateway} dev {spec.interface}")
-    return lines
+    return lines + _node_routes(spec, node)
+
+
+def _node_routes(spec: TopologySpec, node: NodeSpec) -> list[str]:
+    """Routes to the other nodes' pod subnets and the default route, all through the uplink."""
+    routes = [f"route replace {o.pod_cidr} via {o.ip} dev {spec.interface}" for o in spec.nodes if o != node]
+    return [*routes, f"route replace default via {spec.gateway} dev {spec.interface}"]
 
 
 def build(spec: TopologySpec) -> Topology:

@@ -92,3 +92,31 @@ def json_signal() -> int:
     answer = done.stdout.strip()
     # A keepalived built without JSON support answers an error instead of a number.
     return int(answer) if done.returncode == 0 and answer.isdigit() else DEFAULT_JSON_SIGNAL
+
+
+def _is_live_keepalived(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    # "pid (comm) state …": a zombie (Z) or dead (X) process holds no daemon, whatever its name.
+    comm, _, rest = stat.partition(" (")[2].rpartition(") ")
+    return comm == "keepalived" and rest[:1] not in ("Z", "X")
+
+
+def clear_stale_pid_files(pid_dir: Path) -> list[Path]:
+    """Remove pid files whose keepalived is gone, so a restarted container is not refused as "already running".
+
+    In a cluster a restarted container starts in a fresh PID namespace. In the lab, a crashed keepalived's VRRP
+    child can linger as a zombie until the host's init reaps it, and keepalived counts a zombie as running.
+    """
+    removed: list[Path] = []
+    for path in sorted(pid_dir.glob("*.pid")):
+        try:
+            pid = int(path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = 0
+        if pid <= 0 or not _is_live_keepalived(pid):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
