@@ -23,7 +23,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     # Imported here so that `kalab --help` stays cheap and each command module owns its own options.
-    from kalab.cli import cidr, render, run
+    from kalab.cli import cidr, failover, probe, render, run
 
     parser = Parser(prog="kalab", description="Runbook and embedded lab for the keepalived operator.")
     # Sub-parsers inherit Parser (one-sentence errors); command modules only need the ArgumentParser API.
@@ -34,6 +34,8 @@ def build_parser() -> Parser:
     cidr.register(commands)
     render.register(commands)
     run.register(commands)
+    probe.register(commands)
+    failover.register(commands)
     return parser
 
 

@@ -1,0 +1,82 @@
+"""`kalab probe`: send HTTP requests at a steady rate from the bastion and record who answered."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from kalab.cli.labtools import require_root, running_bastion
+from kalab.model.errors import KalabError
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "probe",
+        help="probe a URL from the lab's bastion at a steady rate and record every request",
+        description=(
+            "Requests go out from inside the lab's bastion namespace (the trainee's machine), never from this "
+            "host. Use --scenario to probe a throwaway copy of the seed's demo when no lab is running."
+        ),
+    )
+    parser.add_argument("url", nargs="?", help="http://IP[:PORT]/PATH (default with --scenario: the demo's VIP)")
+    parser.add_argument("--for", dest="duration", type=float, required=True, metavar="SECONDS", help="how long")
+    parser.add_argument("--rate", type=float, default=200.0, metavar="HZ", help="requests per second (default 200)")
+    parser.add_argument("--timeout", type=float, default=1.0, metavar="S", help="per request (default 1 s)")
+    parser.add_argument("--out", metavar="CSV", help="write one row per request to this CSV file")
+    parser.add_argument("--scenario", action="store_true", help="build the demo data plane for the probe")
+    parser.add_argument("--prefix", default="kalab-", help=argparse.SUPPRESS)  # tests run their own labs
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(handler=handle)
+
+
+@contextlib.contextmanager
+def _bastion(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
+    """(bastion namespace, URL): the running lab's, or a throwaway scenario's for the duration of the probe."""
+    if args.scenario:
+        from kalab.lab import scenario
+
+        print("Building the demo data plane (about 5 s) …", file=sys.stderr, flush=True)
+        with scenario.start() as scn:
+            yield scn.bastion_ns, args.url or scn.url
+        return
+    if not args.url:
+        raise KalabError("Give the URL to probe, e.g. http://172.21.6.50/, or use --scenario for the demo's VIP.")
+    bastion = running_bastion(args.prefix)
+    if bastion is None:
+        raise KalabError(
+            "No lab is running, and probes of lab addresses only leave from its bastion; "
+            "add --scenario to probe a throwaway demo data plane."
+        )
+    yield bastion, args.url
+
+
+def handle(args: argparse.Namespace) -> int:
+    from kalab.lab.dataplane.probe import check_limits, parse_url, probe_in_namespace
+
+    check_limits(args.duration, args.rate, args.timeout)
+    if args.url:
+        parse_url(args.url, resolve=False)
+    require_root("probe")
+    with _bastion(args) as (bastion, url):
+        frame = probe_in_namespace(bastion, url, args.duration, args.rate, args.timeout)
+    if args.out:
+        frame.to_csv(Path(args.out), index=False)
+    summary = dict(frame.attrs.get("summary", {}))
+    answered = frame[frame["ok"].astype(bool)]
+    summary["backends"] = {str(k): int(v) for k, v in answered["backend"].value_counts().sort_index().items()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{url}: {summary.get('requests')} requests, {summary.get('ok')} ok, {summary.get('failed')} failed")
+    print(
+        f"rate {summary.get('achieved_rate_hz', 0):.1f}/s (asked {args.rate:g}), latency p50 "
+        f"{summary.get('p50_ms') or 0:.1f} ms p99 {summary.get('p99_ms') or 0:.1f} ms, "
+        f"worst send lag {summary.get('max_lag_ms', 0):.1f} ms"
+    )
+    for backend, count in summary["backends"].items():
+        print(f"  {backend:<16} {count:>6}  {count / max(len(answered), 1):6.1%}")
+    return 0

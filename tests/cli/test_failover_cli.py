@@ -1,0 +1,57 @@
+"""`kalab failover` and `kalab probe` as a user runs them: real data plane, JSON out, one-sentence errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import needs_root_tools
+
+
+def kalab(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kalab", *argv], capture_output=True, text=True, timeout=timeout)
+
+
+@needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+def test_failover_json_reports_every_field_the_notebooks_plot() -> None:
+    done = kalab("failover", "--kind", "link-down", "--advert-int", "0.1", "--vrrp-version", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    (trial,) = json.loads(done.stdout)
+    for key in ("outage_ms", "lost", "old_master", "new_master", "expected_ms", "duplicate_vip_ms"):
+        assert key in trial
+    assert trial["old_master"] != trial["new_master"]
+    assert trial["expected_ms"] == pytest.approx(360.9, abs=0.1)
+    assert 0 < trial["outage_ms"] < 1000
+    assert "Traceback" not in done.stderr
+
+
+@needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+def test_probe_of_the_demo_scenario_sees_both_pods() -> None:
+    done = kalab("probe", "--scenario", "--for", "1", "--rate", "200", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["failed"] == 0
+    assert summary["requests"] == 200
+    assert len(summary["backends"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["failover", "--kind", "graceful", "--advert-int", "0.5"], "needs VRRP version 3"),
+        (["failover", "--kind", "crash", "--trials", "0"], "between 1 and 50"),
+        (["failover", "--kind", "meltdown"], "invalid choice"),
+        (["probe", "--for", "1"], "Give the URL to probe"),
+        (["probe", "ftp://172.21.6.50/", "--for", "1"], "http"),
+        (["probe", "http://172.21.6.50/", "--for", "100000"], "600"),
+        (["probe", "http://172.21.6.50/", "--for", "1", "--prefix", "kalab-none-"], "No lab is running"),
+    ],
+)
+def test_bad_requests_get_one_sentence(argv: list[str], needle: str) -> None:
+    done = kalab(*argv, timeout=60)
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert needle in done.stderr
+    assert "Traceback" not in done.stderr
