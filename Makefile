@@ -18,7 +18,7 @@ test: setup lint
 	$(BIN)/pytest
 
 lint: setup
-	$(BIN)/ruff check kalab tests
+	$(BIN)/ruff check kalab tests bench
 	$(BIN)/mypy
 
 lab: setup
