@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := keepalived iptables iproute2 curl iputils-ping
 STAMP := $(VENV)/.kalab-installed
 
-.PHONY: demo test lab setup system-packages lint clean
+.PHONY: demo test lab bench setup system-packages lint clean
 
 demo: setup
 	$(BIN)/kalab run --out out
@@ -20,6 +20,9 @@ test: setup lint
 lint: setup
 	$(BIN)/ruff check kalab tests bench
 	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/dataplane.py
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
