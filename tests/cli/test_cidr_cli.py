@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
-
-def kalab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kalab", *args], capture_output=True, text=True, encoding="utf-8", timeout=60
-    )
+from kalabcli import one_stderr_line
+from kalabcli import run_kalab as kalab
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("kalab: error: ")
-    return lines[0].removeprefix("kalab: error: ")
+    line = one_stderr_line(result)
+    assert line.startswith("kalab: error: ")
+    return line.removeprefix("kalab: error: ")
 
 
 def test_plan_seed_cidr_prints_the_table_and_the_host_bits_warning() -> None:

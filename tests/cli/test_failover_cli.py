@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from conftest import needs_root_tools
-
-
-def kalab(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kalab", *argv], capture_output=True, text=True, timeout=timeout)
+from kalabcli import run_kalab as kalab
 
 
 @needs_root_tools("keepalived", "iptables-restore", "ip", "curl")

@@ -4,40 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from typing import Any
 
 import pytest
 import yaml
+from conftest import FIXTURES
+from kalabcli import one_stderr_line
+from kalabcli import run_kalab as kalab
 
-SEED_PATCH_JSON = """{
-  "spec": {
-    "externalIP": {
-      "policy": {
-        "allowedCIDRs": [
-          "172.21.6.33/27"
-        ]
-      },
-      "autoAssignCIDRs": [
-        "172.21.6.33/27"
-      ]
-    }
-  }
-}
-"""
-
-
-def kalab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kalab", *args], capture_output=True, text=True, encoding="utf-8", timeout=60
-    )
-
-
-def one_stderr_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+# What `envsubst < network-patch.yaml | yq eval -j -` prints for the seed's exports.
+SEED_PATCH_JSON = (FIXTURES / "seed_network_patch.json").read_text()
 
 
 def yaml_docs(result: subprocess.CompletedProcess[str]) -> list[Any]:

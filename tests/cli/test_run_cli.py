@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
+from kalabcli import run_kalab as kalab
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def kalab(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kalab", *argv], capture_output=True, text=True, timeout=600)
 
 
 def outputs_text(path: Path) -> str:

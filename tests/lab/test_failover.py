@@ -40,7 +40,7 @@ def test_graceful_stop_hands_over_after_skew_time_without_clients_noticing(scn: 
 
 
 def test_crash_leaves_the_vip_on_two_nodes_until_keepalived_returns(scn: scenario.Scenario) -> None:
-    result, timeline, events = failover.run_trial(scn, "crash")
+    result, _, events = failover.run_trial(scn, "crash")
     exp = expected_outage("crash")
     assert result.new_master not in (None, result.old_master)
     assert result.takeover_ms is not None
@@ -53,7 +53,7 @@ def test_crash_leaves_the_vip_on_two_nodes_until_keepalived_returns(scn: scenari
 
 
 def test_link_down_costs_master_down_interval(scn: scenario.Scenario) -> None:
-    result, timeline, _ = failover.run_trial(scn, "link-down")
+    result, _, _ = failover.run_trial(scn, "link-down")
     exp = expected_outage("link-down")
     assert result.new_master not in (None, result.old_master)
     assert exp.earliest_outage_s * 1000 - SLACK_MS <= result.outage_ms <= exp.outage_ms + SLACK_MS

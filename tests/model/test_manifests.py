@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import SEED
+from conftest import FIXTURES, SEED
 
 from kalab.model import manifests as m
 from kalab.model.errors import KalabError
@@ -17,21 +17,7 @@ from kalab.model.errors import KalabError
 SEED_CIDR = "172.21.6.33/27"
 
 # What `envsubst < network-patch.yaml | yq eval -j -` prints for the seed's exports.
-SEED_PATCH_JSON = """{
-  "spec": {
-    "externalIP": {
-      "policy": {
-        "allowedCIDRs": [
-          "172.21.6.33/27"
-        ]
-      },
-      "autoAssignCIDRs": [
-        "172.21.6.33/27"
-      ]
-    }
-  }
-}
-"""
+SEED_PATCH_JSON = (FIXTURES / "seed_network_patch.json").read_text()
 
 
 def seed_heredoc(filename: str) -> str:

@@ -1,0 +1,20 @@
+"""Running the `kalab` command as a user would, and reading its one-sentence errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def run_kalab(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kalab", *argv], capture_output=True, text=True, encoding="utf-8", timeout=timeout
+    )
+
+
+def one_stderr_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single line a failing (or warning) command prints on stderr; never a traceback."""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
