@@ -1,0 +1,1 @@
+"""A Kubernetes-compatible API server for the lab: storage, REST, watch, patch, discovery, tables and auth."""

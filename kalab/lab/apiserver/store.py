@@ -1,0 +1,337 @@
+"""The lab's object storage: what etcd plus kube-apiserver's registry do, in memory.
+
+Objects are plain dicts (the JSON the API speaks). Every change gets the next resourceVersion and becomes a watch
+event; watchers resume from any resourceVersion still in the history. Admission hooks run on create and update
+(defaulting, IP allocation, SCC checks); deleting an owner deletes its dependents (background garbage collection).
+Every object handed out is a deep copy, so callers can never change stored state behind the store's back.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import itertools
+import random
+import string
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from kalab.lab.apiserver.errors import ApiError, already_exists, bad_request, conflict, gone, invalid, not_found
+from kalab.lab.apiserver.resources import Registry, ResourceType
+from kalab.lab.apiserver.selectors import Predicate, field_selector, label_selector
+
+Obj = dict[str, Any]
+Operation = Literal["CREATE", "UPDATE", "DELETE"]
+EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
+HISTORY = 20000  # watch events kept for resuming; older resourceVersions get 410 Expired
+_NAME_CHARS = string.ascii_lowercase + string.digits
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    rt: ResourceType
+    object: Obj
+    rv: int
+
+
+# An admission hook may change the object it is given (mutating) or raise ApiError (validating).
+Admission = Callable[[Operation, ResourceType, Obj, Obj | None], None]
+Subscriber = Callable[[Event], None]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _meta(obj: Obj) -> dict[str, Any]:
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise bad_request("metadata must be an object")
+    return meta
+
+
+class Store:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._cond = threading.Condition()
+        self._rv = itertools.count(1)
+        self._last_rv = 0
+        self._objects: dict[str, dict[tuple[str, str], Obj]] = {}
+        self._history: deque[Event] = deque(maxlen=HISTORY)
+        self._admission: builtins.list[Admission] = []
+        self._subscribers: builtins.list[Subscriber] = []
+
+    # -- extension points --------------------------------------------------------------------------------------
+
+    def add_admission(self, hook: Admission) -> None:
+        self._admission.append(hook)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Called for every event, in order, outside the store's lock (controllers enqueue work from it)."""
+        self._subscribers.append(subscriber)
+
+    # -- reads -------------------------------------------------------------------------------------------------
+
+    @property
+    def resource_version(self) -> int:
+        with self._cond:
+            return self._last_rv
+
+    def get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
+        with self._cond:
+            found = self._objects.get(rt.key, {}).get((self._ns(rt, namespace), name))
+            if found is None:
+                raise not_found(rt.plural, name, rt.group)
+            return copy.deepcopy(found)
+
+    def try_get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
+        try:
+            return self.get(rt, namespace, name)
+        except ApiError:
+            return None
+
+    def list(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        labels: str | None = None,
+        fields: str | None = None,
+    ) -> tuple[builtins.list[Obj], int]:
+        """Matching objects sorted by namespace and name, and the resourceVersion they were read at."""
+        match = self._matcher(labels, fields)
+        with self._cond:
+            items = [
+                copy.deepcopy(obj)
+                for (ns, _), obj in sorted(self._objects.get(rt.key, {}).items())
+                if (not namespace or not rt.namespaced or ns == namespace) and match(obj)
+            ]
+            return items, self._last_rv
+
+    @staticmethod
+    def _matcher(labels: str | None, fields: str | None) -> Predicate:
+        by_label, by_field = label_selector(labels), field_selector(fields)
+        return lambda obj: by_label(obj) and by_field(obj)
+
+    # -- writes ------------------------------------------------------------------------------------------------
+
+    def create(self, rt: ResourceType, obj: Obj, namespace: str | None = None) -> Obj:
+        obj = copy.deepcopy(obj)
+        meta = _meta(obj)
+        ns = self._ns(rt, namespace or meta.get("namespace"))
+        if rt.namespaced and not ns:
+            raise bad_request(f"{rt.plural} must be created in a namespace")
+        if rt.namespaced and rt.key != "/namespaces" and not self._exists("/namespaces", "", ns):
+            raise not_found("namespaces", ns)
+        if not meta.get("name"):
+            prefix = meta.get("generateName")
+            if not prefix:
+                raise invalid(rt.kind, "", "metadata.name: Required value: name or generateName is required")
+            meta["name"] = prefix + "".join(random.choices(_NAME_CHARS, k=5))
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        if rt.namespaced:
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        for hook in self._admission:
+            hook("CREATE", rt, obj, None)
+        with self._cond:
+            bucket = self._objects.setdefault(rt.key, {})
+            if (ns, meta["name"]) in bucket:
+                raise already_exists(rt.plural, meta["name"], rt.group)
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now_rfc3339()
+            meta["generation"] = 1
+            meta.pop("deletionTimestamp", None)
+            event = self._commit("ADDED", rt, obj, bucket, ns)
+        self._notify([event])
+        return copy.deepcopy(event.object)
+
+    def update(self, rt: ResourceType, obj: Obj, namespace: str | None = None, subresource: str | None = None) -> Obj:
+        """Replace an object (or only its status with `subresource="status"`); a stale resourceVersion conflicts."""
+        obj = copy.deepcopy(obj)
+        meta = _meta(obj)
+        ns = self._ns(rt, namespace or meta.get("namespace"))
+        name = meta.get("name") or ""
+        with self._cond:
+            old = self._objects.get(rt.key, {}).get((ns, name))
+            if old is None:
+                raise not_found(rt.plural, name, rt.group)
+            old = copy.deepcopy(old)
+        wanted_rv = meta.get("resourceVersion")
+        if wanted_rv and str(wanted_rv) != old["metadata"]["resourceVersion"]:
+            raise conflict(rt.plural, name, rt.group)
+        merged = self._merge_update(rt, old, obj, subresource)
+        for hook in self._admission:
+            hook("UPDATE", rt, merged, old)
+        with self._cond:
+            bucket = self._objects.setdefault(rt.key, {})
+            current = bucket.get((ns, name))
+            if current is None:
+                raise not_found(rt.plural, name, rt.group)
+            if current["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"]:
+                raise conflict(rt.plural, name, rt.group)
+            if merged == current:
+                return copy.deepcopy(current)  # no-op updates keep their resourceVersion, as in Kubernetes
+            event = self._commit("MODIFIED", rt, merged, bucket, ns)
+        self._notify([event])
+        return copy.deepcopy(event.object)
+
+    @staticmethod
+    def _merge_update(rt: ResourceType, old: Obj, new: Obj, subresource: str | None) -> Obj:
+        if subresource == "status":
+            merged = copy.deepcopy(old)
+            merged["status"] = new.get("status", {})
+            return merged
+        merged = new
+        merged["apiVersion"], merged["kind"] = rt.api_version, rt.kind
+        meta, old_meta = merged["metadata"], old["metadata"]
+        for fixed in ("uid", "creationTimestamp", "namespace", "name", "generation", "deletionTimestamp"):
+            if fixed in old_meta:
+                meta[fixed] = old_meta[fixed]
+            else:
+                meta.pop(fixed, None)
+        meta["resourceVersion"] = old_meta["resourceVersion"]
+        if "status" in rt.subresources:
+            # With a status subresource, writes to the object never change its status.
+            if "status" in old:
+                merged["status"] = old["status"]
+            else:
+                merged.pop("status", None)
+        spec_changed = {k: v for k, v in merged.items() if k not in ("metadata", "status")} != {
+            k: v for k, v in old.items() if k not in ("metadata", "status")
+        }
+        if spec_changed:
+            meta["generation"] = int(old_meta.get("generation", 1)) + 1
+        return merged
+
+    def delete(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
+        """Delete an object and, like the garbage collector, everything it owns (recursively)."""
+        ns = self._ns(rt, namespace)
+        events: builtins.list[Event] = []
+        with self._cond:
+            bucket = self._objects.get(rt.key, {})
+            if (ns, name) not in bucket:
+                raise not_found(rt.plural, name, rt.group)
+            victim = bucket.pop((ns, name))
+            for hook in self._admission:
+                hook("DELETE", rt, copy.deepcopy(victim), None)
+            events.append(self._record("DELETED", rt, victim))
+            owners = [victim["metadata"]["uid"]]
+            if rt.key == "/namespaces":
+                events += self._drop_namespace(name)
+            while owners:
+                owners += self._drop_dependents(owners.pop(), events)
+        self._notify(events)
+        return copy.deepcopy(victim)
+
+    def _drop_dependents(self, owner_uid: str, events: builtins.list[Event]) -> builtins.list[str]:
+        dropped: builtins.list[str] = []
+        for key, bucket in self._objects.items():
+            for ident, obj in list(bucket.items()):
+                refs = obj["metadata"].get("ownerReferences") or []
+                if any(ref.get("uid") == owner_uid for ref in refs):
+                    del bucket[ident]
+                    events.append(self._record("DELETED", self.registry.by_key(key), obj))
+                    dropped.append(obj["metadata"]["uid"])
+        return dropped
+
+    def _drop_namespace(self, namespace: str) -> builtins.list[Event]:
+        events = []
+        for key, bucket in self._objects.items():
+            for ident in [i for i in bucket if i[0] == namespace]:
+                events.append(self._record("DELETED", self.registry.by_key(key), bucket.pop(ident)))
+        return events
+
+    # -- watch -------------------------------------------------------------------------------------------------
+
+    def watch(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        since: int | None = None,
+        labels: str | None = None,
+        fields: str | None = None,
+        timeout: float = 1800.0,
+        bookmark_every: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """Events after resourceVersion `since` (or from now), until `timeout` or `stop`; never loses one."""
+        match = self._matcher(labels, fields)
+        with self._cond:
+            cursor = self._last_rv if since is None else since
+            if self._history and cursor < self._history[0].rv - 1 and cursor < self._last_rv:
+                raise gone(f"too old resource version: {cursor} ({self._history[0].rv - 1})")
+        deadline = time.monotonic() + timeout
+        next_bookmark = time.monotonic() + bookmark_every if bookmark_every else None
+        while not (stop and stop.is_set()):
+            with self._cond:
+                pending = self._since(cursor)
+                if not pending:
+                    wake = min(deadline, next_bookmark or deadline) - time.monotonic()
+                    if wake > 0:
+                        self._cond.wait(min(wake, 1.0))
+                    pending = self._since(cursor)
+                last = self._last_rv
+            for event in pending:
+                cursor = event.rv
+                ns = event.object["metadata"].get("namespace", "")
+                if event.rt.key == rt.key and (not namespace or ns == namespace) and match(event.object):
+                    yield Event(event.type, rt, copy.deepcopy(event.object), event.rv)
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if next_bookmark is not None and now >= next_bookmark:
+                cursor = max(cursor, last)
+                yield Event("BOOKMARK", rt, {"kind": rt.kind, "apiVersion": rt.api_version,
+                                              "metadata": {"resourceVersion": str(cursor)}}, cursor)  # fmt: skip
+                next_bookmark = now + (bookmark_every or 0)
+
+    # -- internals ---------------------------------------------------------------------------------------------
+
+    def _since(self, cursor: int) -> builtins.list[Event]:
+        # Every resourceVersion is one event in the history, so the cursor maps straight to an index.
+        if not self._history:
+            return []
+        skip = max(0, cursor - self._history[0].rv + 1)
+        return list(itertools.islice(self._history, skip, None))
+
+    def _ns(self, rt: ResourceType, namespace: str | None) -> str:
+        return (namespace or "") if rt.namespaced else ""
+
+    def _exists(self, key: str, ns: str, name: str) -> bool:
+        with self._cond:
+            return (ns, name) in self._objects.get(key, {})
+
+    def _commit(
+        self, type_: EventType, rt: ResourceType, obj: Obj, bucket: dict[tuple[str, str], Obj], ns: str
+    ) -> Event:
+        rv = next(self._rv)
+        obj["metadata"]["resourceVersion"] = str(rv)
+        bucket[(ns, obj["metadata"]["name"])] = obj
+        self._last_rv = rv
+        event = Event(type_, rt, copy.deepcopy(obj), rv)
+        self._history.append(event)
+        self._cond.notify_all()
+        return event
+
+    def _record(self, type_: EventType, rt: ResourceType, obj: Obj) -> Event:
+        rv = next(self._rv)
+        self._last_rv = rv
+        deleted = copy.deepcopy(obj)
+        deleted["metadata"]["resourceVersion"] = str(rv)
+        event = Event(type_, rt, deleted, rv)
+        self._history.append(event)
+        self._cond.notify_all()
+        return event
+
+    def _notify(self, events: builtins.list[Event]) -> None:
+        for event in events:
+            for subscriber in self._subscribers:
+                subscriber(event)
