@@ -29,9 +29,10 @@ def pyproject_requirements() -> dict[str, str]:
 def conda_requirements() -> dict[str, str]:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     found: dict[str, str] = {}
-    for dep in env["dependencies"]:
-        if not isinstance(dep, str):  # the `pip:` section installs kalab itself
-            continue
+    deps = [d for d in env["dependencies"] if isinstance(d, str)]
+    for section in (d for d in env["dependencies"] if isinstance(d, dict)):
+        deps += [d for d in section.get("pip", []) if not d.startswith("-e")]  # wheels conda lacks; kalab itself
+    for dep in deps:
         match = re.match(r"^([A-Za-z0-9_.\-]+)\s*(.*)$", dep)
         assert match, dep
         name = normalise(match.group(1))
