@@ -1,0 +1,45 @@
+"""The kubeconfig a user (or kubectl, or the `kubernetes` client) points at the lab's API server.
+
+The CA goes inline (`certificate-authority-data`) so the file is self-contained; it holds the bearer token, hence
+mode 0600 like any credential.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kalab.lab.apiserver.tls import write_private
+
+CLUSTER = "kalab"
+USER = "kalab-admin"
+CONTEXT = "kalab"
+
+
+def kubeconfig_dict(server_url: str, token: str, ca_pem: bytes, namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [
+            {
+                "name": CLUSTER,
+                "cluster": {
+                    "server": server_url,
+                    "certificate-authority-data": base64.b64encode(ca_pem).decode("ascii"),
+                },
+            }
+        ],
+        "users": [{"name": USER, "user": {"token": token}}],
+        "contexts": [{"name": CONTEXT, "context": {"cluster": CLUSTER, "user": USER, "namespace": namespace}}],
+        "current-context": CONTEXT,
+    }
+
+
+def write_kubeconfig(path: Path, server_url: str, token: str, ca_pem: bytes, namespace: str = "default") -> Path:
+    """Write the kubeconfig to `path` with mode 0600 (atomically) and return the path."""
+    text = yaml.safe_dump(kubeconfig_dict(server_url, token, ca_pem, namespace), sort_keys=False)
+    return write_private(path, text.encode("utf-8"))

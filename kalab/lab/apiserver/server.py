@@ -1,0 +1,1203 @@
+"""The lab's HTTPS API server: kube-apiserver's REST surface over the Store, for kubectl and the `kubernetes` client.
+
+`serve()` writes fresh TLS material, a bearer token and a kubeconfig (all 0600) under the state directory, listens
+on loopback only and answers in a thread per connection (the TLS handshake happens in that thread, so a slow client
+never holds up the accept loop). Everything but the health endpoints needs the bearer token.
+
+Routing covers the core group (`/api/v1`) and named groups (`/apis/{group}/{version}`), namespaced and
+cluster-scoped resources, collections, objects and subresources (status, scale, and pods' log/exec/proxy, which
+`kalab.lab.apiserver.streams` speaks), plus `/watch/` paths. Verbs: get, list (selectors, limit/continue), watch
+(chunked JSON lines, resumable from a resourceVersion, bookmarks), create, update, patch (JSON, merge, strategic,
+apply), delete and deletecollection, each with dryRun=All. GET answers JSON, a Table or PartialObjectMetadata, as
+the Accept header asks.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import functools
+import hmac
+import importlib
+import ipaddress
+import json
+import logging
+import random
+import re
+import select
+import socket
+import socketserver
+import ssl
+import string
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from kalab.lab.apiserver import discovery, tables
+from kalab.lab.apiserver.crds import CrdController, start_crd_controller
+from kalab.lab.apiserver.errors import ApiError, bad_request, conflict, not_found
+from kalab.lab.apiserver.hooks import ExecRequest, LogRequest, PodHooks
+from kalab.lab.apiserver.kubeconfig import write_kubeconfig
+from kalab.lab.apiserver.patch import APPLY_PATCH, PATCH_TYPES, STRATEGIC_PATCH, apply_patch, parse_body
+from kalab.lab.apiserver.resources import Registry, ResourceType
+from kalab.lab.apiserver.store import Obj, Store, now_rfc3339
+from kalab.lab.apiserver.tls import make_tls, new_token
+from kalab.lab.context import LabContext
+
+_log = logging.getLogger(__name__)
+
+MAX_BODY = 16 * 1024 * 1024
+IDLE_TIMEOUT = 120.0  # an idle keep-alive connection is closed after this long
+HANDSHAKE_TIMEOUT = 10.0
+WATCH_TIMEOUT = 1800.0  # kube-apiserver's --min-request-timeout
+WATCH_TICK = 1.0  # how often an idle watch checks whether its client went away
+PATCH_RETRIES = 5
+HEALTH = frozenset({"healthz", "readyz", "livez"})
+_NAME_CHARS = string.ascii_lowercase + string.digits
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+# Groups kube-apiserver (or OpenShift's own API servers) serve from compiled types, which is what strategic merge
+# patch needs; everything else is a CRD on a real cluster (config.openshift.io, OLM, monitoring, SCC in 4.x) and
+# refuses it with 415, so a runbook that works here works there.
+_STRATEGIC_GROUPS = frozenset(
+    {
+        "",
+        "apps",
+        "batch",
+        "autoscaling",
+        "policy",
+        "rbac.authorization.k8s.io",
+        "apiextensions.k8s.io",
+        "networking.k8s.io",
+        "storage.k8s.io",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "scheduling.k8s.io",
+        "node.k8s.io",
+        "certificates.k8s.io",
+        "events.k8s.io",
+        "admissionregistration.k8s.io",
+        "apiregistration.k8s.io",
+        "project.openshift.io",
+        "route.openshift.io",
+        "apps.openshift.io",
+    }
+)
+
+
+def _method_not_allowed() -> ApiError:
+    return ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+
+def _no_such_path() -> ApiError:
+    return ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+def _unavailable(message: str) -> ApiError:
+    return ApiError(503, "ServiceUnavailable", message)
+
+
+class _Streams(Protocol):
+    """What `kalab.lab.apiserver.streams` provides (written separately; imported when present)."""
+
+    def serve_log(self, handler: BaseHTTPRequestHandler, hooks: PodHooks, request: LogRequest) -> None: ...
+    def serve_exec(self, handler: BaseHTTPRequestHandler, hooks: PodHooks, request: ExecRequest) -> None: ...
+    def serve_proxy(
+        self,
+        handler: BaseHTTPRequestHandler,
+        hooks: PodHooks,
+        namespace: str,
+        pod: str,
+        port: int,
+        path: str,
+        method: str,
+        body: bytes,
+    ) -> None: ...
+
+
+def _streams() -> _Streams | None:
+    name = "kalab.lab.apiserver.streams"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name != name:
+            raise  # the module exists but is broken: that must not look like "not available"
+        return None
+    return cast(_Streams, module)
+
+
+# -- content negotiation -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Output:
+    form: str  # "json", "table" or "partial"
+    api_version: str = "v1"
+
+
+def _media_ranges(header: str) -> Iterator[tuple[str, dict[str, str]]]:
+    for item in header.split(","):
+        mime, *params = (p.strip() for p in item.split(";"))
+        if mime:
+            yield mime.lower(), {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in params)}
+
+
+def negotiate(accept: str | None) -> _Output:
+    """The first acceptable form in the Accept header: a Table, PartialObjectMetadata or plain JSON."""
+    if not accept or not accept.strip():
+        return _Output("json")
+    for mime, params in _media_ranges(accept):
+        if mime not in ("application/json", "application/*", "*/*"):
+            continue
+        as_ = params.get("as")
+        if as_ is None:
+            return _Output("json")
+        if params.get("g") != "meta.k8s.io" or params.get("v") not in ("v1", "v1beta1"):
+            continue  # e.g. aggregated discovery: fall through to a later choice
+        if as_ == "Table":
+            return _Output("table", f"meta.k8s.io/{params['v']}")
+        if as_ in ("PartialObjectMetadata", "PartialObjectMetadataList"):
+            return _Output("partial", f"meta.k8s.io/{params['v']}")
+    raise ApiError(406, "NotAcceptable", f"only the following media types are accepted: application/json ({accept})")
+
+
+# -- requests ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Request:
+    method: str
+    rt: ResourceType
+    namespace: str | None
+    name: str | None
+    sub: str | None
+    watch: bool
+    query: dict[str, list[str]]
+    body: bytes
+    content_type: str
+    proxy_target: str = ""  # pods/{name}[:port]/proxy: the name segment as written
+    proxy_path: str = "/"
+
+    def q(self, key: str, default: str | None = None) -> str | None:
+        values = self.query.get(key)
+        return values[-1] if values else default
+
+    def flag(self, key: str) -> bool:
+        return (self.q(key) or "").lower() in ("true", "1")
+
+    def integer(self, key: str) -> int | None:
+        value = self.q(key)
+        if value in (None, ""):
+            return None
+        try:
+            return int(value)
+        except ValueError as err:
+            raise bad_request(f"invalid value for {key}: {value!r}") from err
+
+    @property
+    def dry_run(self) -> bool:
+        return "All" in self.query.get("dryRun", [])
+
+
+def _validate_name(rt: ResourceType, name: str) -> None:
+    if name in (".", "..") or "/" in name or "%" in name:
+        raise bad_request(f'"{name}" may not be a name: names may not be "." or "..", nor contain "/" or "%"')
+    if rt.group != "rbac.authorization.k8s.io" and (len(name) > 253 or not _SUBDOMAIN.match(name)):
+        raise ApiError(
+            422,
+            "Invalid",
+            f'{rt.kind} "{name}" is invalid: metadata.name: Invalid value: "{name}": '
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+            "'.', and must start and end with an alphanumeric character",
+            {"name": name, "kind": rt.plural},
+        )
+
+
+# Kinds whose DELETE answers with the deleted object rather than a Status, as in kube-apiserver (the official
+# client decodes `delete_namespaced_pod` as a V1Pod, `delete_namespaced_service` as a V1Service, …).
+RETURNS_DELETED_OBJECT = frozenset({
+    "/pods", "/services", "/serviceaccounts", "/persistentvolumeclaims", "/persistentvolumes", "/podtemplates",
+    "/resourcequotas", "/namespaces", "apiextensions.k8s.io/customresourcedefinitions",
+})  # fmt: skip
+
+
+def _deleted_answer(rt: ResourceType, obj: Obj) -> Obj:
+    return obj if rt.key in RETURNS_DELETED_OBJECT else _status_success(rt, obj)
+
+
+def _status_success(rt: ResourceType, obj: Obj) -> Obj:
+    meta = obj.get("metadata") or {}
+    details = {"name": meta.get("name"), "kind": rt.plural, "uid": meta.get("uid")}
+    if rt.group:
+        details["group"] = rt.group
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+
+
+def _encode_continue(rv: int, key: tuple[str, str]) -> str:
+    raw = json.dumps({"rv": rv, "ns": key[0], "name": key[1]}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[str, str]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return str(data["ns"]), str(data["name"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise bad_request("continue key is not valid") from err
+
+
+def _obj_key(obj: Obj) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+class _Api:
+    """The REST semantics, independent of HTTP plumbing: each verb returns (code, document)."""
+
+    def __init__(
+        self, store: Store, hooks: PodHooks | None, token: str, bookmark_interval: float, namespace_grace: float
+    ) -> None:
+        self.store = store
+        self.hooks = hooks
+        self.token = token
+        self.bookmark_interval = bookmark_interval
+        self.namespace_grace = namespace_grace
+        self.stopping = threading.Event()
+        self.address = ""
+        self._terminating: dict[str, threading.Timer] = {}
+        self._terminating_lock = threading.Lock()
+
+    @property
+    def registry(self) -> Registry:
+        return self.store.registry
+
+    def authorized(self, header: str | None) -> bool:
+        if not header or not header.startswith("Bearer "):
+            return False
+        return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), self.token.encode())
+
+    # -- routing ---------------------------------------------------------------------------------------------
+
+    def discovery(self, segments: list[str]) -> Obj | None:
+        """The discovery document at `segments`, or None when the path is not a discovery path."""
+        if segments == ["version"]:
+            return discovery.version_info()
+        if segments == ["api"]:
+            return discovery.api_versions(self.address)
+        if segments == ["apis"]:
+            return discovery.api_group_list(self.registry)
+        if len(segments) == 2 and segments[0] == "api":
+            found = discovery.resource_list(self.registry, "", segments[1])
+        elif len(segments) == 2 and segments[0] == "apis":
+            found = discovery.api_group(self.registry, segments[1])
+        elif len(segments) == 3 and segments[0] == "apis":
+            found = discovery.resource_list(self.registry, segments[1], segments[2])
+        else:
+            return None
+        if found is None:
+            raise _no_such_path()
+        return found
+
+    def parse(self, method: str, raw_path: str, query: str, body: bytes, content_type: str) -> _Request:
+        raw = [s for s in raw_path.split("/") if s != ""]
+        segments = [unquote(s) for s in raw]
+        if segments[:1] == ["api"] and len(segments) >= 3:
+            group, version, rest, offset = "", segments[1], segments[2:], 2
+        elif segments[:1] == ["apis"] and len(segments) >= 4:
+            group, version, rest, offset = segments[1], segments[2], segments[3:], 3
+        else:
+            raise _no_such_path()
+        watch = rest[:1] == ["watch"]
+        if watch:
+            rest, offset = rest[1:], offset + 1
+        namespace: str | None = None
+        if rest[:1] == ["namespaces"] and len(rest) >= 3:
+            inner = self.registry.get(group, version, rest[2])
+            if inner is not None and inner.namespaced:
+                namespace, rest, offset = rest[1], rest[2:], offset + 2
+            elif not (group == "" and len(rest) == 3):  # /api/v1/namespaces/{name}/status is the namespace's own
+                raise _no_such_path()
+        if not rest:
+            raise _no_such_path()
+        rt = self.registry.get(group, version, rest[0])
+        if rt is None:
+            raise _no_such_path()
+        if namespace is not None and not rt.namespaced:
+            raise _no_such_path()
+        request = _Request(
+            method=method,
+            rt=rt,
+            namespace=namespace,
+            name=rest[1] if len(rest) > 1 else None,
+            sub=rest[2] if len(rest) > 2 else None,
+            watch=watch,
+            query=parse_qs(query, keep_blank_values=True),
+            body=body,
+            content_type=content_type,
+        )
+        if request.sub == "proxy":
+            request.proxy_target = rest[1]
+            tail = raw[offset + 3 :]
+            path = "/" + "/".join(tail)
+            if tail and raw_path.endswith("/"):
+                path += "/"
+            request.proxy_path = path + (f"?{query}" if query else "")
+        elif len(rest) > 3:
+            raise _no_such_path()
+        if request.sub is not None and request.sub not in rt.subresources:
+            raise _no_such_path()
+        if request.name is not None and rt.namespaced and namespace is None:
+            raise _no_such_path()  # a namespaced object is only addressed inside its namespace
+        if request.flag("watch"):
+            request.watch = True
+        return request
+
+    # -- reads -----------------------------------------------------------------------------------------------
+
+    def get(self, req: _Request) -> Obj:
+        assert req.name is not None
+        obj = self.store.get(req.rt, req.namespace, req.name)
+        if req.sub == "scale":
+            return _scale_of(obj)
+        return obj
+
+    def list(self, req: _Request) -> tuple[list[Obj], int, str]:
+        items, rv = self.store.list(req.rt, req.namespace, req.q("labelSelector"), req.q("fieldSelector"))
+        token = req.q("continue")
+        if token:
+            after = _decode_continue(token)
+            items = [i for i in items if _obj_key(i) > after]
+        limit = req.integer("limit")
+        next_token = ""
+        if limit and limit > 0 and len(items) > limit:
+            items = items[:limit]
+            next_token = _encode_continue(rv, _obj_key(items[-1]))
+        return items, rv, next_token
+
+    # -- writes ----------------------------------------------------------------------------------------------
+
+    def _body_object(self, req: _Request) -> Obj:
+        obj = parse_body(req.body, req.content_type)
+        if not isinstance(obj, dict):
+            raise bad_request("the request body must be a JSON object")
+        version, kind = obj.get("apiVersion"), obj.get("kind")
+        if version and version != req.rt.api_version and req.sub is None:
+            raise bad_request(
+                f"the API version in the data ({version}) does not match the expected API version "
+                f"({req.rt.api_version})"
+            )
+        if kind and kind != req.rt.kind and req.sub is None:
+            raise bad_request(f"the kind in the data ({kind}) does not match the expected kind ({req.rt.kind})")
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        ns = meta.get("namespace")
+        if req.rt.namespaced and ns and req.namespace and ns != req.namespace:
+            raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        return obj
+
+    def create(self, req: _Request) -> Obj:
+        obj = self._body_object(req)
+        meta = obj["metadata"]
+        for server_set in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "selfLink"):
+            meta.pop(server_set, None)
+        if meta.get("name"):
+            _validate_name(req.rt, meta["name"])
+        self._check_not_terminating(req.rt, req.namespace or meta.get("namespace"), meta.get("name") or "")
+        if req.dry_run:
+            return self._dry_create(req.rt, obj, req.namespace)
+        return self.store.create(req.rt, obj, req.namespace)
+
+    def _dry_create(self, rt: ResourceType, obj: Obj, namespace: str | None) -> Obj:
+        """What create would store, checked like create but kept out of the store (admission hooks do not run)."""
+        meta = obj["metadata"]
+        ns = (namespace or meta.get("namespace") or "") if rt.namespaced else ""
+        if rt.namespaced and not ns:
+            raise bad_request(f"{rt.plural} must be created in a namespace")
+        if rt.namespaced and self.store.try_get(self.registry.by_key("/namespaces"), None, ns) is None:
+            raise not_found("namespaces", ns)
+        if not meta.get("name"):
+            if not meta.get("generateName"):
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'{rt.kind} "" is invalid: metadata.name: Required value: name or generateName is required',
+                )
+            meta["name"] = meta["generateName"] + "".join(random.choices(_NAME_CHARS, k=5))
+        if self.store.try_get(rt, ns, meta["name"]) is not None:
+            raise ApiError(
+                409,
+                "AlreadyExists",
+                f'{rt.plural}{"." + rt.group if rt.group else ""} "{meta["name"]}" already exists',
+                {"name": meta["name"], "kind": rt.plural},
+            )
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        if rt.namespaced:
+            meta["namespace"] = ns
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
+        return obj
+
+    def update(self, req: _Request) -> Obj:
+        assert req.name is not None
+        obj = self._body_object(req)
+        meta = obj["metadata"]
+        if meta.get("name") and meta["name"] != req.name:
+            raise bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({req.name})"
+            )
+        meta["name"] = req.name
+        if req.sub == "scale":
+            return self._write_scale(req, obj)
+        if req.dry_run:
+            current = self.store.get(req.rt, req.namespace, req.name)
+            if meta.get("resourceVersion") and str(meta["resourceVersion"]) != current["metadata"]["resourceVersion"]:
+                raise conflict(req.rt.plural, req.name, req.rt.group)
+            return _preview_update(req.rt, current, obj, req.sub)
+        return self.store.update(req.rt, obj, req.namespace, subresource=req.sub)
+
+    def patch(self, req: _Request) -> tuple[int, Obj]:
+        assert req.name is not None
+        patch_type = req.content_type.split(";")[0].strip().lower()
+        if patch_type not in PATCH_TYPES:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - "
+                f"accepted media types include: {', '.join(PATCH_TYPES)}",
+            )
+        if patch_type == STRATEGIC_PATCH and req.rt.group not in _STRATEGIC_GROUPS:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - "
+                "accepted media types include: application/json-patch+json, application/merge-patch+json, "
+                "application/apply-patch+yaml",
+            )
+        document = parse_body(req.body, patch_type)
+        for attempt in range(PATCH_RETRIES):
+            current = self.store.try_get(req.rt, req.namespace, req.name)
+            if current is None:
+                if patch_type == APPLY_PATCH and req.sub is None:
+                    return 201, self._apply_create(req, document)
+                raise not_found(req.rt.plural, req.name, req.rt.group)
+            if req.sub == "scale":
+                scale = apply_patch(_scale_of(current), document, patch_type)
+                return 200, self._write_scale(req, scale, current)
+            patched = apply_patch(current, document, patch_type)
+            meta = patched.setdefault("metadata", {})
+            if not isinstance(meta, dict):
+                raise bad_request("metadata must be an object")
+            if meta.get("name", req.name) != req.name:
+                raise bad_request("the name of the object does not match the name on the URL")
+            meta["name"] = req.name
+            precondition = str(meta.get("resourceVersion", "")) != current["metadata"]["resourceVersion"]
+            if req.dry_run:
+                if precondition:
+                    raise conflict(req.rt.plural, req.name, req.rt.group)
+                return 200, _preview_update(req.rt, current, patched, req.sub)
+            try:
+                return 200, self.store.update(req.rt, patched, req.namespace, subresource=req.sub)
+            except ApiError as err:
+                # A write between our read and our update: re-apply the patch, unless it pinned a resourceVersion.
+                if err.reason != "Conflict" or precondition or attempt == PATCH_RETRIES - 1:
+                    raise
+        raise conflict(req.rt.plural, req.name, req.rt.group)  # pragma: no cover - loop always returns or raises
+
+    def _apply_create(self, req: _Request, document: Any) -> Obj:
+        if not isinstance(document, dict):
+            raise bad_request("the applied configuration must be an object")
+        obj = copy.deepcopy(document)
+        obj.setdefault("metadata", {})["name"] = req.name
+        body = json.dumps(obj).encode()
+        create = _Request("POST", req.rt, req.namespace, None, None, False, req.query, body, "application/json")
+        return self.create(create)
+
+    def _write_scale(self, req: _Request, scale: Obj, current: Obj | None = None) -> Obj:
+        assert req.name is not None
+        obj = current or self.store.get(req.rt, req.namespace, req.name)
+        replicas = (scale.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise ApiError(422, "Invalid", f'Scale "{req.name}" is invalid: spec.replicas: must be a non-negative int')
+        wanted_rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if wanted_rv and str(wanted_rv) != obj["metadata"]["resourceVersion"]:
+            raise conflict(req.rt.plural, req.name, req.rt.group)
+        obj.setdefault("spec", {})["replicas"] = replicas
+        if req.dry_run:
+            return _scale_of(obj)
+        return _scale_of(self.store.update(req.rt, obj, req.namespace))
+
+    def delete(self, req: _Request) -> Obj:
+        assert req.name is not None
+        options = parse_body(req.body, "application/json") if req.body.strip() else {}
+        current = self.store.get(req.rt, req.namespace, req.name)
+        preconditions = (options or {}).get("preconditions") or {} if isinstance(options, dict) else {}
+        for key in ("uid", "resourceVersion"):
+            if preconditions.get(key) and str(preconditions[key]) != str(current["metadata"].get(key)):
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f"Precondition failed: {key} in precondition: {preconditions[key]}, "
+                    f"{key} in object meta: {current['metadata'].get(key)}",
+                )
+        dry = req.dry_run or (isinstance(options, dict) and "All" in (options.get("dryRun") or []))
+        if dry:
+            return _deleted_answer(req.rt, current)
+        if req.rt.key == "/namespaces" and self.namespace_grace > 0:
+            return self._terminate_namespace(req.rt, current)  # kube-apiserver answers with the Terminating object
+        return _deleted_answer(req.rt, self.store.delete(req.rt, req.namespace, req.name))
+
+    # -- namespace lifecycle ---------------------------------------------------------------------------------
+    # As in Kubernetes, a deleted namespace is Terminating for a while before it and its content are gone: objects
+    # in it can still be deleted (`kubectl delete -f` of a file holding a Namespace and what is in it succeeds for
+    # every object), nothing new can be created in it.
+
+    def _terminate_namespace(self, rt: ResourceType, ns: Obj) -> Obj:
+        name = ns["metadata"]["name"]
+        with self._terminating_lock:
+            if name in self._terminating:
+                return ns
+            timer = threading.Timer(self.namespace_grace, self._finish_namespace, args=(rt, name))
+            timer.daemon = True
+            self._terminating[name] = timer
+        if (ns.get("status") or {}).get("phase") != "Terminating":
+            ns["status"] = {**(ns.get("status") or {}), "phase": "Terminating"}
+            ns["metadata"].pop("resourceVersion", None)
+            try:
+                ns = self.store.update(rt, ns, subresource="status")
+            except ApiError:
+                with self._terminating_lock:
+                    self._terminating.pop(name, None)
+                raise
+        timer.start()
+        return ns
+
+    def _finish_namespace(self, rt: ResourceType, name: str) -> None:
+        with self._terminating_lock:
+            self._terminating.pop(name, None)
+        with contextlib.suppress(ApiError):
+            self.store.delete(rt, None, name)
+
+    def finish_terminating(self) -> None:
+        """At shutdown: complete pending namespace deletions now rather than leave them Terminating."""
+        with self._terminating_lock:
+            pending = list(self._terminating.items())
+        for name, timer in pending:
+            timer.cancel()
+            self._finish_namespace(self.registry.by_key("/namespaces"), name)
+
+    def _check_not_terminating(self, rt: ResourceType, namespace: str | None, name: str) -> None:
+        if not rt.namespaced or not namespace:
+            return
+        ns = self.store.try_get(self.registry.by_key("/namespaces"), None, namespace)
+        if ns is not None and (ns.get("status") or {}).get("phase") == "Terminating":
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{rt.plural} "{name}" is forbidden: unable to create new content in '
+                f"namespace {namespace} because it is being terminated",
+                {"name": name, "kind": rt.plural},
+            )
+
+    def delete_collection(self, req: _Request) -> Obj:
+        items, _ = self.store.list(req.rt, req.namespace, req.q("labelSelector"), req.q("fieldSelector"))
+        if not req.dry_run:
+            for obj in items:
+                with contextlib.suppress(ApiError):  # already gone, e.g. with its owner
+                    self.store.delete(req.rt, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": {"kind": req.rt.plural, "group": req.rt.group},
+        }
+
+
+def _preview_update(rt: ResourceType, current: Obj, new: Obj, sub: str | None) -> Obj:
+    """The object an update would store, without storing it (for dryRun)."""
+    if sub == "status":
+        preview = copy.deepcopy(current)
+        preview["status"] = new.get("status", {})
+        return preview
+    preview = copy.deepcopy(new)
+    preview["apiVersion"], preview["kind"] = rt.api_version, rt.kind
+    meta, old_meta = preview.setdefault("metadata", {}), current["metadata"]
+    for fixed in ("uid", "creationTimestamp", "namespace", "name", "generation", "resourceVersion"):
+        if fixed in old_meta:
+            meta[fixed] = old_meta[fixed]
+    if "status" in rt.subresources:
+        if "status" in current:
+            preview["status"] = current["status"]
+        else:
+            preview.pop("status", None)
+    return preview
+
+
+_SCALE_META = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+
+
+def _scale_of(obj: Obj) -> Obj:
+    meta = obj["metadata"]
+    selector = (obj.get("spec") or {}).get("selector") or {}
+    labels = ",".join(f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items()))
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: meta[k] for k in _SCALE_META if k in meta},
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+        "status": {"replicas": int((obj.get("status") or {}).get("replicas", 0) or 0), "selector": labels},
+    }
+
+
+# -- HTTP ---------------------------------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], api: _Api, tls: ssl.SSLContext) -> None:
+        self.api = api
+        self.tls = tls
+        self.connections: set[ssl.SSLSocket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks getfqdn() for a name, which hangs where no resolver answers.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake runs here, in the connection's own thread, so one slow client cannot stall accept().
+        try:
+            request.settimeout(HANDSHAKE_TIMEOUT)
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as err:
+            _log.debug("TLS handshake with %s failed: %s", client_address, err)
+            request.close()
+            return
+        with self.connections_lock:
+            self.connections.add(conn)
+        try:
+            _Handler(conn, client_address, self)
+        finally:
+            with self.connections_lock:
+                self.connections.discard(conn)
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        _log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+    def close_connections(self) -> None:
+        with self.connections_lock:
+            live = list(self.connections)
+        for conn in live:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                conn.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT
+    server_version = "kalab-apiserver"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        _log.debug("%s %s", self.address_string(), format % args)
+
+    @property
+    def api(self) -> _Api:
+        return cast(_Server, self.server).api
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch("OPTIONS")
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_BODY:
+                    raise ApiError(413, "RequestEntityTooLarge", "the request body is too large")
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.close_connection = True
+            raise ApiError(413, "RequestEntityTooLarge", "the request body is too large")
+        return self.rfile.read(length) if length > 0 else b""
+
+    def send_json(self, code: int, doc: Any, content_type: str = "application/json") -> None:
+        data = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _send_text(self, code: int, text: str) -> None:
+        data = text.encode("utf-8")
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _dispatch(self, method: str) -> None:
+        self._started = False
+        try:
+            self._route(method)
+        except ApiError as err:
+            if self._started:
+                self.close_connection = True
+            else:
+                self.send_json(err.code, err.status())
+        except (BrokenPipeError, ConnectionResetError, TimeoutError, ssl.SSLError):
+            self.close_connection = True
+        except Exception:
+            _log.exception("%s %s failed", method, self.path)
+            self.close_connection = True
+            if not self._started:
+                with contextlib.suppress(OSError):
+                    self.send_json(
+                        500,
+                        ApiError(
+                            500, "InternalError", "an error on the server prevented the request from succeeding"
+                        ).status(),
+                    )
+
+    def _route(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        segments = [unquote(s) for s in parts.path.split("/") if s]
+        if segments[:1] and segments[0] in HEALTH and method in ("GET", "HEAD"):
+            self._send_text(200, "ok")
+            return
+        if not self.api.authorized(self.headers.get("Authorization")):
+            self.close_connection = True  # its body, if any, is left unread
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+        body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+        if not segments:
+            if method != "GET":
+                raise _method_not_allowed()
+            self.send_json(200, {"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]})
+            return
+        if segments[0] == "openapi":
+            self._serve_openapi(method, segments)
+            return
+        found = self.api.discovery(segments)
+        if found is not None:
+            if method not in ("GET", "HEAD"):
+                raise _method_not_allowed()
+            self.send_json(200, found)
+            return
+        content_type = self.headers.get("Content-Type") or "application/json"
+        req = self.api.parse(method, parts.path, parts.query, body, content_type)
+        self._serve_resource(req)
+
+    def _serve_openapi(self, method: str, segments: list[str]) -> None:
+        # Only v3, and only what kubectl needs to validate on the server (see discovery.openapi_v3_group);
+        # /openapi/v2 stays 404, which kubectl then never needs.
+        if method not in ("GET", "HEAD"):
+            raise _method_not_allowed()
+        if segments[:2] != ["openapi", "v3"]:
+            raise _no_such_path()
+        if len(segments) == 2:
+            self.send_json(200, discovery.openapi_v3_root(self.api.registry))
+            return
+        found = discovery.openapi_v3_group(self.api.registry, "/".join(segments[2:]))
+        if found is None:
+            raise _no_such_path()
+        self.send_json(200, found)
+
+    def _serve_resource(self, req: _Request) -> None:
+        api, method = self.api, req.method
+        if req.rt.kind == "Pod" and req.sub in ("log", "exec", "proxy"):
+            self._serve_pod_stream(req)
+            return
+        if req.sub == "proxy":
+            raise _unavailable(f"the lab does not proxy to {req.rt.plural}")
+        if req.body and not _readable_body(req.content_type):
+            # kubectl's generator commands (`kubectl create namespace|configmap|secret …`) send protobuf, which
+            # this server does not decode (and client-go does not fall back to JSON on 415): say what works.
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format ({req.content_type}): the lab API server reads "
+                "JSON and YAML only, so write the object as a manifest and use `kubectl apply -f` or "
+                f"`kubectl create -f` - accepted media types include: application/json, application/yaml, "
+                f"{', '.join(PATCH_TYPES)}",
+            )
+        if method in ("GET", "HEAD"):
+            output = negotiate(self.headers.get("Accept"))
+            if req.watch:
+                self._watch(req, output)
+            elif req.name is None:
+                items, rv, token = api.list(req)
+                self._send_list(req, output, items, rv, token)
+            else:
+                obj = api.get(req)
+                self._send_object(req, output, obj)
+        elif method == "POST" and req.name is None:
+            obj = api.create(req)
+            self.send_json(201, obj)
+        elif method == "PUT" and req.name is not None:
+            self.send_json(200, api.update(req))
+        elif method == "PATCH" and req.name is not None:
+            code, obj = api.patch(req)
+            self.send_json(code, obj)
+        elif method == "DELETE" and req.sub is None:
+            self.send_json(200, api.delete(req) if req.name is not None else api.delete_collection(req))
+        else:
+            raise _method_not_allowed()
+
+    # -- responses -------------------------------------------------------------------------------------------
+
+    def _send_object(self, req: _Request, output: _Output, obj: Obj) -> None:
+        if output.form == "table" and req.sub is None:
+            rv = obj["metadata"].get("resourceVersion", "")
+            doc = tables.table(req.rt, [obj], req.q("includeObject", "Metadata") or "Metadata", rv, output.api_version)
+            self.send_json(200, doc)
+        elif output.form == "partial" and req.sub is None:
+            self.send_json(200, tables.partial_metadata(obj, output.api_version))
+        else:
+            self.send_json(200, obj)
+
+    def _send_list(self, req: _Request, output: _Output, items: list[Obj], rv: int, token: str) -> None:
+        include = req.q("includeObject", "Metadata") or "Metadata"
+        if output.form == "table":
+            self.send_json(200, tables.table(req.rt, items, include, str(rv), output.api_version, continue_token=token))
+            return
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if token:
+            meta["continue"] = token
+        if output.form == "partial":
+            partial = [tables.partial_metadata(i, output.api_version) for i in items]
+            doc = {
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": output.api_version,
+                "metadata": meta,
+                "items": partial,
+            }
+        else:
+            doc = {"kind": req.rt.list_kind, "apiVersion": req.rt.api_version, "metadata": meta, "items": items}
+        self.send_json(200, doc)
+
+    # -- watch -----------------------------------------------------------------------------------------------
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _client_gone(self) -> bool:
+        """During a watch the client sends nothing, so a readable socket means it closed (or broke) the stream."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def _watch(self, req: _Request, output: _Output) -> None:
+        api = self.api
+        rt = req.rt
+        fields = req.q("fieldSelector") or ""
+        if req.name is not None:
+            fields = ",".join(f for f in (fields, f"metadata.name={req.name}") if f)
+        labels = req.q("labelSelector")
+        timeout = float(req.integer("timeoutSeconds") or WATCH_TIMEOUT)
+        bookmarks = req.flag("allowWatchBookmarks")
+        include = req.q("includeObject", "Metadata") or "Metadata"
+        since_text = req.q("resourceVersion") or ""
+        # Streaming list (client-go's WatchList, which kubectl uses): the current objects as ADDED, then a bookmark
+        # marking the end of the initial events, then changes. Without the parameter the same applies to a watch
+        # from no resourceVersion ("get state and start at most recent").
+        streaming = req.flag("sendInitialEvents")
+        send_initial = streaming or ("sendInitialEvents" not in req.query and since_text in ("", "0"))
+        initial: list[Obj] = []
+        if send_initial:
+            initial, since = api.store.list(rt, req.namespace, labels, fields or None)
+        elif since_text in ("", "0"):
+            since = api.store.resource_version
+        else:
+            try:
+                since = int(since_text)
+            except ValueError as err:
+                raise bad_request(f"invalid resource version: {since_text!r}") from err
+        events = api.store.watch(rt, req.namespace, since, labels, fields or None, timeout, WATCH_TICK, api.stopping)
+        # Like kube-apiserver, answer 200 at once; a resourceVersion too old arrives as an ERROR event (410).
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        self._started = True
+        columns_sent = False
+
+        def render(obj: Obj) -> Obj:
+            nonlocal columns_sent
+            if output.form == "table":
+                doc = tables.table(
+                    rt,
+                    [obj],
+                    include,
+                    obj["metadata"].get("resourceVersion", ""),
+                    output.api_version,
+                    with_columns=not columns_sent,
+                )
+                columns_sent = True
+                return doc
+            if output.form == "partial":
+                return tables.partial_metadata(obj, output.api_version)
+            return obj
+
+        def send(type_: str, obj: Obj) -> None:
+            self._write_chunk(json.dumps({"type": type_, "object": obj}, separators=(",", ":")).encode() + b"\n")
+
+        try:
+            for obj in initial:
+                send("ADDED", render(obj))
+            if streaming:
+                send(
+                    "BOOKMARK",
+                    {
+                        "kind": rt.kind,
+                        "apiVersion": rt.api_version,
+                        "metadata": {
+                            "resourceVersion": str(since),
+                            "annotations": {"k8s.io/initial-events-end": "true"},
+                        },
+                    },
+                )
+            last_bookmark = time.monotonic()
+            for event in events:
+                if event.type == "BOOKMARK":
+                    if self._client_gone():
+                        return
+                    now = time.monotonic()
+                    if bookmarks and now - last_bookmark >= api.bookmark_interval:
+                        last_bookmark = now
+                        send("BOOKMARK", event.object)
+                    continue
+                send(event.type, render(event.object))
+        except ApiError as err:
+            send("ERROR", err.status())
+        finally:
+            with contextlib.suppress(OSError):
+                self.wfile.write(b"0\r\n\r\n")
+
+    # -- pod streams -----------------------------------------------------------------------------------------
+
+    def _serve_pod_stream(self, req: _Request) -> None:
+        assert req.name is not None and req.namespace is not None
+        namespace, name, port = req.namespace, req.name, 0
+        if req.sub == "proxy":
+            name, port = _proxy_target(req.proxy_target)
+        elif req.method not in (("GET",) if req.sub == "log" else ("GET", "POST")):
+            raise _method_not_allowed()
+        pod = self.api.store.get(req.rt, namespace, name)
+        hooks = self.api.hooks
+        if hooks is None:
+            raise _unavailable("no kubelet is running in this lab, so pods cannot be reached")
+        streams = _streams()
+        if streams is None:
+            raise _unavailable("pod streams (log, exec, proxy) are not available in this build")
+        # Everything that can still fail with a plain error response is worked out before the stream starts.
+        call: Callable[[], None]
+        if req.sub == "log":
+            log = LogRequest(
+                namespace=namespace,
+                pod=name,
+                container=req.q("container"),
+                follow=req.flag("follow"),
+                previous=req.flag("previous"),
+                timestamps=req.flag("timestamps"),
+                tail_lines=req.integer("tailLines"),
+                since_seconds=req.integer("sinceSeconds"),
+            )
+            call = functools.partial(streams.serve_log, self, hooks, log)
+        elif req.sub == "exec":
+            command = ExecRequest(
+                namespace=namespace,
+                pod=name,
+                container=req.q("container"),
+                command=tuple(req.query.get("command", [])),
+                stdin=req.flag("stdin"),
+                tty=req.flag("tty"),
+            )
+            call = functools.partial(streams.serve_exec, self, hooks, command)
+        else:
+            port = port or _default_port(pod, req.proxy_target)
+            call = functools.partial(
+                streams.serve_proxy, self, hooks, namespace, name, port, req.proxy_path, req.method, req.body
+            )
+        self._started = True
+        self.close_connection = True  # the stream owns the connection from here on
+        call()
+
+
+def _readable_body(content_type: str) -> bool:
+    mime = content_type.split(";")[0].strip().lower()
+    return mime.endswith(("json", "yaml")) or mime in ("", "*/*", "text/plain", "application/octet-stream")
+
+
+def _proxy_target(target: str) -> tuple[str, int]:
+    """`[scheme:]name[:port]` → (name, port or 0 when it must come from the pod)."""
+    parts = target.split(":")
+    if len(parts) == 3 or (len(parts) == 2 and parts[0] in ("http", "https")):
+        parts = parts[1:]
+    name = parts[0]
+    port_text = parts[1] if len(parts) > 1 else ""
+    return name, int(port_text) if port_text.isdigit() else 0
+
+
+def _default_port(pod: Obj, target: str) -> int:
+    """A named port (`test-0:metrics`) from the pod's containers, else its first declared port, else 80."""
+    wanted = target.split(":")[-1] if ":" in target else ""
+    ports = [p for c in (pod.get("spec") or {}).get("containers") or [] for p in c.get("ports") or []]
+    for port in ports:
+        if wanted and port.get("name") == wanted:
+            return int(port["containerPort"])
+    if wanted:
+        raise bad_request(f'pod "{pod["metadata"]["name"]}" has no port named "{wanted}"')
+    return int(ports[0]["containerPort"]) if ports else 80
+
+
+# -- serve ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunningServer:
+    """A serving API server: where it is, how to reach it, and how to stop it."""
+
+    url: str
+    port: int
+    token: str
+    ca_file: Path
+    kubeconfig: Path
+    host: str
+    _server: _Server = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+    _crds: CrdController | None = field(default=None, repr=False)
+
+    @property
+    def bound_address(self) -> tuple[str, int]:
+        """The listening socket's own address (what the kernel bound), for checks that nothing listens wider."""
+        host, port = self._server.socket.getsockname()[:2]
+        return str(host), int(port)
+
+    def shutdown(self) -> None:
+        """Stop accepting, end every watch and connection, and stop the CRD controller. Idempotent."""
+        self._server.api.stopping.set()
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
+        self._server.close_connections()
+        self._server.api.finish_terminating()
+        self._thread.join(timeout=5)
+        if self._crds is not None:
+            self._crds.stop()
+            self._crds = None
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+
+def _tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert_file), str(key_file))
+    context.set_alpn_protocols(["http/1.1"])  # no HTTP/2 here
+    return context
+
+
+def serve(
+    store: Store,
+    hooks: PodHooks | None,
+    state_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    crd_controller: bool = True,
+    bookmark_interval: float = 30.0,
+    namespace_grace: float = 1.0,
+) -> RunningServer:
+    """Serve `store` over HTTPS on host:port (loopback only; port 0 picks a free one) until `.shutdown()`.
+
+    Writes `pki/` (CA and server certificate) and `kubeconfig` under `state_dir`, all 0600. With `crd_controller`
+    (the default) it also starts the controller that serves CRDs found in the store and marks them Established.
+    A namespace deleted through the API stays Terminating for `namespace_grace` seconds before it and its content
+    are deleted (0: at once).
+    """
+    if not isinstance(ipaddress.ip_address(host), ipaddress.IPv4Address) or not ipaddress.ip_address(host).is_loopback:
+        raise ValueError(f"the lab API server listens on loopback only, not {host}")
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    material = make_tls(state_dir / "pki", host)
+    token = new_token()
+    api = _Api(store, hooks, token, bookmark_interval, namespace_grace)
+    server = _Server((host, port), api, _tls_context(material.cert_file, material.key_file))
+    bound_port = int(server.server_address[1])
+    api.address = f"{host}:{bound_port}"
+    url = f"https://{host}:{bound_port}"
+    kubeconfig = write_kubeconfig(state_dir / "kubeconfig", url, token, material.ca_pem)
+    crds = start_crd_controller(LabContext(store=store, state_dir=state_dir)) if crd_controller else None
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"kalab-apiserver-{bound_port}", daemon=True
+    )
+    thread.start()
+    return RunningServer(
+        url=url,
+        port=bound_port,
+        token=token,
+        ca_file=material.ca_file,
+        kubeconfig=kubeconfig,
+        host=host,
+        _server=server,
+        _thread=thread,
+        _crds=crds,
+    )
