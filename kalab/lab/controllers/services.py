@@ -1,0 +1,489 @@
+"""Services as kube-apiserver and OpenShift shape them: defaults, cluster IPs, node ports and external IPs.
+
+Admission (`install_service_admission`) does what the API server does when a Service is written: default the type,
+protocols and target ports; allocate `spec.clusterIP` from the network config's service network (172.30.0.0/16)
+and node ports from 30000–32767, keeping what an update leaves out; refuse addresses and ports already taken; and
+enforce `spec.externalIP.policy` of `networks.config.openshift.io/cluster` on external IPs a user asks for.
+
+`ExternalIPController` is OpenShift's auto-assignment: every LoadBalancer service gets the first free address of
+`spec.externalIP.autoAssignCIDRs`, written to `spec.externalIPs` and to `status.loadBalancer.ingress` (hence
+`oc get svc` showing `172.21.6.33,172.21.6.33`). The seed's service got .50 because of that cluster's history; a
+fresh lab hands out .33 first (172.21.6.33/27 names the block 172.21.6.32/27, whose first usable address is .33).
+Changing the block in the network config moves services whose address left it; without a block they stay pending.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kalab.lab.apiserver.errors import ApiError, invalid
+from kalab.lab.apiserver.resources import ResourceType
+from kalab.lab.apiserver.store import Event, Obj, Operation, Store
+from kalab.lab.context import LabContext
+from kalab.lab.controllers.base import Controller, object_key, split_key
+
+DEFAULT_SERVICE_NETWORK = "172.30.0.0/16"
+NODE_PORT_MIN, NODE_PORT_MAX = 30000, 32767
+TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
+POLICIES = ("Cluster", "Local")
+NETWORKS_KEY = "config.openshift.io/networks"
+RESERVATION_SECONDS = 30.0  # an allocation whose create never lands is released after this
+
+
+# ---------------------------------------------------------------------------------------- the network config
+
+
+def network_config(store: Store) -> Obj | None:
+    return store.try_get(store.registry.by_key(NETWORKS_KEY), None, "cluster")
+
+
+def _networks(texts: Iterable[Any]) -> list[ipaddress.IPv4Network]:
+    """IPv4 blocks from CIDR strings; host bits are masked off (172.21.6.33/27 is 172.21.6.32/27), junk skipped."""
+    found: list[ipaddress.IPv4Network] = []
+    for text in texts:
+        try:
+            net = ipaddress.ip_network(str(text), strict=False)
+        except ValueError:
+            continue
+        if isinstance(net, ipaddress.IPv4Network):
+            found.append(net)
+    return found
+
+
+def service_network(config: Mapping[str, Any] | None) -> ipaddress.IPv4Network:
+    nets = _networks(((config or {}).get("spec") or {}).get("serviceNetwork") or [])
+    return nets[0] if nets else ipaddress.IPv4Network(DEFAULT_SERVICE_NETWORK)
+
+
+def _external_ip(config: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return ((config or {}).get("spec") or {}).get("externalIP") or {}
+
+
+def auto_assign_block(config: Mapping[str, Any] | None) -> ipaddress.IPv4Network | None:
+    """The block LoadBalancer addresses come from (OpenShift uses the first entry of autoAssignCIDRs)."""
+    nets = _networks(_external_ip(config).get("autoAssignCIDRs") or [])
+    return nets[0] if nets else None
+
+
+@dataclass(frozen=True)
+class ExternalIPPolicy:
+    """`spec.externalIP.policy`: rejectedCIDRs win over allowedCIDRs; no policy (or an empty one) allows nothing."""
+
+    allowed: tuple[ipaddress.IPv4Network, ...] = ()
+    rejected: tuple[ipaddress.IPv4Network, ...] = ()
+    present: bool = False
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any] | None) -> ExternalIPPolicy:
+        policy = _external_ip(config).get("policy")
+        if not isinstance(policy, Mapping):
+            return cls()
+        allowed = tuple(_networks(policy.get("allowedCIDRs") or []))
+        return cls(allowed, tuple(_networks(policy.get("rejectedCIDRs") or [])), present=True)
+
+    def refusal(self, ip: ipaddress.IPv4Address) -> str | None:
+        """Why `ip` may not be requested, or None when the policy allows it."""
+        if not self.allowed and not self.rejected:
+            if not self.present:
+                return (
+                    "the network config networks.config.openshift.io/cluster has no spec.externalIP.policy, and "
+                    "without one every requested external IP is rejected; set policy.allowedCIDRs"
+                )
+            return "spec.externalIP.policy lists no allowedCIDRs or rejectedCIDRs, so every external IP is rejected"
+        for net in self.rejected:
+            if ip in net:
+                return f"{ip} is in spec.externalIP.policy.rejectedCIDRs ({net})"
+        if self.allowed and not any(ip in net for net in self.allowed):
+            listed = ", ".join(str(n) for n in self.allowed)
+            return f"{ip} is not in spec.externalIP.policy.allowedCIDRs [{listed}]"
+        return None
+
+
+# ---------------------------------------------------------------------------------------- pure allocation
+
+
+def _offset(seed: str, size: int) -> int:
+    # kube-apiserver starts at a random offset; a hash of the service's name is as spread out and repeatable.
+    return int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big") % size
+
+
+def pick_cluster_ip(network: ipaddress.IPv4Network, used: set[str], seed: str) -> str | None:
+    """A free address of the service network, never its network address, .1 (the `kubernetes` service's) or
+    broadcast; None when the network is full."""
+    first = int(network.network_address) + 2
+    size = int(network.broadcast_address) - first
+    if size <= 0:
+        return None
+    start = _offset(seed, size)
+    for step in range(size):
+        candidate = str(ipaddress.IPv4Address(first + (start + step) % size))
+        if candidate not in used:
+            return candidate
+    return None
+
+
+def pick_node_port(used: set[int], seed: str) -> int | None:
+    size = NODE_PORT_MAX - NODE_PORT_MIN + 1
+    start = _offset(seed, size)
+    for step in range(size):
+        candidate = NODE_PORT_MIN + (start + step) % size
+        if candidate not in used:
+            return candidate
+    return None
+
+
+def first_free(block: ipaddress.IPv4Network, used: set[str]) -> str | None:
+    """The lowest usable address of `block` (network and broadcast excluded, as hosts() does) not in `used`."""
+    hosts = block.hosts() if block.prefixlen < 31 else iter(block)
+    return next((str(ip) for ip in hosts if str(ip) not in used), None)
+
+
+def _ingress_ips(svc: Mapping[str, Any]) -> list[str]:
+    ingress = (((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress")) or []
+    return [str(i["ip"]) for i in ingress if isinstance(i, Mapping) and i.get("ip")]
+
+
+def _inside(ip: str, block: ipaddress.IPv4Network) -> bool:
+    try:
+        return ipaddress.ip_address(ip) in block
+    except ValueError:
+        return False  # not an address at all: never one of ours
+
+
+def _holds(svc: Mapping[str, Any]) -> set[str]:
+    """Every external address a service uses: requested ones and load-balancer ingress."""
+    return {str(ip) for ip in (svc.get("spec") or {}).get("externalIPs") or []} | set(_ingress_ips(svc))
+
+
+def _type(svc: Mapping[str, Any]) -> str:
+    return str((svc.get("spec") or {}).get("type") or "ClusterIP")
+
+
+def _ident(svc: Mapping[str, Any]) -> tuple[str, str]:
+    meta = svc.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+# ---------------------------------------------------------------------------------------- admission
+
+
+class ServiceAdmission:
+    """The admission hook; holds short-lived reservations so two creates at once never get the same address."""
+
+    def __init__(self, ctx: LabContext) -> None:
+        self.ctx = ctx
+        self._lock = threading.Lock()
+        # address or port → (until when, which service): recent allocations whose create may still be on its way
+        self._ips: dict[str, tuple[float, str]] = {}
+        self._ports: dict[int, tuple[float, str]] = {}
+
+    def __call__(self, op: Operation, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
+        # DELETE hooks run under the store's lock, so nothing here may touch the store for them.
+        if op == "DELETE" or rt.key != "/services":
+            return
+        with self._lock:
+            self._admit(obj, old)
+
+    @staticmethod
+    def _reserved(table: dict[Any, tuple[float, str]], owner: str) -> set[Any]:
+        """What other services were given moments ago; expired reservations are dropped."""
+        now = time.monotonic()
+        for key in [k for k, (until, _) in table.items() if until < now]:
+            del table[key]
+        return {k for k, (_, holder) in table.items() if holder != owner}
+
+    @staticmethod
+    def _reserve(table: dict[Any, tuple[float, str]], key: Any, owner: str) -> None:
+        table[key] = (time.monotonic() + RESERVATION_SECONDS, owner)
+
+    def _admit(self, svc: Obj, old: Obj | None) -> None:
+        config = network_config(self.ctx.store)
+        spec = svc.setdefault("spec", {})
+        ns, name = _ident(svc)
+        owner = f"{ns}/{name}"
+        kind = spec.setdefault("type", "ClusterIP")
+        if kind not in TYPES:
+            supported = ", ".join(f'"{t}"' for t in TYPES)
+            raise invalid("Service", name, f'spec.type: Unsupported value: "{kind}": supported values: {supported}')
+        others = [s for s in self.ctx.store.list(self.ctx.rt("/services"))[0] if _ident(s) != _ident(svc)]
+        self._default_ports(name, spec, kind)
+        self._cluster_ip(owner, name, spec, old, config, others)
+        self._node_ports(owner, name, spec, old, others)
+        self._external_ips(name, svc, old, config)
+        if old is None and kind == "LoadBalancer":
+            svc.setdefault("status", {}).setdefault("loadBalancer", {})
+
+    @staticmethod
+    def _default_ports(name: str, spec: dict[str, Any], kind: str) -> None:
+        spec.setdefault("sessionAffinity", "None")
+        ports = spec.get("ports") or []
+        if kind != "ExternalName" and not ports:
+            raise invalid("Service", name, "spec.ports: Required value")
+        for index, port in enumerate(ports):
+            number = port.get("port")
+            if not isinstance(number, int) or not 0 < number < 65536:
+                raise invalid(
+                    "Service",
+                    name,
+                    f"spec.ports[{index}].port: Invalid value: {number}: must be between 1 and 65535, inclusive",
+                )
+            if len(ports) > 1 and not port.get("name"):
+                raise invalid("Service", name, f"spec.ports[{index}].name: Required value")
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", number)
+        if kind in ("NodePort", "LoadBalancer"):
+            policy = spec.setdefault("externalTrafficPolicy", "Cluster")
+            if policy not in POLICIES:
+                raise invalid(
+                    "Service",
+                    name,
+                    f'spec.externalTrafficPolicy: Unsupported value: "{policy}": supported values: "Cluster", "Local"',
+                )
+
+    def _cluster_ip(
+        self, owner: str, name: str, spec: dict[str, Any], old: Obj | None, config: Obj | None, others: Sequence[Obj]
+    ) -> None:
+        if spec["type"] == "ExternalName":
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+            return
+        previous = ((old or {}).get("spec") or {}).get("clusterIP")
+        wanted = spec.get("clusterIP") or (spec.get("clusterIPs") or [None])[0]
+        if previous:
+            # Updates keep the address (an update that leaves it out keeps it too); it can never change.
+            if wanted and wanted != previous:
+                raise invalid(
+                    "Service", name, f'spec.clusterIPs[0]: Invalid value: "{wanted}": may not change once set'
+                )
+            spec["clusterIP"], spec["clusterIPs"] = previous, [previous]
+            return
+        if wanted == "None":  # headless
+            spec["clusterIP"], spec["clusterIPs"] = "None", ["None"]
+            return
+        network = service_network(config)
+        used = {str((s.get("spec") or {}).get("clusterIP")) for s in others} | self._reserved(self._ips, owner)
+        if wanted:
+            problem = None
+            try:
+                in_range = ipaddress.ip_address(wanted) in network
+            except ValueError:
+                in_range = False
+            if not in_range:
+                problem = f"the provided IP ({wanted}) is not in the valid range. The range of valid IPs is {network}"
+            elif wanted in used:
+                problem = "provided IP is already allocated"
+            if problem:
+                value = f'[]string{{"{wanted}"}}'
+                message = f"spec.clusterIPs: Invalid value: {value}: failed to allocate IP {wanted}: {problem}"
+                raise invalid("Service", name, message)
+            chosen = str(wanted)
+        else:
+            picked = pick_cluster_ip(network, used, owner)
+            if picked is None:
+                raise invalid("Service", name, f"spec.clusterIPs: Internal error: range is full ({network})")
+            chosen = picked
+        self._reserve(self._ips, chosen, owner)
+        spec["clusterIP"], spec["clusterIPs"] = chosen, [chosen]
+
+    def _node_ports(self, owner: str, name: str, spec: dict[str, Any], old: Obj | None, others: Sequence[Obj]) -> None:
+        kind = spec["type"]
+        ports: list[dict[str, Any]] = spec.get("ports") or []
+        if kind not in ("NodePort", "LoadBalancer"):
+            for port in ports:
+                port.pop("nodePort", None)
+            spec.pop("healthCheckNodePort", None)
+            return
+        used: set[int] = set(self._reserved(self._ports, owner))
+        for other in others:
+            other_spec = other.get("spec") or {}
+            used |= {int(p["nodePort"]) for p in other_spec.get("ports") or [] if p.get("nodePort")}
+            if other_spec.get("healthCheckNodePort"):
+                used.add(int(other_spec["healthCheckNodePort"]))
+        old_spec = (old or {}).get("spec") or {}
+        old_ports = old_spec.get("ports") or []
+        taken: dict[tuple[int, str], int] = {}
+        for index, port in enumerate(ports):
+            if not port.get("nodePort"):
+                port["nodePort"] = self._previous_node_port(port, old_ports)
+            number = port.get("nodePort")
+            field = f"spec.ports[{index}].nodePort"
+            if number:
+                if not isinstance(number, int) or not NODE_PORT_MIN <= number <= NODE_PORT_MAX:
+                    raise invalid(
+                        "Service",
+                        name,
+                        f"{field}: Invalid value: {number}: provided port is not in the valid range. "
+                        f"The range of valid ports is {NODE_PORT_MIN}-{NODE_PORT_MAX}",
+                    )
+                if (number, port["protocol"]) in taken:
+                    raise invalid("Service", name, f"{field}: Duplicate value: {number}")
+                if number in used and number not in {p for p, _ in taken}:
+                    raise invalid(
+                        "Service", name, f"{field}: Invalid value: {number}: provided port is already allocated"
+                    )
+            else:
+                number = pick_node_port(used | {p for p, _ in taken}, f"{owner}:{port.get('name')}/{port['port']}")
+                if number is None:
+                    raise invalid("Service", name, f"{field}: Internal error: range is full")
+                port["nodePort"] = number
+                self._reserve(self._ports, number, owner)
+            taken[(number, port["protocol"])] = index
+        if kind == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local":
+            # A Local load balancer's health check (what keepalived's vrrp_script curls) needs its own node port.
+            number = spec.get("healthCheckNodePort") or old_spec.get("healthCheckNodePort")
+            if not number:
+                number = pick_node_port(used | {p for p, _ in taken}, f"{owner}:health")
+                if number is None:
+                    raise invalid("Service", name, "spec.healthCheckNodePort: Internal error: range is full")
+                self._reserve(self._ports, number, owner)
+            elif number != old_spec.get("healthCheckNodePort") and (number in used or number in {p for p, _ in taken}):
+                raise invalid(
+                    "Service",
+                    name,
+                    f"spec.healthCheckNodePort: Invalid value: {number}: provided port is already allocated",
+                )
+            spec["healthCheckNodePort"] = number
+        else:
+            spec.pop("healthCheckNodePort", None)
+
+    @staticmethod
+    def _previous_node_port(port: Mapping[str, Any], old_ports: Iterable[Mapping[str, Any]]) -> int | None:
+        """The node port the same port (by name, else by number; same protocol) had before the update."""
+        olds = [o for o in old_ports if o.get("nodePort") and o.get("protocol", "TCP") == port.get("protocol")]
+        for field in ("name", "port"):
+            for candidate in olds:
+                if candidate.get(field) == port.get(field):
+                    return int(candidate["nodePort"])
+        return None
+
+    @staticmethod
+    def _external_ips(name: str, svc: Obj, old: Obj | None, config: Obj | None) -> None:
+        spec = svc["spec"]
+        requested = spec.get("externalIPs") or []
+        before = set(((old or {}).get("spec") or {}).get("externalIPs") or [])
+        block = auto_assign_block(config)
+        policy = ExternalIPPolicy.of(config)
+        problems: list[str] = []
+        for index, text in enumerate(requested):
+            field = f'spec.externalIPs[{index}]: Invalid value: "{text}"'
+            try:
+                ip = ipaddress.IPv4Address(str(text))
+            except ValueError:
+                problems.append(f"{field}: must be a valid IPv4 address")
+                continue
+            if text in before:
+                continue  # already accepted; only what a write adds is checked
+            if spec["type"] == "LoadBalancer" and block is not None and ip in block:
+                continue  # auto-assigned addresses are not subject to the policy
+            if reason := policy.refusal(ip):
+                problems.append(f"{field}: externalIP is not allowed: {reason}")
+        if problems:
+            raise invalid("Service", name, ", ".join(problems))
+
+
+def install_service_admission(ctx: LabContext) -> ServiceAdmission:
+    hook = ServiceAdmission(ctx)
+    ctx.store.add_admission(hook)
+    return hook
+
+
+# ---------------------------------------------------------------------------------------- auto-assignment
+
+
+class ExternalIPController(Controller):
+    """Gives LoadBalancer services an address from autoAssignCIDRs, follows changes of the block."""
+
+    name = "externalip"
+
+    def __init__(self, ctx: LabContext) -> None:
+        super().__init__(ctx)
+        self.watches["/services"] = self._service_keys
+        self.watches[NETWORKS_KEY] = self._network_keys
+
+    def _services(self) -> list[Obj]:
+        return self.ctx.store.list(self.ctx.rt("/services"))[0]
+
+    def _pending_keys(self) -> list[str]:
+        return [
+            f"{ns}/{n}"
+            for s in self._services()
+            if _type(s) == "LoadBalancer" and not _ingress_ips(s)
+            for ns, n in [_ident(s)]
+        ]
+
+    def _service_keys(self, event: Event) -> list[str]:
+        keys = object_key(event)
+        if event.type == "DELETED" or _type(event.object) != "LoadBalancer":
+            keys += self._pending_keys()  # an address may have been released: retry those still waiting
+        return keys
+
+    def _network_keys(self, event: Event) -> list[str]:
+        if event.object.get("metadata", {}).get("name") != "cluster":
+            return []
+        return [
+            f"{ns}/{n}"
+            for s in self._services()
+            if _type(s) == "LoadBalancer" or _ingress_ips(s)
+            for ns, n in [_ident(s)]
+        ]
+
+    def reconcile(self, key: str) -> float | None:
+        try:
+            self._sync(key)
+        except ApiError as err:
+            if err.code == 404:
+                return None
+            if err.code == 409:
+                return 0.01  # someone wrote the service meanwhile: read it again
+            raise
+        return None
+
+    def _sync(self, key: str) -> None:
+        ns, name = split_key(key)
+        store, rt = self.ctx.store, self.ctx.rt("/services")
+        svc = store.try_get(rt, ns, name)
+        if svc is None:
+            return
+        block = auto_assign_block(network_config(store))
+        assigned = _ingress_ips(svc)
+        is_lb = _type(svc) == "LoadBalancer"
+        keep = [ip for ip in assigned if is_lb and block is not None and _inside(ip, block)][:1]
+        stale = [ip for ip in assigned if ip not in keep]
+        if is_lb and block is not None and not keep:
+            picked = first_free(block, self._used(svc, stale))
+            if picked is None:
+                self.ctx.record_event(
+                    svc, "ExternalIPUnavailable", f"no free address left in autoAssignCIDRs {block}", "Warning"
+                )
+            else:
+                keep = [picked]
+        if keep != assigned:
+            status = svc.setdefault("status", {})
+            balancer = status.setdefault("loadBalancer", {})
+            if keep:
+                balancer["ingress"] = [{"ip": ip} for ip in keep]
+            else:
+                balancer.pop("ingress", None)
+            svc = store.update(rt, svc, ns, subresource="status")
+        external = list(svc["spec"].get("externalIPs") or [])
+        wanted = [ip for ip in external if ip not in stale] + [ip for ip in keep if ip not in external]
+        if wanted != external:
+            if wanted:
+                svc["spec"]["externalIPs"] = wanted
+            else:
+                svc["spec"].pop("externalIPs", None)
+            store.update(rt, svc, ns)
+
+    def _used(self, svc: Obj, releasing: Sequence[str]) -> set[str]:
+        """Addresses held by any service; the ones `svc` is giving up count as free (unless another holds them)."""
+        used = _holds(svc) - set(releasing)
+        for other in self._services():
+            if _ident(other) != _ident(svc):
+                used |= _holds(other)
+        return used
