@@ -1,0 +1,215 @@
+"""The seed from start to end against `kalab lab up`, through the Kubernetes API only (the official client).
+
+Install the operator through OLM, label master-1 and master-2, watch the DaemonSet fail until the SCC grant,
+create the KeepalivedGroup, patch the externalIP CIDRs, deploy the demo, curl its EXTERNAL-IP from the bastion,
+find the seed's KUBE-FW chain on master-2 through exec, scrape the exporter through the API proxy, delete the
+demo and see the VIP leave every node.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from conftest import needs_root_tools
+from kubernetes import client, config
+from kubernetes.dynamic import DynamicClient
+from kubernetes.stream import stream
+
+from kalab.lab import control
+from kalab.lab.dataplane import netlink
+from kalab.model import manifests
+from kalab.model.prometheus import parse_exposition
+
+pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+PREFIX = f"kalab-t{os.getpid()}-e2e-"
+DEMO_BODY = "Hello!<br>Welcome to RedHat Developer<br>Enjoy all of the ad-free articles<br>"
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[control.LabInfo]:
+    state_dir = Path(tempfile.mkdtemp(prefix=f"kalab-t{os.getpid()}-state-"))
+    state_dir.rmdir()  # `up` creates it, 0700
+    try:
+        yield control.up(state_dir, PREFIX)
+    finally:
+        control.down(state_dir, PREFIX)
+        assert not [ns for ns in netlink.list_netns() if ns.startswith(PREFIX)]
+        assert not state_dir.exists()
+
+
+@pytest.fixture(scope="module")
+def api(lab: control.LabInfo) -> client.ApiClient:
+    return config.new_client_from_config(str(lab.kubeconfig))
+
+
+def custom(api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+def create_any(api: client.ApiClient, obj: dict[str, Any]) -> None:
+    """Create one manifest the way `oc create -f` would, whatever its kind."""
+    kind, ns = obj["kind"], obj["metadata"].get("namespace")
+    core = client.CoreV1Api(api)
+    if kind == "Namespace":
+        core.create_namespace(obj)
+    elif kind == "Pod":
+        core.create_namespaced_pod(ns, obj)
+    elif kind == "Service":
+        core.create_namespaced_service(ns, obj)
+    else:
+        group, version = obj["apiVersion"].split("/")
+        plural = {"OperatorGroup": "operatorgroups", "Subscription": "subscriptions",
+                  "KeepalivedGroup": "keepalivedgroups"}[kind]  # fmt: skip
+        custom(api).create_namespaced_custom_object(group, version, ns, plural, obj)
+
+
+def exec_out(api: client.ApiClient, ns: str, pod: str, container: str, command: list[str]) -> str:
+    resp = stream(
+        client.CoreV1Api(api).connect_get_namespaced_pod_exec, pod, ns, container=container, command=command,
+        stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False,
+    )  # fmt: skip
+    resp.run_forever(timeout=30)
+    out = resp.read_stdout()
+    assert resp.returncode == 0, resp.read_stderr()
+    return str(out)
+
+
+def curl_vip(lab: control.LabInfo, vip: str) -> str:
+    done = subprocess.run(
+        ["ip", "netns", "exec", f"{lab.prefix}bastion", "curl", "-s", "--max-time", "2", f"http://{vip}/"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return done.stdout if done.returncode == 0 else ""
+
+
+def keepalived_pods(api: client.ApiClient) -> list[Any]:
+    return list(
+        client.CoreV1Api(api)
+        .list_namespaced_pod("keepalived-operator", label_selector="keepalivedGroup=keepalivedgroup-workers")
+        .items
+    )
+
+
+def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    assert [n.metadata.name for n in core.list_node().items] == ["master-0", "master-1", "master-2"]
+
+    # 1. Install the operator through OLM and wait for its CSV.
+    for obj in manifests.olm_install():
+        create_any(api, obj)
+    csvs = lambda: custom(api).list_namespaced_custom_object(  # noqa: E731
+        "operators.coreos.com", "v1alpha1", "keepalived-operator", "clusterserviceversions"
+    )["items"]
+    wait_for("the CSV to succeed", lambda: [c for c in csvs() if c.get("status", {}).get("phase") == "Succeeded"])
+
+    # 2. Label the loadbalancer nodes, as the seed does.
+    for node in ("master-2", "master-1"):
+        core.patch_node(node, {"metadata": {"labels": {"node-role.kubernetes.io/loadbalancer": ""}}})
+
+    # 3. The KeepalivedGroup's DaemonSet cannot create pods before the SCC grant ...
+    create_any(api, manifests.keepalived_group(interface=lab_interface()))
+    events = lambda: [  # noqa: E731
+        e for e in core.list_namespaced_event("keepalived-operator").items
+        if e.reason == "FailedCreate" and "unable to validate against any security context constraint" in e.message
+    ]  # fmt: skip
+    wait_for("FailedCreate events", events)
+    assert keepalived_pods(api) == []
+
+    # ... and runs them once `oc adm policy add-scc-to-user privileged -z default -n keepalived-operator` is done.
+    patch = manifests.scc_grant("keepalived-operator", form="users")
+    sccs = DynamicClient(api).resources.get(api_version="security.openshift.io/v1", kind="SecurityContextConstraints")
+    sccs.patch(name="privileged", body=patch, content_type="application/json-patch+json")
+    running = lambda: [  # noqa: E731
+        p for p in keepalived_pods(api) if p.status.phase == "Running"
+    ]
+    pods = wait_for("two running keepalived pods", lambda: len(running()) == 2 and running())
+    assert sorted(p.spec.node_name for p in pods) == ["master-1", "master-2"]
+    assert all(p.metadata.annotations.get("openshift.io/scc") == "privileged" for p in pods)
+
+    # 4. Patch the externalIP CIDRs exactly as the seed does (host bits and all).
+    custom(api).patch_cluster_custom_object(
+        "config.openshift.io", "v1", "networks", "cluster", manifests.network_patch("172.21.6.33/27", "172.21.6.33/27")
+    )
+
+    # 5. Deploy the demo; the service gets an EXTERNAL-IP from 172.21.6.32/27, shown twice like the seed's.
+    core.create_namespace({"metadata": {"name": "demo"}})
+    for obj in manifests.demo():
+        create_any(api, obj)
+    svc = wait_for(
+        "an EXTERNAL-IP", lambda: (s := core.read_namespaced_service("demo", "demo")).status.load_balancer.ingress and s
+    )
+    vip = svc.status.load_balancer.ingress[0].ip
+    assert ipaddress.ip_address(vip) in ipaddress.ip_network("172.21.6.32/27")
+    assert svc.spec.external_ips == [vip]
+
+    # 6. curl it from the bastion: the seed's page, from both pods over repeated requests.
+    pod_ips = {p.status.pod_ip for p in core.list_namespaced_pod("demo").items}
+    wait_for("the VIP to answer", lambda: curl_vip(lab, vip).startswith(DEMO_BODY), 60)
+    answered: set[str] = set()
+    for _ in range(80):
+        body = curl_vip(lab, vip)
+        assert body.startswith(DEMO_BODY)
+        answered.add(body.removeprefix(DEMO_BODY))
+        if answered == pod_ips:
+            break
+    assert answered == pod_ips
+
+    # 7. The seed's KUBE-FW chain on master-2, read through exec into its keepalived pod (hostNetwork).
+    on_master_2 = next(p for p in keepalived_pods(api) if p.spec.node_name == "master-2").metadata.name
+
+    def kube_services() -> str | None:
+        argv = ["iptables", "-t", "nat", "-L", "KUBE-SERVICES", "-n", "-v"]
+        out = exec_out(api, "keepalived-operator", on_master_2, "keepalived", argv)
+        return out if "KUBE-FW-ZFZLPEKTCJ3DBGAL" in out else None
+
+    listing = wait_for("the KUBE-FW rule on master-2", kube_services, 30)
+    line = next(ln for ln in listing.splitlines() if "KUBE-FW-ZFZLPEKTCJ3DBGAL" in ln)
+    assert "/* demo/demo:http loadbalancer IP */" in line and vip in line and "dpt:80" in line
+
+    # 8. The exporter through the API proxy: exactly one MASTER for demo/demo.
+    states = []
+    for pod in keepalived_pods(api):
+        text = core.connect_get_namespaced_pod_proxy_with_path(
+            f"{pod.metadata.name}:9650", "keepalived-operator", "metrics"
+        )
+        frame = parse_exposition(text)
+        sent = frame[(frame["metric"] == "keepalived_vrrp_advert_sent") & (frame["name"] == "demo/demo")]
+        states += sent["state"].tolist()
+    assert sorted(states) == ["BACKUP", "MASTER"]
+
+    # 9. Delete the demo ("to restore"): the VIP leaves every node.
+    for obj in manifests.demo():
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        (core.delete_namespaced_service if kind == "Service" else core.delete_namespaced_pod)(name, "demo")
+    nodes = [f"{lab.prefix}{n}" for n in ("master-0", "master-1", "master-2")]
+    wait_for(
+        "the VIP to leave every node",
+        lambda: not any(a.startswith(vip + "/") for ns in nodes for a in netlink.addresses(ns, lab_interface())),
+        30,
+    )
+
+
+def lab_interface() -> str:
+    from kalab.lab.dataplane.naming import POD_INTERFACE
+
+    return POD_INTERFACE
