@@ -17,9 +17,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="time VIP failovers (graceful, crash, link-down) against VRRP's formulas",
         description=(
             "Probes the demo's VIP from the bastion at 200 requests/s, injects the failure on the MASTER, and "
-            "reports the outage, the takeover, and how long two nodes held the VIP. With no lab running it builds "
-            "a throwaway copy of the seed's data plane (two keepalived nodes, two demo pods, one VIP) and removes "
-            "it afterwards."
+            "reports the outage, the takeover, and how long two nodes held the VIP. With `kalab lab up` running "
+            "and the demo deployed it uses the lab's VIP (where the kubelet restarts keepalived by itself); "
+            "otherwise it builds a throwaway copy of the seed's data plane (two keepalived nodes, two demo pods, "
+            "one VIP) and removes it afterwards."
         ),
     )
     parser.add_argument("--kind", required=True, choices=[k.value for k in FailureKind], help="what to break")
@@ -29,11 +30,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--rate", type=float, default=200.0, metavar="HZ", help="probe rate (default 200)")
     parser.add_argument("--out", metavar="DIR", help="also write each trial's probe timeline and VIP events as CSV")
     parser.add_argument("--json", action="store_true", help="print one JSON object per trial, as a list")
+    parser.add_argument("--scenario", action="store_true", help="use a throwaway data plane even if a lab is up")
+    parser.add_argument("--state-dir", help="the running lab's state directory (default /run/kalab-lab)")
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    from kalab.lab import failover, scenario
+    from kalab.lab import control, failover, scenario
     from kalab.lab.dataplane.probe import check_limits
 
     spec = scenario.ScenarioSpec(advert_int=args.advert_int, vrrp_version=args.vrrp_version)  # validates timing
@@ -53,9 +56,17 @@ def handle(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    print("No lab is running: building the demo data plane (about 5 s) …", file=sys.stderr, flush=True)
-    with scenario.start(spec) as target:
+    info = None if args.scenario else control.status(args.state_dir)
+    if info is not None and info.ready:
+        from kalab.lab.running import RunningLab
+
+        target = RunningLab(info)
+        print(f"Using the running lab's demo VIP {target.vip} …", file=sys.stderr, flush=True)
         experiment = failover.run_experiment(target, args.kind, args.trials, args.rate, progress)
+    else:
+        print("No lab is running: building the demo data plane (about 5 s) …", file=sys.stderr, flush=True)
+        with scenario.start(spec) as scn:
+            experiment = failover.run_experiment(scn, args.kind, args.trials, args.rate, progress)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,9 @@ from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.stream import stream
 
-from kalab.lab import control
+from kalab.lab import control, failover
 from kalab.lab.dataplane import netlink
+from kalab.lab.running import RunningLab
 from kalab.model import manifests
 from kalab.model.prometheus import parse_exposition
 
@@ -197,7 +198,12 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
         states += sent["state"].tolist()
     assert sorted(states) == ["BACKUP", "MASTER"]
 
-    # 9. Delete the demo ("to restore"): the VIP leaves every node.
+    # 9. A graceful failover on the running lab: the backup claims the VIP after Skew_Time.
+    result, _, _ = failover.run_trial(RunningLab(lab), "graceful")
+    assert result.new_master not in (None, result.old_master)
+    assert result.takeover_ms is not None and 500 <= result.takeover_ms <= 900
+
+    # 10. Delete the demo ("to restore"): the VIP leaves every node.
     for obj in manifests.demo():
         kind, name = obj["kind"], obj["metadata"]["name"]
         (core.delete_namespaced_service if kind == "Service" else core.delete_namespaced_pod)(name, "demo")

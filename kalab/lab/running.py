@@ -1,0 +1,147 @@
+"""A running lab as a failover target: its demo VIP, the keepalived pods behind it, their processes and links.
+
+`kalab failover` uses this when `kalab lab up` is running and the demo is deployed. Everything is found from
+outside the daemon: objects through the lab's API, processes through the PID records its supervisor keeps (so a
+failure is injected only into a process the lab started, verified by start time), links through the topology.
+Unlike the throwaway scenario, the lab's kubelet restarts a stopped keepalived by itself, as a cluster would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+
+from kalab.lab.control import LabInfo
+from kalab.lab.dataplane import naming, netlink
+from kalab.lab.dataplane.supervisor import ProcessRecord, read_records
+from kalab.lab.dataplane.topology import Topology, TopologySpec
+from kalab.lab.dataplane.vipwatch import VipWatcher
+from kalab.model.errors import KalabError
+from kalab.model.operator import GROUP_ANNOTATION, VERBATIM_ANNOTATION
+from kalab.model.vrrp import master_down_interval
+
+
+def _starttime(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2].split()
+    except OSError:
+        return None
+    return int(fields[19]) if len(fields) > 19 and fields[0] not in ("Z", "X") else None
+
+
+class RunningLab:
+    """Implements kalab.lab.failover.FailoverTarget for the demo service of a lab started by `kalab lab up`."""
+
+    def __init__(self, info: LabInfo, namespace: str = "demo", service: str = "demo") -> None:
+        self.info = info
+        self.api = config.new_client_from_config(str(info.kubeconfig))  # type: ignore[no-untyped-call]
+        svc = self._get(f"/api/v1/namespaces/{namespace}/services/{service}", f"service {namespace}/{service}")
+        ips = [i["ip"] for i in (svc.get("status") or {}).get("loadBalancer", {}).get("ingress") or [] if i.get("ip")]
+        annotations = svc["metadata"].get("annotations") or {}
+        if not ips or GROUP_ANNOTATION not in annotations:
+            raise KalabError(
+                f"Service {namespace}/{service} has no EXTERNAL-IP carried by keepalived yet; patch the externalIP "
+                "CIDRs and annotate it with a KeepalivedGroup first."
+            )
+        self._vip: str = ips[0]
+        self.group_ns, _, self.group = annotations[GROUP_ANNOTATION].partition("/")
+        verbatim = json.loads(annotations.get(VERBATIM_ANNOTATION) or "{}")
+        self._advert_int = float(verbatim.get("advert_int", 1))
+        group = self._get(
+            f"/apis/redhatcop.redhat.io/v1alpha1/namespaces/{self.group_ns}/keepalivedgroups/{self.group}",
+            f"KeepalivedGroup {self.group_ns}/{self.group}",
+        )
+        spec: dict[str, Any] = group.get("spec") or {}
+        self._version = int((spec.get("verbatimConfig") or {}).get("vrrp_version", 2))
+        self.interface = str(spec.get("interface") or naming.POD_INTERFACE)
+        pods = self._get(
+            f"/api/v1/namespaces/{self.group_ns}/pods?labelSelector=keepalivedGroup%3D{self.group}", "keepalived pods"
+        )
+        self.pods = {
+            p["spec"]["nodeName"]: p["metadata"]["name"] for p in pods.get("items", []) if p["spec"].get("nodeName")
+        }
+        if len(self.pods) < 2:
+            raise KalabError(f"Only {len(self.pods)} keepalived pod(s) run for {self.group}; label two nodes.")
+        self.topology = Topology(TopologySpec.seed(info.prefix))
+
+    def _get(self, path: str, what: str) -> dict[str, Any]:
+        """One GET through the lab's API as plain JSON (the objects' camelCase, as on the wire)."""
+        conf = self.api.configuration
+        headers = {"Accept": "application/json", "Authorization": conf.get_api_key_with_prefix("BearerToken")}
+        try:
+            response = self.api.call_api("GET", conf.host + path, headers)
+            data: dict[str, Any] = json.loads(response.read())
+        except (client.ApiException, OSError, ValueError) as err:
+            raise KalabError(f"The lab could not give {what} ({err}); is it up?") from None
+        if response.status != 200:
+            raise KalabError(f"The lab has no {what} ({data.get('message', response.status)}); deploy the demo first.")
+        return data
+
+    # -- FailoverTarget ------------------------------------------------------------------------------------
+
+    @property
+    def vip(self) -> str:
+        return self._vip
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._vip}/"
+
+    @property
+    def bastion_ns(self) -> str:
+        return naming.bastion_ns(self.info.prefix)
+
+    @property
+    def advert_int(self) -> float:
+        return self._advert_int
+
+    @property
+    def vrrp_version(self) -> int:
+        return self._version
+
+    def watch_vip(self) -> VipWatcher:
+        return VipWatcher({n: self.topology.node_ns(n) for n in self.pods}, self.interface, self._vip)
+
+    def wait_for_single_master(self, timeout: float | None = None) -> str:
+        limit = timeout if timeout is not None else 3 * master_down_interval(self._advert_int) + 10.0
+        with self.watch_vip() as watcher:
+            return watcher.wait_for(lambda h: len(h) == 1, limit, "exactly one node to hold the VIP")[0]
+
+    def _record(self, node: str) -> ProcessRecord | None:
+        name = f"{self.group_ns}/{self.pods[node]}/keepalived"
+        for record in read_records(self.info.state_dir / "supervisor"):
+            if record.name == name and _starttime(record.pid) == record.starttime:
+                return record
+        return None
+
+    def keepalived_running(self, node: str) -> bool:
+        return self._record(node) is not None
+
+    def stop_keepalived(self, node: str, sig: int) -> None:
+        record = self._record(node)
+        if record is None:
+            raise KalabError(f"keepalived is not running on {node}; wait for its pod to be Running.")
+        # The recorded PID leads its own process group: a crash takes keepalived's VRRP child down with it.
+        if sig == signal.SIGKILL:
+            os.killpg(record.pid, sig)
+        else:
+            os.kill(record.pid, sig)
+
+    def start_keepalived(self, node: str) -> None:
+        """The kubelet restarts the container (restartPolicy Always); wait until it has."""
+        deadline = time.monotonic() + 60
+        while not self.keepalived_running(node):
+            if time.monotonic() > deadline:
+                raise KalabError(f"The kubelet did not restart keepalived on {node} within 60 s.")
+            time.sleep(0.05)
+
+    def set_link(self, node: str, up: bool) -> None:
+        if not netlink.netns_exists(self.topology.node_ns(node)):
+            raise KalabError(f"The lab has no node {node}.")
+        self.topology.set_uplink(node, up)
