@@ -1,0 +1,122 @@
+"""Real kubectl against `kalab lab up`: the seed's commands, with `kubectl` where the seed has `oc`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import needs_root_tools
+
+from kalab.lab import control
+from kalab.model import manifests
+
+pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+PREFIX = f"kalab-t{os.getpid()}-kc-"
+KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[control.LabInfo]:
+    state_dir = Path(tempfile.gettempdir()) / f"kalab-t{os.getpid()}-kc-state"
+    try:
+        yield control.up(state_dir, PREFIX)
+    finally:
+        control.down(state_dir, PREFIX)
+
+
+@pytest.fixture(scope="module")
+def kubectl(lab: control.LabInfo, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str]:
+    home = tmp_path_factory.mktemp("kubectl-home")  # kubectl's discovery cache stays in the test's folder
+    env = {"PATH": os.environ.get("PATH", ""), "KUBECONFIG": str(lab.kubeconfig), "HOME": str(home)}
+
+    def run(*argv: str, ok: bool = True) -> str:
+        done = subprocess.run([KUBECTL, *argv], capture_output=True, text=True, timeout=60, env=env)
+        if ok:
+            assert done.returncode == 0, f"kubectl {' '.join(argv)}: {done.stderr}"
+            assert "warning" not in done.stderr.lower(), done.stderr
+        return done.stdout
+
+    return run
+
+
+def until(what: str, probe: Callable[[], str | None], timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def write(tmp_path: Path, name: str, docs: list[dict[str, object]]) -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return str(path)
+
+
+def test_the_seed_with_kubectl(lab: control.LabInfo, kubectl: Callable[..., str], tmp_path: Path) -> None:
+    nodes = kubectl("get", "nodes")
+    assert re.search(r"master-0\s+Ready", nodes) and re.search(r"master-2\s+Ready", nodes)
+
+    # The operator from its Subscription, then the seed's `oc label node` lines.
+    kubectl("apply", "-f", write(tmp_path, "olm.yaml", manifests.olm_install()))
+    until(
+        "the CSV to succeed",
+        lambda: "Succeeded" in kubectl("get", "csv", "-n", "keepalived-operator") or None,
+    )
+    for node in ("master-2", "master-1"):
+        assert "labeled" in kubectl("label", "node", node, "node-role.kubernetes.io/loadbalancer=")
+
+    group = manifests.keepalived_group(interface="kalab-eth0")
+    kubectl("apply", "-f", write(tmp_path, "group.yaml", [group]))
+    kubectl("patch", "scc", "privileged", "--type=json", "-p", json.dumps(manifests.scc_grant(form="users")))
+    kubectl(
+        "patch", "network", "cluster", "--type=merge",
+        "-p", manifests.network_patch_json("172.21.6.33/27", "172.21.6.33/27"),
+    )  # fmt: skip
+
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}
+    demo = write(tmp_path, "demo.yaml", [namespace, *manifests.demo()])
+    kubectl("apply", "-f", demo)
+    line = until(
+        "an EXTERNAL-IP on the demo service",
+        lambda: next((ln for ln in kubectl("get", "svc", "-n", "demo").splitlines() if "172.21.6." in ln), None),
+    )
+    fields = line.split()
+    assert fields[:2] == ["demo", "LoadBalancer"] and fields[2].startswith("172.30.")
+    vip = fields[3].split(",")[0]
+    assert fields[3] == f"{vip},{vip}"  # spec.externalIPs and status.loadBalancer.ingress, as in the seed
+    assert re.fullmatch(r"80:3\d{4}/TCP", fields[4])
+
+    # A request from the bastion shows up in a demo pod's log.
+    until(
+        "the VIP to answer from the bastion",
+        lambda: subprocess.run(
+            ["ip", "netns", "exec", f"{lab.prefix}bastion", "curl", "-s", "--max-time", "2", f"http://{vip}/"],
+            capture_output=True, text=True, timeout=30,
+        ).stdout or None,
+    )  # fmt: skip
+    logs = kubectl("logs", "-n", "demo", "test-0") + kubectl("logs", "-n", "demo", "test-1")
+    assert "GET /" in logs
+
+    # `exec … -- ip addr` in a keepalived pod: hostNetwork, so it shows its node's address.
+    pods = kubectl("get", "pods", "-n", "keepalived-operator", "-l", "keepalivedGroup=keepalivedgroup-workers", "-o",
+                   "jsonpath={.items[*].metadata.name}").split()  # fmt: skip
+    assert len(pods) == 2
+    addresses = kubectl("exec", "-n", "keepalived-operator", pods[0], "-c", "keepalived", "--", "ip", "addr")
+    assert re.search(r"inet 192\.168\.7\.1[45]/24", addresses)
+
+    kubectl("delete", "-f", demo)
+    until("the demo service to go", lambda: None if "demo" in kubectl("get", "svc", "-A") else "gone")
+    until("the demo namespace to go", lambda: None if "demo" in kubectl("get", "ns") else "gone")
