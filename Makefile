@@ -22,6 +22,7 @@ lint: setup
 	$(BIN)/mypy
 
 bench: setup
+	$(BIN)/python bench/lab_up.py
 	$(BIN)/python bench/dataplane.py
 
 lab: setup
