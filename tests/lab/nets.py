@@ -10,12 +10,13 @@ import itertools
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+from waiting import wait_for
 
 _counter = itertools.count()
 T = TypeVar("T")
@@ -58,15 +59,8 @@ def linked_pair(
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
-    """Poll `predicate` until it returns something truthy; fail the test with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    """`waiting.wait_for` with the argument order the data-plane tests read best in."""
+    return wait_for(predicate, timeout, what, interval)
 
 
 def namespaces_left() -> list[str]:

@@ -8,13 +8,14 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import yaml
 from conftest import needs_root_tools
+from waiting import wait_for
 
 from kalab.lab import control
 from kalab.model import manifests
@@ -22,6 +23,12 @@ from kalab.model import manifests
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 PREFIX = f"kalab-t{os.getpid()}-kc-"
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+T = TypeVar("T")
+
+
+def until(what: str, probe: Callable[[], T], timeout: float = 60.0) -> T:
+    """Wait for `probe` (the order reads like the seed's steps: what, how, how long)."""
+    return wait_for(probe, timeout, what, 0.1)
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +53,6 @@ def kubectl(lab: control.LabInfo, tmp_path_factory: pytest.TempPathFactory) -> C
         return done.stdout
 
     return run
-
-
-def until(what: str, probe: Callable[[], str | None], timeout: float = 60.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def write(tmp_path: Path, name: str, docs: list[dict[str, object]]) -> str:

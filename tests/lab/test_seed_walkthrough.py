@@ -12,7 +12,6 @@ import ipaddress
 import os
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ from conftest import needs_root_tools
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.stream import stream
+from waiting import wait_for
 
 from kalab.lab import control, failover
 from kalab.lab.dataplane import netlink
@@ -35,15 +35,9 @@ DEMO_BODY = "Hello!<br>Welcome to RedHat Developer<br>Enjoy all of the ad-free a
 T = TypeVar("T")
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
+def until(what: str, probe: Callable[[], T], timeout: float = 60.0) -> T:
+    """Wait for `probe` (the order reads like the seed's steps: what, how, how long)."""
+    return wait_for(probe, timeout, what, 0.1)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +115,7 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
     csvs = lambda: custom(api).list_namespaced_custom_object(  # noqa: E731
         "operators.coreos.com", "v1alpha1", "keepalived-operator", "clusterserviceversions"
     )["items"]
-    wait_for("the CSV to succeed", lambda: [c for c in csvs() if c.get("status", {}).get("phase") == "Succeeded"])
+    until("the CSV to succeed", lambda: [c for c in csvs() if c.get("status", {}).get("phase") == "Succeeded"])
 
     # 2. Label the loadbalancer nodes, as the seed does.
     for node in ("master-2", "master-1"):
@@ -133,7 +127,7 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
         e for e in core.list_namespaced_event("keepalived-operator").items
         if e.reason == "FailedCreate" and "unable to validate against any security context constraint" in e.message
     ]  # fmt: skip
-    wait_for("FailedCreate events", events)
+    until("FailedCreate events", events)
     assert keepalived_pods(api) == []
 
     # ... and runs them once `oc adm policy add-scc-to-user privileged -z default -n keepalived-operator` is done.
@@ -143,7 +137,7 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
     running = lambda: [  # noqa: E731
         p for p in keepalived_pods(api) if p.status.phase == "Running"
     ]
-    pods = wait_for("two running keepalived pods", lambda: len(running()) == 2 and running())
+    pods = until("two running keepalived pods", lambda: len(running()) == 2 and running())
     assert sorted(p.spec.node_name for p in pods) == ["master-1", "master-2"]
     assert all(p.metadata.annotations.get("openshift.io/scc") == "privileged" for p in pods)
 
@@ -156,7 +150,7 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
     core.create_namespace({"metadata": {"name": "demo"}})
     for obj in manifests.demo():
         create_any(api, obj)
-    svc = wait_for(
+    svc = until(
         "an EXTERNAL-IP", lambda: (s := core.read_namespaced_service("demo", "demo")).status.load_balancer.ingress and s
     )
     vip = svc.status.load_balancer.ingress[0].ip
@@ -165,7 +159,7 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
 
     # 6. curl it from the bastion: the seed's page, from both pods over repeated requests.
     pod_ips = {p.status.pod_ip for p in core.list_namespaced_pod("demo").items}
-    wait_for("the VIP to answer", lambda: curl_vip(lab, vip).startswith(DEMO_BODY), 60)
+    until("the VIP to answer", lambda: curl_vip(lab, vip).startswith(DEMO_BODY), 60)
     answered: set[str] = set()
     for _ in range(80):
         body = curl_vip(lab, vip)
@@ -183,7 +177,7 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
         out = exec_out(api, "keepalived-operator", on_master_2, "keepalived", argv)
         return out if "KUBE-FW-ZFZLPEKTCJ3DBGAL" in out else None
 
-    listing = wait_for("the KUBE-FW rule on master-2", kube_services, 30)
+    listing = until("the KUBE-FW rule on master-2", kube_services, 30)
     line = next(ln for ln in listing.splitlines() if "KUBE-FW-ZFZLPEKTCJ3DBGAL" in ln)
     assert "/* demo/demo:http loadbalancer IP */" in line and vip in line and "dpt:80" in line
 
@@ -208,7 +202,7 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
         kind, name = obj["kind"], obj["metadata"]["name"]
         (core.delete_namespaced_service if kind == "Service" else core.delete_namespaced_pod)(name, "demo")
     nodes = [f"{lab.prefix}{n}" for n in ("master-0", "master-1", "master-2")]
-    wait_for(
+    until(
         "the VIP to leave every node",
         lambda: not any(a.startswith(vip + "/") for ns in nodes for a in netlink.addresses(ns, lab_interface())),
         30,

@@ -51,6 +51,7 @@ class Controller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reconciled = 0  # for tests and status: how many reconciles ran
+        self._busy = False
 
     # -- queue ---------------------------------------------------------------------------------------------
 
@@ -82,6 +83,7 @@ class Controller:
                 if self._ready:
                     key = self._ready.pop(0)
                     self._queued.discard(key)
+                    self._busy = True
                     return key
                 wait = self._delayed[0][0] - now if self._delayed else 1.0
                 self._cond.wait(max(0.001, min(wait, 1.0)))
@@ -111,6 +113,11 @@ class Controller:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def idle(self) -> bool:
+        """Nothing queued and nothing being reconciled (delayed retries aside): the controller has caught up."""
+        with self._cond:
+            return not self._ready and not self._busy
+
     def _run(self) -> None:
         while (key := self._next()) is not None:
             try:
@@ -122,6 +129,9 @@ class Controller:
                 _log.exception("%s: reconciling %s failed (retry in %.1f s)", self.name, key, delay)
                 self.enqueue(key, after=delay)
                 continue
+            finally:
+                with self._cond:
+                    self._busy = False
             self._failures.pop(key, None)
             self.reconciled += 1
             if again:

@@ -13,14 +13,14 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client, config
+from waiting import wait_for as wait_for  # re-exported: the tests import it from here
 
 from kalab.lab.apiserver.hooks import PodHooks
 from kalab.lab.apiserver.resources import Registry
@@ -99,18 +99,6 @@ def official_client(server: RunningServer) -> Iterator[client.ApiClient]:
         yield api_client
     finally:
         api_client.close()
-
-
-def wait_for(check: Callable[[], T], timeout: float = 5.0, what: str = "condition") -> T:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 @dataclass

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+from waiting import wait_for as wait_for  # re-exported: the tests import it from here
 
 from kalab.lab.apiserver.resources import Registry, ResourceType
 from kalab.lab.apiserver.store import Store
@@ -16,18 +16,6 @@ from kalab.lab.dataplane.topology import Topology
 
 T = TypeVar("T")
 Obj = dict[str, Any]
-
-
-def wait_for(check: Callable[[], T], timeout: float = 5.0, what: str = "condition") -> T:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,8 +94,7 @@ def test_services_without_selector_keep_their_own_endpoints(cp: ControlPlane) ->
     cp.create("/endpoints", mine, "demo")
     cp.create("/pods", pod("test-0", "master-0", "10.254.0.10", True), "demo")
     controller = cp.controllers[0]
-    wait_for(lambda: controller.reconciled >= 1, what="the service's reconcile")
-    time.sleep(0.2)
+    wait_for(lambda: controller.reconciled >= 1 and controller.idle(), what="the controller to catch up")
     found = endpoints(cp)
     assert found is not None and found["subsets"] == mine["subsets"]
 

@@ -132,7 +132,7 @@ def test_nothing_happens_before_the_operator_is_installed(lab: Lab) -> None:
     lab.store.create(lab.rt("/namespaces"), {"metadata": {"name": NS}})
     lab.create(keepalived_group(interface="eth0"))
     lab.demo_service()
-    time.sleep(0.5)
+    wait_for(lab.operator.idle, what="the operator to look at the group")
     assert lab.config() is None
     assert lab.store.try_get(lab.rt("apps/daemonsets"), NS, GROUP) is None
     assert "status" not in (lab.group() or {})
@@ -199,14 +199,13 @@ def test_pod_status_churn_does_not_rewrite_the_config(lab: Lab) -> None:
     lab.create(keepalived_group(interface="eth0", unicast=True))
     lab.demo_service()
     pod = lab.keepalived_pod("keepalivedgroup-workers-fgzv8", "192.168.7.14")
-    wait_for(lambda: "192.168.7.14" in (lab.config() or ""), what="the peer")
-    time.sleep(0.2)
+    wait_for(lambda: "192.168.7.14" in (lab.config() or "") and lab.operator.idle(), what="the peer")
     cm_rv = lab.store.get(lab.rt("/configmaps"), NS, GROUP)["metadata"]["resourceVersion"]
     ds_rv = lab.store.get(lab.rt("apps/daemonsets"), NS, GROUP)["metadata"]["resourceVersion"]
     reconciled = lab.operator.reconciled
     pod["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
     lab.store.update(lab.rt("/pods"), pod, subresource="status")
-    time.sleep(0.3)
+    wait_for(lab.operator.idle, what="the operator to catch up")
     assert lab.operator.reconciled == reconciled  # neither peers nor owners changed: no work queued
     assert lab.store.get(lab.rt("/configmaps"), NS, GROUP)["metadata"]["resourceVersion"] == cm_rv
     assert lab.store.get(lab.rt("apps/daemonsets"), NS, GROUP)["metadata"]["resourceVersion"] == ds_rv
@@ -311,8 +310,9 @@ def test_removing_the_operator_stops_reconciling(lab: Lab) -> None:
     wait_for(lambda: has_instance(lab), what="the config")
     lab.store.delete(lab.rt("operators.coreos.com/subscriptions"), NS, "keepalived-operator")
     lab.store.delete(lab.rt("operators.coreos.com/clusterserviceversions"), NS, om.csv_name())
+    wait_for(lab.operator.idle, what="the operator to notice it is gone")  # work queued while it was installed
     lab.store.delete(lab.rt("/services"), "demo", "demo")
-    time.sleep(0.4)
+    wait_for(lab.operator.idle, what="the operator to see the service go")
     assert has_instance(lab)  # what the operator rendered stays, but nobody updates it any more
 
 

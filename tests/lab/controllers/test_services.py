@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -231,8 +230,7 @@ def wait_external(cp: ControlPlane, shown: str, name: str = "demo") -> dict[str,
 def test_no_block_means_pending(assigning: ControlPlane) -> None:
     create(assigning, demo_service())
     controller = assigning.controllers[0]
-    wait_for(lambda: controller.reconciled >= 2, what="reconciles of kubernetes and demo")
-    time.sleep(0.2)
+    wait_for(lambda: controller.reconciled >= 2 and controller.idle(), what="reconciles of kubernetes and demo")
     assert external_column(service(assigning)) == "<pending>"
 
 
@@ -274,7 +272,7 @@ def test_manual_addresses_survive_and_released_addresses_are_reused(assigning: C
     create(assigning, demo_service("second"))
     wait_external(assigning, "172.21.6.34,172.21.6.34", "second")
     create(assigning, demo_service("third"))  # a /30 has two usable addresses: the third waits
-    time.sleep(0.3)
+    wait_for(assigning.controllers[0].idle, what="the controller to catch up")
     assert external_column(service(assigning, "third")) == "<pending>"
     assigning.patch("/services", "demo", {"spec": {"type": "ClusterIP"}}, "demo")
     first = wait_external(assigning, "10.1.2.3")
