@@ -1,0 +1,74 @@
+"""A live chart: a figure redrawn from a callable every few seconds, for a bounded time.
+
+The loop blocks the cell on purpose: a background thread would outlive the cell, keep scraping after the user
+moved on and make a headless run's output depend on timing. Bounded by `duration_s`, it always ends.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+from matplotlib.figure import Figure
+
+
+def figure_png(fig: Figure, dpi: int = 80) -> bytes:
+    """The figure rendered as PNG bytes (no pyplot, no display side effects)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+class LiveChart:
+    """An image widget that `run()` refreshes with `draw()`'s figure every `every_s` seconds for `duration_s`.
+
+    `draw` typically scrapes the exporter, appends the frame to a list and returns plot_exporter_metrics(list).
+    """
+
+    def __init__(
+        self,
+        draw: Callable[[], Figure],
+        every_s: float = 2.0,
+        duration_s: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if every_s <= 0 or duration_s < 0:
+            raise ValueError("every_s must be positive and duration_s not negative")
+        self.draw = draw
+        self.every_s = every_s
+        self.duration_s = duration_s
+        self._sleep = sleep
+        self._clock = clock
+        self.image = widgets.Image(format="png")
+        self.status = widgets.HTML()
+        self.widget = widgets.VBox([self.image, self.status])
+        self.frames = 0
+        self.last: Figure | None = None
+
+    def refresh(self) -> Figure:
+        """Draw once and show it."""
+        fig = self.draw()
+        self.image.value = figure_png(fig)
+        self.frames += 1
+        self.last = fig
+        return fig
+
+    def run(self) -> Figure | None:
+        """Refresh until `duration_s` has passed (at least once); returns the last figure for the record."""
+        deadline = self._clock() + self.duration_s
+        while True:
+            started = self._clock()
+            self.refresh()
+            self.status.value = f"<small>refreshed {self.frames} time(s)</small>"
+            if started + self.every_s > deadline:
+                break
+            self._sleep(max(0.0, started + self.every_s - self._clock()))
+        self.status.value = f"<small>done: {self.frames} refresh(es) over {self.duration_s:g} s</small>"
+        return self.last
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
