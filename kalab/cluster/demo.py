@@ -9,7 +9,7 @@ import pandas as pd
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kalab.cluster._common import Progress, fail, poll, report
+from kalab.cluster._common import Progress, as_dict, fail, poll, report
 from kalab.cluster.connect import Cluster
 from kalab.cluster.nodes import _check_nodes
 from kalab.model import manifests
@@ -185,3 +185,27 @@ def service_vip(
     ))  # fmt: skip
     report(progress, f"EXTERNAL-IP {found}")
     return found
+
+
+def service_table(cluster: Cluster, namespace: str = "demo", name: str = "demo") -> pd.DataFrame:
+    """The service as `oc get svc` shows it: EXTERNAL-IP joins ingress and spec.externalIPs (hence twice)."""
+    try:
+        found = cluster.core.read_namespaced_service(name, namespace)
+        svc = as_dict(cluster.api.sanitize_for_serialization(found))  # type: ignore[no-untyped-call]
+    except ApiException as err:
+        raise fail(f"Reading service {namespace}/{name}", err, "deploy the demo first (notebook 03)") from None
+    spec, status = svc.get("spec") or {}, svc.get("status") or {}
+    ingress = [i["ip"] for i in (status.get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
+    external = ",".join(ingress + list(spec.get("externalIPs") or []))
+    ports = ",".join(
+        f"{p['port']}:{p['nodePort']}/{p['protocol']}" if p.get("nodePort") else f"{p['port']}/{p['protocol']}"
+        for p in spec.get("ports") or []
+    )
+    row = {
+        "NAME": name,
+        "TYPE": spec.get("type"),
+        "CLUSTER-IP": spec.get("clusterIP"),
+        "EXTERNAL-IP": external or ("<pending>" if spec.get("type") == "LoadBalancer" else "<none>"),
+        "PORT(S)": ports,
+    }
+    return pd.DataFrame([row]).set_index("NAME")

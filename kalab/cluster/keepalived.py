@@ -127,3 +127,17 @@ def daemonset_events(
         for e in items if e.reason == reason
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=["object", "reason", "message", "count", "last_seen"])
+
+
+def wait_failed_create(cluster: Cluster, namespace: str = DEFAULT_NAMESPACE, timeout: float = 30.0) -> pd.DataFrame:
+    """Wait until the DaemonSet records FailedCreate events (pods refused, e.g. by SCC admission) and return them."""
+
+    def timed_out() -> KalabError:
+        return KalabError(f"No FailedCreate events within {timeout:g} s; see `oc get events -n {namespace}`.")
+
+    def check() -> pd.DataFrame | None:
+        events = daemonset_events(cluster, namespace)
+        return None if events.empty else events
+
+    result: pd.DataFrame = poll(check, timeout, timed_out)
+    return result
