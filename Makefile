@@ -12,7 +12,7 @@ STAMP := $(VENV)/.kalab-installed
 .PHONY: demo test lab bench setup system-packages lint clean
 
 demo: setup
-	$(BIN)/kalab run --out out
+	$(BIN)/kalab run --lab --out out
 
 test: setup lint
 	$(BIN)/pytest

@@ -49,6 +49,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--timeout", type=float, default=900.0, help="seconds a single cell may run (default: %(default)s)"
     )
+    parser.add_argument(
+        "--lab",
+        action="store_true",
+        help="start a fresh lab first (down, then up), run the notebooks against it, and stop it at the end",
+    )
+    # Tests run their own lab next to any other one: its state directory and name prefix.
+    parser.add_argument("--lab-state-dir", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--lab-prefix", default=None, help=argparse.SUPPRESS)
     parser.set_defaults(handler=handle)
 
 
@@ -110,15 +118,11 @@ def execute(notebook: Path, out: Path, params: dict[str, Any], kernel: str, time
     )
 
 
-def handle(args: argparse.Namespace) -> int:
-    params = parse_parameters(args.parameter)
-    notebooks = find_notebooks(Path(args.notebooks), args.only)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+def run_all(notebooks: list[Path], out: Path, params: dict[str, Any], kernel: str, timeout: float) -> int:
     runs: list[NotebookRun] = []
     for notebook in notebooks:
         print(f"▶ {notebook.name} …", flush=True)
-        run = execute(notebook, out, params, args.kernel, args.timeout)
+        run = execute(notebook, out, params, kernel, timeout)
         runs.append(run)
         print(f"  {'✅' if run.ok else '❌'} {run.seconds:.1f} s → {run.html or run.executed}", flush=True)
         if not run.ok:
@@ -129,3 +133,31 @@ def handle(args: argparse.Namespace) -> int:
         raise KalabError(f"{failed[0].notebook} failed ({failed[0].error}); open {failed[0].executed} to see where.")
     print(f"{len(runs)} notebook(s) ran; results in {out}/")
     return 0
+
+
+def run_on_fresh_lab(notebooks: list[Path], out: Path, params: dict[str, Any], args: argparse.Namespace) -> int:
+    """Stop any lab in the state directory, start a fresh one, run against it, and stop it even on failure."""
+    from kalab.lab import control
+    from kalab.lab.dataplane import naming
+
+    prefix = args.lab_prefix or naming.DEFAULT_PREFIX
+    state_dir = control.state_dir_for(args.lab_state_dir)
+    control.down(state_dir, prefix)
+    try:
+        print(f"▶ starting a fresh lab ({state_dir}) …", flush=True)
+        info = control.up(state_dir, prefix)
+        lab_params = {"kubeconfig": str(info.kubeconfig), "lab_state_dir": str(info.state_dir), "lab_prefix": prefix}
+        return run_all(notebooks, out, {**params, **lab_params}, args.kernel, args.timeout)
+    finally:
+        control.down(state_dir, prefix)
+        print("▶ lab stopped", flush=True)
+
+
+def handle(args: argparse.Namespace) -> int:
+    params = parse_parameters(args.parameter)
+    notebooks = find_notebooks(Path(args.notebooks), args.only)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.lab:
+        return run_on_fresh_lab(notebooks, out, params, args)
+    return run_all(notebooks, out, params, args.kernel, args.timeout)
