@@ -26,7 +26,8 @@ bench: setup
 	$(BIN)/python bench/dataplane.py
 
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
+	$(BIN)/kalab lab up
+	KUBECONFIG=/run/kalab-lab/kubeconfig $(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
 
 setup: system-packages $(STAMP)
 
