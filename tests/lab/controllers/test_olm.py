@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_for
 
 from kalab.lab.apiserver.crds import CrdController
 from kalab.lab.apiserver.resources import Registry
@@ -22,16 +23,6 @@ from kalab.model.manifests import olm_install
 NS = "keepalived-operator"
 CSV = om.csv_name()
 PHASES = ["Pending", "InstallReady", "Installing", "Succeeded"]
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Lab:
