@@ -256,6 +256,7 @@ class Scenario:
             self.topology.teardown()
             shutil.rmtree(self.state_dir, ignore_errors=True)
             if self.lock >= 0:
+                _lock_path(self.spec.prefix).unlink(missing_ok=True)  # leave no file behind
                 os.close(self.lock)  # closing the descriptor releases the lock
                 self.lock = -1
 
@@ -358,9 +359,13 @@ def _wait_for_backends(scenario: Scenario, timeout: float = 15.0) -> None:
             time.sleep(0.05)
 
 
+def _lock_path(prefix: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"{prefix}lock"
+
+
 def _take_lock(prefix: str) -> int:
     """One scenario per prefix at a time: the lock tells a crashed scenario's leftovers from a running one's."""
-    fd = os.open(Path(tempfile.gettempdir()) / f"{prefix}lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(_lock_path(prefix), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
