@@ -377,7 +377,16 @@ def _take_lock(prefix: str) -> int:
 
 
 def recover(prefix: str = SCENARIO_PREFIX) -> list[str]:
-    """Remove what a crashed scenario left: its recorded processes (by PID), state dirs and namespaces."""
+    """Remove what a crashed scenario left: its recorded processes (by PID), state dirs, namespaces, lock file."""
+    lock = _take_lock(prefix)  # refuses while a scenario at this prefix is still running
+    try:
+        return _clear_leftovers(prefix)
+    finally:
+        _lock_path(prefix).unlink(missing_ok=True)
+        os.close(lock)
+
+
+def _clear_leftovers(prefix: str) -> list[str]:
     removed: list[str] = []
     for state_dir in sorted(Path(tempfile.gettempdir()).glob(f"{prefix}state-*")):
         reap_recorded(state_dir)
@@ -393,7 +402,7 @@ def start(spec: ScenarioSpec | None = None, wait: bool = True) -> Scenario:
     spec = spec or ScenarioSpec()
     lock = _take_lock(spec.prefix)
     try:
-        recover(spec.prefix)
+        _clear_leftovers(spec.prefix)
         topology = build(TopologySpec.seed(spec.prefix))
     except BaseException:
         os.close(lock)
