@@ -18,6 +18,8 @@ from typing import TypeVar
 
 from waiting import wait_for
 
+from kalab.lab.dataplane.topology import Topology, TopologySpec, build, lab_namespaces, sweep
+
 _counter = itertools.count()
 T = TypeVar("T")
 
@@ -103,3 +105,13 @@ def curl(ns: str, url: str, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=30,
     )
+
+
+def seed_topology(prefix: str) -> Iterator[Topology]:
+    """The seed's topology under `prefix` for a fixture to yield; afterwards nothing of it may remain."""
+    topology = build(TopologySpec.seed(prefix))
+    try:
+        yield topology
+    finally:
+        sweep(prefix)
+        assert lab_namespaces(prefix) == []

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import needs_root_tools
+from lab.nets import seed_topology
 
 from kalab.lab.dataplane import naming, netlink
 from kalab.lab.dataplane.netlink import addresses, ip_json, run_in
@@ -21,7 +22,7 @@ from kalab.lab.dataplane.sandbox import (
     find_sandbox,
     list_sandboxes,
 )
-from kalab.lab.dataplane.topology import Topology, TopologySpec, build, lab_namespaces, sweep
+from kalab.lab.dataplane.topology import Topology
 from kalab.model.errors import KalabError
 
 PREFIX = f"kalab-t{os.getpid()}-sb-"
@@ -30,12 +31,7 @@ pytestmark = needs_root_tools("ip", "ping")
 
 @pytest.fixture
 def lab() -> Iterator[Topology]:
-    topology = build(TopologySpec.seed(PREFIX))
-    try:
-        yield topology
-    finally:
-        sweep(PREFIX)
-        assert lab_namespaces(PREFIX) == []
+    yield from seed_topology(PREFIX)
 
 
 def ping(ns: str, address: str) -> bool:

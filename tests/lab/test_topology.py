@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import needs_root_tools
+from lab.nets import seed_topology
 
 from kalab.lab.dataplane import naming, netlink
 from kalab.lab.dataplane.netlink import addresses, ip_json, run_in, set_link
@@ -67,12 +68,7 @@ def link(ns: str, ifname: str) -> dict[str, Any]:
 
 @pytest.fixture
 def lab() -> Iterator[Topology]:
-    topology = build(TopologySpec.seed(PREFIX))
-    try:
-        yield topology
-    finally:
-        sweep(PREFIX)
-        assert lab_namespaces(PREFIX) == []
+    yield from seed_topology(PREFIX)
 
 
 # --- the description ---------------------------------------------------------------------------------------------

@@ -5,30 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from seedobjects import demo_service_port as demo_port
 
 from kalab.model.errors import KalabError
 from kalab.model.iptables import Counters, parse_listing_line, parse_save, trace
-from kalab.model.kubeproxy import Endpoint, ServicePort, nat_rules, sep_chain
+from kalab.model.kubeproxy import nat_rules, sep_chain
 
 SVC = "KUBE-SVC-ZFZLPEKTCJ3DBGAL"
 FW = "KUBE-FW-ZFZLPEKTCJ3DBGAL"
 EP0, EP2 = "10.254.0.5:80", "10.254.2.5:80"
-
-
-def demo_port(**changes: object) -> ServicePort:
-    fields: dict[str, object] = {
-        "namespace": "demo",
-        "name": "demo",
-        "port_name": "http",
-        "port": 80,
-        "cluster_ip": "172.30.203.237",
-        "node_port": 31682,
-        "external_ips": ["172.21.6.50"],
-        "load_balancer_ips": ["172.21.6.50"],
-        "endpoints": [Endpoint("10.254.0.5", 80, "master-0"), Endpoint("10.254.2.5", 80, "master-2")],
-    }
-    fields.update(changes)
-    return ServicePort(**fields)  # type: ignore[arg-type]
 
 
 # Written the way kube-proxy of the seed's era fed iptables-restore (options in its own order, --or-mark,

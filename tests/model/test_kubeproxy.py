@@ -7,12 +7,12 @@ import hashlib
 import re
 
 import pytest
+from seedobjects import demo_service_port as demo
 
 from kalab.model.errors import KalabError
 from kalab.model.kubeproxy import (
     NODEPORTS_COMMENT,
     Endpoint,
-    ServicePort,
     chain_suffix,
     ext_chain,
     fw_chain,
@@ -29,24 +29,6 @@ SEED_LB_RULE = (
     '-A KUBE-SERVICES -d 172.21.6.50/32 -p tcp -m comment --comment "demo/demo:http loadbalancer IP" '
     "-m tcp --dport 80 -j KUBE-FW-ZFZLPEKTCJ3DBGAL"
 )
-
-
-def demo(**changes: object) -> ServicePort:
-    """The seed's demo service: test-0 on master-0, test-1 on master-2, VIP 172.21.6.50 (externalIP + LB)."""
-    fields: dict[str, object] = {
-        "namespace": "demo",
-        "name": "demo",
-        "port_name": "http",
-        "port": 80,
-        "target_port": 80,
-        "cluster_ip": "172.30.203.237",
-        "node_port": 31682,
-        "external_ips": ["172.21.6.50"],
-        "load_balancer_ips": ["172.21.6.50"],
-        "endpoints": [Endpoint("10.254.0.5", 80, "master-0"), Endpoint("10.254.2.5", 80, "master-2")],
-    }
-    fields.update(changes)
-    return ServicePort(**fields)  # type: ignore[arg-type]
 
 
 def rules_of(doc: str, chain: str) -> list[str]:

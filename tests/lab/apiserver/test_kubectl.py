@@ -7,11 +7,10 @@ import queue
 import re
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab.apiserver.api_kit import KUBECTL, Kubectl, make_kubectl, running_server, seeded_store, wait_for
+from lab.apiserver.api_kit import KUBECTL, Kubectl, make_kubectl, wait_for
 
 from kalab.lab.apiserver.server import RunningServer
 from kalab.lab.apiserver.store import Store
@@ -61,17 +60,6 @@ spec:
   nodeSelector:
     node-role.kubernetes.io/loadbalancer: ""
 """
-
-
-@pytest.fixture
-def lab_store() -> Store:
-    return seeded_store()
-
-
-@pytest.fixture
-def server(lab_store: Store, tmp_path: Path) -> Iterator[RunningServer]:
-    with running_server(lab_store, tmp_path / "state") as running:
-        yield running
 
 
 @pytest.fixture

@@ -29,17 +29,6 @@ TABLE = (
 
 
 @pytest.fixture
-def lab_store() -> Store:
-    return seeded_store()
-
-
-@pytest.fixture
-def server(lab_store: Store, tmp_path: Path) -> Iterator[RunningServer]:
-    with running_server(lab_store, tmp_path / "state") as running:
-        yield running
-
-
-@pytest.fixture
 def api(server: RunningServer) -> Iterator[client.ApiClient]:
     with official_client(server) as api_client:
         yield api_client

@@ -1,0 +1,23 @@
+"""A fresh seeded store and an API server over it, for every API-server test that asks for them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lab.apiserver.api_kit import running_server, seeded_store
+
+from kalab.lab.apiserver.server import RunningServer
+from kalab.lab.apiserver.store import Store
+
+
+@pytest.fixture
+def lab_store() -> Store:
+    return seeded_store()
+
+
+@pytest.fixture
+def server(lab_store: Store, tmp_path: Path) -> Iterator[RunningServer]:
+    with running_server(lab_store, tmp_path / "state") as running:
+        yield running
