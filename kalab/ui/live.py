@@ -6,7 +6,6 @@ moved on and make a headless run's output depend on timing. Bounded by `duration
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,12 +13,7 @@ from typing import Any
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
-
-def figure_png(fig: Figure, dpi: int = 80) -> bytes:
-    """The figure rendered as PNG bytes (no pyplot, no display side effects)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+from kalab.ui.figure import figure_png
 
 
 class LiveChart:
@@ -52,7 +46,7 @@ class LiveChart:
     def refresh(self) -> Figure:
         """Draw once and show it."""
         fig = self.draw()
-        self.image.value = figure_png(fig)
+        self.image.value = figure_png(fig, dpi=80)
         self.frames += 1
         self.last = fig
         return fig

@@ -11,11 +11,11 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from kalab.model.errors import KalabError
 from kalab.model.failover import PROBE_COLUMNS, analyse_outage
 from kalab.model.vrrp import Expectation
+from kalab.ui.figure import Figure
 
 FAILED_COLOUR = "#d62728"
 OUTAGE_COLOUR = "#d62728"

@@ -208,8 +208,14 @@ def test_cidr_sizes_has_a_bar_per_prefix() -> None:
     assert heights == [256, 128, 64, 32, 16, 254, 126, 62, 30, 14]
 
 
-def test_every_figure_renders() -> None:
-    """Drawing catches what building does not (layout, legends, empty spans): render each one to PNG."""
+def test_every_figure_renders_and_shows_itself_in_jupyter() -> None:
+    """Drawing catches what building does not (layout, legends, empty spans): render each one to PNG.
+
+    Without pyplot no inline backend registers a formatter for them, so each must offer `_repr_png_` itself,
+    which IPython's display (and so nbconvert's HTML) uses.
+    """
+    from IPython.core.formatters import PNGFormatter
+
     from kalab.ui.live import figure_png
 
     expected = expected_outage("crash")
@@ -223,3 +229,4 @@ def test_every_figure_renders() -> None:
     ]
     for fig in figures:
         assert figure_png(fig).startswith(b"\x89PNG")
+        assert PNGFormatter()(fig).startswith(b"\x89PNG")
