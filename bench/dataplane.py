@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kalab.lab import failover, scenario
-from kalab.lab.dataplane.probe import probe_in_namespace
+from kalab.cluster import failover
+from kalab.cluster.prober import probe_timeline
+from kalab.lab import scenario
 from kalab.lab.dataplane.topology import TopologySpec, measure_build_teardown
 from kalab.model.vrrp import expected_outage
 
@@ -39,7 +40,7 @@ def topology_timing(rounds: int) -> dict[str, Any]:
 
 def probe_rate(rate: float, seconds: float) -> dict[str, Any]:
     with scenario.start(scenario.ScenarioSpec(prefix=PREFIX)) as scn:
-        frame = probe_in_namespace(scn.bastion_ns, scn.url, seconds, rate, 1.0)
+        frame = probe_timeline(scn.url, seconds, rate, 1.0, netns=scn.bastion_ns)
     return dict(frame.attrs["summary"])
 
 

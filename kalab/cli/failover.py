@@ -36,8 +36,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def handle(args: argparse.Namespace) -> int:
-    from kalab.lab import control, failover, scenario
-    from kalab.lab.dataplane.probe import check_limits
+    from kalab.cluster import failover
+    from kalab.cluster.prober import check_limits
+    from kalab.lab import control, scenario
 
     spec = scenario.ScenarioSpec(advert_int=args.advert_int, vrrp_version=args.vrrp_version)  # validates timing
     check_limits(1.0, args.rate, failover.PROBE_TIMEOUT)
@@ -48,13 +49,7 @@ def handle(args: argparse.Namespace) -> int:
     require_root("failover")
 
     def progress(result: failover.TrialResult) -> None:
-        print(
-            f"trial {result.trial}: {result.old_master} → {result.new_master or 'nobody'}: "
-            f"outage {result.outage_ms:.0f} ms, takeover {result.takeover_ms or 0:.0f} ms, "
-            f"two holders {result.duplicate_vip_ms:.0f} ms",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(result.line(), file=sys.stderr, flush=True)
 
     info = None if args.scenario else control.status(args.state_dir)
     if info is not None and info.ready:

@@ -55,14 +55,14 @@ def _bastion(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from kalab.lab.dataplane.probe import check_limits, parse_url, probe_in_namespace
+    from kalab.cluster.prober import check_limits, parse_url, probe_timeline
 
     check_limits(args.duration, args.rate, args.timeout)
     if args.url:
         parse_url(args.url, resolve=False)
     require_root("probe")
     with _bastion(args) as (bastion, url):
-        frame = probe_in_namespace(bastion, url, args.duration, args.rate, args.timeout)
+        frame = probe_timeline(url, args.duration, args.rate, args.timeout, netns=bastion)
     if args.out:
         frame.to_csv(Path(args.out), index=False)
     summary = dict(frame.attrs.get("summary", {}))

@@ -24,7 +24,7 @@ from kalab.lab.dataplane.topology import Topology, TopologySpec
 from kalab.lab.dataplane.vipwatch import VipWatcher
 from kalab.model.errors import KalabError
 from kalab.model.operator import GROUP_ANNOTATION, VERBATIM_ANNOTATION
-from kalab.model.vrrp import master_down_interval
+from kalab.model.vrrp import FailureKind, master_down_interval, timing_from_verbatim
 
 
 def _starttime(pid: int) -> int | None:
@@ -36,7 +36,7 @@ def _starttime(pid: int) -> int | None:
 
 
 class RunningLab:
-    """Implements kalab.lab.failover.FailoverTarget for the demo service of a lab started by `kalab lab up`."""
+    """Implements kalab.cluster.failover.FailoverTarget for the demo service of a lab started by `kalab lab up`."""
 
     def __init__(self, info: LabInfo, namespace: str = "demo", service: str = "demo") -> None:
         self.info = info
@@ -52,13 +52,12 @@ class RunningLab:
         self._vip: str = ips[0]
         self.group_ns, _, self.group = annotations[GROUP_ANNOTATION].partition("/")
         verbatim = json.loads(annotations.get(VERBATIM_ANNOTATION) or "{}")
-        self._advert_int = float(verbatim.get("advert_int", 1))
         group = self._get(
             f"/apis/redhatcop.redhat.io/v1alpha1/namespaces/{self.group_ns}/keepalivedgroups/{self.group}",
             f"KeepalivedGroup {self.group_ns}/{self.group}",
         )
         spec: dict[str, Any] = group.get("spec") or {}
-        self._version = int((spec.get("verbatimConfig") or {}).get("vrrp_version", 2))
+        self._advert_int, self._version = timing_from_verbatim(verbatim, spec.get("verbatimConfig") or {})
         self.interface = str(spec.get("interface") or naming.POD_INTERFACE)
         pods = self._get(
             f"/api/v1/namespaces/{self.group_ns}/pods?labelSelector=keepalivedGroup%3D{self.group}", "keepalived pods"
@@ -96,6 +95,14 @@ class RunningLab:
     @property
     def bastion_ns(self) -> str:
         return naming.bastion_ns(self.info.prefix)
+
+    @property
+    def client_netns(self) -> str:
+        return self.bastion_ns
+
+    @property
+    def failure_kinds(self) -> tuple[FailureKind, ...]:
+        return tuple(FailureKind)  # the lab owns its nodes' processes and links
 
     @property
     def advert_int(self) -> float:

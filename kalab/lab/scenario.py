@@ -31,7 +31,7 @@ from kalab.model.errors import KalabError
 from kalab.model.keepalived_conf import render_config
 from kalab.model.kubeproxy import Endpoint, ServicePort
 from kalab.model.operator import GROUP_ANNOTATION, POD_GROUP_LABEL, VERBATIM_ANNOTATION
-from kalab.model.vrrp import check_timing, master_down_interval
+from kalab.model.vrrp import FailureKind, check_timing, master_down_interval
 
 SCENARIO_PREFIX = "kalab-fo-"  # its own prefix: a scenario never touches a lab at the default `kalab-`
 DEMO_BODY = "Hello!<br>Welcome to RedHat Developer<br>Enjoy all of the ad-free articles<br>"
@@ -104,7 +104,7 @@ class Scenario:
     demo_pods: list[Sandbox] = field(default_factory=list)
     keepalived_pods: list[KeepalivedPod] = field(default_factory=list)
 
-    # -- what a failover experiment needs to know (see kalab.lab.failover.FailoverTarget) ---------------------
+    # -- what a failover experiment needs to know (see kalab.cluster.failover.FailoverTarget) ---------------------
 
     @property
     def vip(self) -> str:
@@ -117,6 +117,14 @@ class Scenario:
     @property
     def bastion_ns(self) -> str:
         return self.topology.bastion_ns
+
+    @property
+    def client_netns(self) -> str:
+        return self.bastion_ns
+
+    @property
+    def failure_kinds(self) -> tuple[FailureKind, ...]:
+        return tuple(FailureKind)  # the lab owns its nodes' processes and links
 
     @property
     def advert_int(self) -> float:

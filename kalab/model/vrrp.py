@@ -6,6 +6,7 @@ a graceful stop sends priority 0, a killed keepalived leaves its VIP behind, a l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -158,3 +159,13 @@ def expected_outage(
         f"time since the last advert: {earliest_down * 1000:.0f}–{down * 1000:.0f} ms), then claims the VIP "
         f"and sends gratuitous ARPs.",
     )
+
+
+def timing_from_verbatim(service_verbatim: Mapping[str, str], group_verbatim: Mapping[str, str]) -> tuple[float, int]:
+    """(advert_int, VRRP version) a service's instance runs with: its verbatim keys over the group's defaults.
+
+    The instance keyword is `version`, the group's (global_defs) one `vrrp_version`; keepalived defaults to 1 s, v2.
+    """
+    advert_int = float(service_verbatim.get("advert_int", DEFAULT_ADVERT_INT))
+    version = int(service_verbatim.get("version", group_verbatim.get("vrrp_version", 2)))
+    return advert_int, version

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 from conftest import needs_root_tools
 
-from kalab.lab import failover, scenario
+from kalab.cluster import failover
+from kalab.lab import scenario
 from kalab.model.vrrp import expected_outage
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")

@@ -14,14 +14,14 @@ import pytest
 from conftest import needs_root_tools
 from lab.nets import Ns, linked_pair, wait_until
 
-from kalab.lab.dataplane.probe import (
+from kalab.cluster.prober import (
     FRAME_COLUMNS,
     ProbeRecord,
     check_limits,
     parse_url,
-    probe_in_namespace,
+    probe_timeline,
     records_to_frame,
-    start_probe_in_namespace,
+    start_probe,
     summarise,
 )
 from kalab.lab.dataplane.supervisor import ManagedProcess, ProcessSpec, Supervisor
@@ -45,7 +45,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[Ns, Ns, ManagedProcess]]:
 @needs_root_tools("ip")
 def test_200_hz_for_2_s_gets_every_answer_from_the_pod(lab: tuple[Ns, Ns, ManagedProcess]) -> None:
     client, pod, _ = lab
-    frame = probe_in_namespace(client.name, f"http://{pod.ip}/", duration=2.0, rate=200.0, timeout=1.0)
+    frame = probe_timeline(f"http://{pod.ip}/", duration=2.0, rate=200.0, timeout=1.0, netns=client.name)
     summary = frame.attrs["summary"]
     print("probe 200 Hz x 2 s:", json.dumps(summary))  # the performance figures, for the test log
 
@@ -64,7 +64,7 @@ def test_200_hz_for_2_s_gets_every_answer_from_the_pod(lab: tuple[Ns, Ns, Manage
 @needs_root_tools("ip")
 def test_a_server_that_goes_away_shows_up_as_failed_rows(lab: tuple[Ns, Ns, ManagedProcess]) -> None:
     client, pod, demo = lab
-    job = start_probe_in_namespace(client.name, f"http://{pod.ip}/", duration=3.0, rate=100.0, timeout=0.5)
+    job = start_probe(f"http://{pod.ip}/", duration=3.0, rate=100.0, timeout=0.5, netns=client.name)
     try:
         t0 = job.wait_started()
         wait_until(lambda: time.time() > t0 + 1.0, 10, "a second of healthy probing")
@@ -90,7 +90,7 @@ def test_a_server_that_goes_away_shows_up_as_failed_rows(lab: tuple[Ns, Ns, Mana
 def test_no_answer_at_all_is_a_timeout(lab: tuple[Ns, Ns, ManagedProcess]) -> None:
     client, _, _ = lab
     # An address on the client's subnet that nobody holds: ARP gets no reply, so the connect never completes.
-    frame = probe_in_namespace(client.name, "http://10.254.1.99/", duration=0.2, rate=50.0, timeout=0.3)
+    frame = probe_timeline("http://10.254.1.99/", duration=0.2, rate=50.0, timeout=0.3, netns=client.name)
     assert len(frame) == 10
     assert not frame["ok"].any()
     assert set(frame["error"]) <= {"timeout", "EHOSTUNREACH"}
@@ -144,12 +144,12 @@ def test_planned_requests_are_rate_times_duration() -> None:
 @needs_root_tools("ip")
 def test_a_missing_namespace_is_refused() -> None:
     with pytest.raises(KalabError, match="does not exist"):
-        probe_in_namespace("kalab-no-such-namespace", "http://10.0.0.1/", 1.0, 10.0)
+        probe_timeline("http://10.0.0.1/", 1.0, 10.0, netns="kalab-no-such-namespace")
 
 
 def test_cli_reports_bad_input_without_sending_anything(tmp_path: Path) -> None:
     out = tmp_path / "kalab-probe.csv"
-    argv = [sys.executable, "-m", "kalab.lab.dataplane.probe", "https://10.0.0.1/", "--for", "1", "--out", str(out)]
+    argv = [sys.executable, "-m", "kalab.cluster.prober", "https://10.0.0.1/", "--for", "1", "--out", str(out)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith("error: The probe URL") and not out.exists()

@@ -23,7 +23,8 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.stream import stream
 from waiting import wait_for
 
-from kalab.lab import control, failover
+from kalab.cluster import failover
+from kalab.lab import control
 from kalab.lab.dataplane import netlink
 from kalab.lab.running import RunningLab
 from kalab.model import manifests

@@ -3,10 +3,11 @@
 It is what a trainee's `while true; do curl VIP; sleep 0.01; done` measures, but trustworthy: request i is sent at
 start + i/rate whether or not earlier requests have answered (a client after a failover does not wait for the
 previous one either), every request gets a row even when it fails, and the summary reports how late sends really
-were. Against the lab it must run inside the bastion namespace — `probe_in_namespace` does that with
-`ip netns exec`; run directly it probes from whatever namespace it is in.
+were. It runs as its own process: `start_probe` launches it from this machine, or, with `netns`, inside a network
+namespace through `ip netns exec` — the lab's clients live in its bastion namespace, and lab addresses must never be
+probed from the host's. Run directly it probes from whatever namespace it is in.
 
-    python -m kalab.lab.dataplane.probe URL --for SECONDS --rate HZ --out FILE.csv [--timeout S]
+    python -m kalab.cluster.prober URL --for SECONDS --rate HZ --out FILE.csv [--timeout S]
 
 stdout gets one JSON line when sending starts ({"started": unix_time}) and the summary as the last JSON line.
 """
@@ -435,14 +436,15 @@ def read_csv(path: Path) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# From the host: run the prober inside a namespace
+# Launching the prober as a child process, here or inside a network namespace
 
 
 class ProbeJob:
-    """A prober running in a namespace (see `start_probe_in_namespace`); `result()` waits and reads its CSV."""
+    """A running prober (see `start_probe`); `result()` waits and reads its CSV."""
 
-    def __init__(self, ns: str, argv: list[str], workdir: Path, limit: float) -> None:
+    def __init__(self, ns: str | None, argv: list[str], workdir: Path, limit: float) -> None:
         self.ns = ns
+        self.where = f"namespace {ns}" if ns else "this machine"
         self.workdir = workdir
         self.csv = workdir / "probe.csv"
         self.limit = limit
@@ -452,10 +454,10 @@ class ProbeJob:
         self._stderr = (workdir / "stderr.txt").open("w+")
         env = dict(os.environ)
         # The prober imports this package; make that work whatever the child's working directory.
-        package_root = str(Path(__file__).resolve().parents[3])
+        package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
         self.popen = subprocess.Popen(
-            ["ip", "netns", "exec", ns, *argv, "--out", str(self.csv)],
+            [*(["ip", "netns", "exec", ns] if ns else []), *argv, "--out", str(self.csv)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -479,7 +481,7 @@ class ProbeJob:
         """Block until the first request is about to go out; return its planned send time (unix seconds)."""
         if not self._started.wait(timeout) or self.started_at is None:
             self.result()  # raises the prober's own error if it failed
-            raise KalabError(f"The prober in {self.ns} did not start within {timeout:g} s.")
+            raise KalabError(f"The prober on {self.where} did not start within {timeout:g} s.")
         return self.started_at
 
     def stop(self) -> None:
@@ -497,13 +499,13 @@ class ProbeJob:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(timeout=10)
-                raise KalabError(f"The prober in {self.ns} ran past {self.limit:g} s and was killed.") from None
+                raise KalabError(f"The prober on {self.where} ran past {self.limit:g} s and was killed.") from None
             self._reader.join(timeout=10)
             if code != 0:
                 self._stderr.seek(0)
                 lines = [ln.strip() for ln in self._stderr.read().splitlines() if ln.strip()]
                 reason = lines[-1].removeprefix("error: ") if lines else f"exit status {code}"
-                raise KalabError(f"The prober in namespace {self.ns} failed: {reason.rstrip('.')}.")
+                raise KalabError(f"The prober on {self.where} failed: {reason.rstrip('.')}.")
             frame = read_csv(self.csv)
             with contextlib.suppress(ValueError, IndexError):
                 frame.attrs["summary"] = json.loads(self._lines[-1])
@@ -516,19 +518,19 @@ class ProbeJob:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_probe_in_namespace(
-    ns: str, url: str, duration: float, rate: float, timeout: float = 1.0, python: str | None = None
+def start_probe(
+    url: str, duration: float, rate: float, timeout: float = 1.0, netns: str | None = None, python: str | None = None
 ) -> ProbeJob:
-    """Start the prober inside network namespace `ns` (e.g. the lab's bastion) and return at once."""
+    """Start the prober, inside network namespace `netns` if given (the lab's bastion), and return at once."""
     check_limits(duration, rate, timeout)
-    parse_url(url, resolve=False)  # names are resolved inside the namespace, where the lab's view applies
-    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", ns) or not (_NETNS_RUN / ns).exists():
-        raise KalabError(f"Network namespace {ns!r} does not exist; bring the lab up first.")
+    parse_url(url, resolve=False)  # names are resolved where the prober runs, where the client's view applies
+    if netns is not None and (not re.match(r"^[A-Za-z0-9_.-]{1,64}$", netns) or not (_NETNS_RUN / netns).exists()):
+        raise KalabError(f"Network namespace {netns!r} does not exist; bring the lab up first.")
     workdir = Path(tempfile.mkdtemp(prefix="kalab-probe-"))
     argv = [
         python or sys.executable,
         "-m",
-        "kalab.lab.dataplane.probe",
+        "kalab.cluster.prober",
         url,
         "--for",
         repr(float(duration)),
@@ -538,17 +540,19 @@ def start_probe_in_namespace(
         repr(float(timeout)),
     ]
     try:
-        return ProbeJob(ns, argv, workdir, limit=duration + timeout + 60.0)
+        return ProbeJob(netns, argv, workdir, limit=duration + timeout + 60.0)
     except OSError as err:
         shutil.rmtree(workdir, ignore_errors=True)
-        raise KalabError(f"The prober could not be started in {ns}: {err.strerror or err}.") from err
+        raise KalabError(
+            f"The prober could not be started on {netns or 'this machine'}: {err.strerror or err}."
+        ) from err
 
 
-def probe_in_namespace(
-    ns: str, url: str, duration: float, rate: float, timeout: float = 1.0, python: str | None = None
+def probe_timeline(
+    url: str, duration: float, rate: float, timeout: float = 1.0, netns: str | None = None, python: str | None = None
 ) -> pd.DataFrame:
-    """Probe `url` from inside namespace `ns` and return the timeline (summary in `frame.attrs["summary"]`)."""
-    return start_probe_in_namespace(ns, url, duration, rate, timeout, python).result()
+    """Probe `url` (from `netns` if given) and return the timeline (summary in `frame.attrs["summary"]`)."""
+    return start_probe(url, duration, rate, timeout, netns, python).result()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -556,7 +560,7 @@ def probe_in_namespace(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kalab.lab.dataplane.probe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m kalab.cluster.prober", description=__doc__.splitlines()[0])
     parser.add_argument("url", help="http://HOST[:PORT][/PATH]")
     parser.add_argument("--for", dest="duration", type=float, required=True, help=f"seconds (≤ {MAX_DURATION:g})")
     parser.add_argument("--rate", type=float, default=100.0, help=f"requests per second (≤ {MAX_RATE:g}, default 100)")

@@ -1,4 +1,4 @@
-"""VIP failover experiments: probe the VIP from the bastion, break the MASTER, measure what clients saw.
+"""VIP failover experiments: probe the VIP from where clients live, break the MASTER, measure what clients saw.
 
 Three kinds of failure, each true to what keepalived does (FACTS §4–5):
 - graceful: SIGTERM keepalived; it drops the VIP and sends priority 0, the backup takes over after Skew_Time;
@@ -6,22 +6,24 @@ Three kinds of failure, each true to what keepalived does (FACTS §4–5):
   answering, while the backup claims the VIP after Master_Down_Interval: for a while two nodes hold it;
 - link-down: the MASTER's interface goes down, as if the node were lost; outage ≈ Master_Down_Interval.
 
-A trial repairs what it broke before the next one starts, so trials are independent.
+A trial repairs what it broke before the next one starts, so trials are independent. What a target can break
+depends on what it can reach: the lab owns its nodes' processes and links; through a kubeconfig alone a cluster
+offers only the graceful kind (deleting the MASTER's keepalived pod); see `kalab.cluster.sites`.
 """
 
 from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from types import TracebackType
 from typing import Any, Protocol
 
 import pandas as pd
 
-from kalab.lab.dataplane.probe import start_probe_in_namespace
-from kalab.lab.dataplane.vipwatch import VipWatcher
+from kalab.cluster.prober import start_probe
 from kalab.model.errors import KalabError
 from kalab.model.failover import analyse_outage, duplicate_vip_ms, trials_frame
 from kalab.model.vrrp import Expectation, FailureKind, expected_outage, parse_failure_kind
@@ -32,21 +34,35 @@ LEAD_IN = 1.0  # seconds of normal traffic before the failure, to show the stead
 CRASH_REPAIR_AFTER = 1.0  # the stale VIP is left this long after the takeover before keepalived comes back
 
 
+class HolderWatch(Protocol):
+    """Follows which nodes hold the VIP while a trial runs; `events()` is a (t, node, holds) change log."""
+
+    def __enter__(self) -> HolderWatch: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+    def wait_for(self, predicate: Callable[[list[str]], bool], timeout: float, what: str) -> list[str]: ...
+    def events(self) -> pd.DataFrame: ...
+
+
 class FailoverTarget(Protocol):
-    """What an experiment needs from a data plane: the throwaway scenario or a running lab."""
+    """What an experiment needs: a VIP, where its clients run, how to watch it, and what it can break."""
 
     @property
     def vip(self) -> str: ...
     @property
     def url(self) -> str: ...
     @property
-    def bastion_ns(self) -> str: ...
+    def client_netns(self) -> str | None: ...  # None: clients run on this machine (a real cluster's VIP)
     @property
     def advert_int(self) -> float: ...
     @property
     def vrrp_version(self) -> int: ...
 
-    def watch_vip(self) -> VipWatcher: ...
+    @property
+    def failure_kinds(self) -> tuple[FailureKind, ...]: ...
+
+    def watch_vip(self) -> HolderWatch: ...
     def wait_for_single_master(self, timeout: float | None = None) -> str: ...
     def stop_keepalived(self, node: str, sig: int) -> None: ...
     def start_keepalived(self, node: str) -> None: ...
@@ -77,6 +93,14 @@ class TrialResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def line(self) -> str:
+        """One progress line: who lost the VIP to whom, and what it cost."""
+        return (
+            f"{self.kind} trial {self.trial}: {self.old_master} → {self.new_master or 'nobody'}: outage "
+            f"{self.outage_ms:.0f} ms, takeover {self.takeover_ms or 0:.0f} ms, "
+            f"two holders {self.duplicate_vip_ms:.0f} ms"
+        )
 
 
 @dataclass
@@ -138,7 +162,8 @@ def _verdict(kind: FailureKind, expected: Expectation, outage_ms: float, takeove
     if kind is FailureKind.CRASH:
         return (
             f"Clients lost {outage_ms:.0f} ms; {took} (VRRP: {window}). keepalived was restarted before the backup "
-            f"took over and dropped the stale VIP as it started, so for a while no node held it."
+            f"took over and dropped the stale VIP as it started, so for a while no node held it; clients whose ARP "
+            f"cache still named the old node were served there by kube-proxy meanwhile."
         )
     return f"Clients lost {outage_ms:.0f} ms; {took}; VRRP predicts {window} (Master_Down_Interval)."
 
@@ -174,7 +199,7 @@ def run_trial(
     tail = max(1.5, expected.takeover_s * 0.5) + (CRASH_REPAIR_AFTER + 1.0 if kind is FailureKind.CRASH else 0.0)
     duration = LEAD_IN + expected.takeover_s + tail
     with target.watch_vip() as watcher:
-        job = start_probe_in_namespace(target.bastion_ns, target.url, duration, rate, PROBE_TIMEOUT)
+        job = start_probe(target.url, duration, rate, PROBE_TIMEOUT, netns=target.client_netns)
         try:
             started = job.wait_started()
             time.sleep(max(0.0, started + LEAD_IN - time.time()))  # keep the steady state in the timeline
@@ -227,6 +252,18 @@ def run_trial(
     return result, timeline, events.assign(trial=trial, since_failure=events["t"] - injected_at)
 
 
+def runnable_kinds(target: FailoverTarget, kinds: Sequence[str]) -> tuple[list[FailureKind], list[str]]:
+    """The requested kinds this target can inject, and a sentence for each one it cannot."""
+    wanted = [parse_failure_kind(k) for k in kinds]
+    able = [k for k in wanted if k in target.failure_kinds]
+    skipped = [
+        f"{k.value}: needs access to the nodes themselves, which only the lab's site has; skipped."
+        for k in wanted
+        if k not in target.failure_kinds
+    ]
+    return able, skipped
+
+
 def run_experiment(
     target: FailoverTarget,
     kind: FailureKind | str,
@@ -238,6 +275,12 @@ def run_experiment(
     kind = parse_failure_kind(kind) if isinstance(kind, str) else kind
     if not 1 <= trials <= 50:
         raise KalabError(f"--trials {trials} is out of range; run between 1 and 50 trials.")
+    if kind not in target.failure_kinds:
+        offered = ", ".join(k.value for k in target.failure_kinds)
+        raise KalabError(
+            f"This cluster can only be failed over as: {offered}; a {kind.value} failure needs access to the nodes "
+            "themselves (the lab has it), so run that experiment in the lab."
+        )
     experiment = Experiment(kind, expected_outage(kind, target.advert_int, version=target.vrrp_version))
     for number in range(1, trials + 1):
         result, timeline, events = run_trial(target, kind, number, rate)
