@@ -9,7 +9,7 @@ import urllib.request
 import pandas as pd
 from kubernetes.client.exceptions import ApiException
 
-from kalab.cluster._common import api_message
+from kalab.cluster._common import api_message, poll
 from kalab.cluster.connect import Cluster
 from kalab.cluster.keepalived import DEFAULT_GROUP, DEFAULT_NAMESPACE, keepalived_pods
 from kalab.model.errors import KalabError
@@ -67,6 +67,55 @@ def states_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
 def vrrp_states(cluster: Cluster, namespace: str = DEFAULT_NAMESPACE, group: str = DEFAULT_GROUP) -> pd.DataFrame:
     """Which node is MASTER for each VRRP instance: pod, node, instance, state."""
     return states_from_frame(scrape_all(cluster, namespace, group))
+
+
+def sample(
+    cluster: Cluster,
+    seconds: float,
+    interval: float = 1.0,
+    namespace: str = DEFAULT_NAMESPACE,
+    group: str = DEFAULT_GROUP,
+) -> pd.DataFrame:
+    """Scrape every keepalived pod each `interval` s for `seconds` (first scrape at once, last at `seconds`)."""
+    if not 0 < interval <= seconds <= 600:
+        raise KalabError(f"Sample for 0 < interval ({interval:g} s) ≤ seconds ({seconds:g} s) ≤ 600 s.")
+    frames = []
+    start = time.monotonic()
+    for step in range(int(seconds / interval + 1e-9) + 1):
+        time.sleep(max(0.0, start + step * interval - time.monotonic()))
+        frames.append(scrape_all(cluster, namespace, group))
+    return pd.concat(frames, ignore_index=True)
+
+
+def wait_for_master(
+    cluster: Cluster,
+    instance: str = "demo/demo",
+    timeout: float = 30.0,
+    namespace: str = DEFAULT_NAMESPACE,
+    group: str = DEFAULT_GROUP,
+) -> str:
+    """The node whose keepalived is MASTER for `instance` (namespace/service), once exactly one is."""
+
+    def single_master() -> str | None:
+        try:
+            states = vrrp_states(cluster, namespace, group)
+        except KalabError:
+            return None  # pods starting: their exporters answer shortly
+        masters = states[(states["instance"] == instance) & (states["state"] == "MASTER")]["node"].tolist()
+        return str(masters[0]) if len(masters) == 1 else None
+
+    def timed_out() -> KalabError:
+        try:
+            states = vrrp_states(cluster, namespace, group)
+            mine = states[states["instance"] == instance]
+            seen = ", ".join(f"{r.node} {r.state}" for r in mine.itertuples()) or f"no keepalived carries {instance}"
+        except KalabError as err:
+            seen = str(err).rstrip(".")
+        return KalabError(
+            f"No single keepalived MASTER for {instance} after {timeout:g} s ({seen}); see notebook 06 to find why."
+        )
+
+    return str(poll(single_master, timeout, timed_out, interval=0.2))
 
 
 def scrape_url(url: str, timeout: float = 10) -> pd.DataFrame:

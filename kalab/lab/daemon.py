@@ -35,6 +35,7 @@ from kalab.lab.controllers.services import ExternalIPController, install_service
 from kalab.lab.controllers.workloads import DaemonSetController, DeploymentController, ReplicaSetController, Scheduler
 from kalab.lab.dataplane.supervisor import Supervisor
 from kalab.lab.dataplane.topology import Topology, TopologySpec, build
+from kalab.model.clientsite import CLIENT_SITE_EXTENSION
 
 _log = logging.getLogger("kalab.lab")
 
@@ -77,7 +78,10 @@ class Lab:
         ]
         for controller in self.controllers:
             controller.start()
-        self.server = serve(ctx.store, kubelet, self.state_dir, crd_controller=False)
+        # The kubeconfig says where this cluster's clients live (the bastion namespace), so the runbook probes
+        # from there whichever way it was handed the kubeconfig; see kalab.cluster.sites.
+        site = {CLIENT_SITE_EXTENSION: {"plugin": "lab", "stateDir": str(self.state_dir), "prefix": self.prefix}}
+        self.server = serve(ctx.store, kubelet, self.state_dir, crd_controller=False, kubeconfig_extensions=site)
         _log.info("lab up in %.2f s at %s", time.monotonic() - started, self.server.url)
         return self.server
 

@@ -1166,6 +1166,7 @@ def serve(
     crd_controller: bool = True,
     bookmark_interval: float = 30.0,
     namespace_grace: float = 1.0,
+    kubeconfig_extensions: dict[str, dict[str, Any]] | None = None,
 ) -> RunningServer:
     """Serve `store` over HTTPS on host:port (loopback only; port 0 picks a free one) until `.shutdown()`.
 
@@ -1184,7 +1185,9 @@ def serve(
     bound_port = int(server.server_address[1])
     api.address = f"{host}:{bound_port}"
     url = f"https://{host}:{bound_port}"
-    kubeconfig = write_kubeconfig(state_dir / "kubeconfig", url, token, material.ca_pem)
+    kubeconfig = write_kubeconfig(
+        state_dir / "kubeconfig", url, token, material.ca_pem, extensions=kubeconfig_extensions
+    )
     crds = start_crd_controller(LabContext(store=store, state_dir=state_dir)) if crd_controller else None
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"kalab-apiserver-{bound_port}", daemon=True

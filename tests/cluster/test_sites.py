@@ -1,0 +1,100 @@
+"""Client sites and failover through kalab.cluster against a real lab: where probes run, and what can be broken."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from cluster.seeded import SeededLab, seeded_lab
+from conftest import needs_root_tools
+
+from kalab.cluster import demo, failover, keepalived
+from kalab.cluster.apitarget import ApiTarget
+from kalab.cluster.connect import connect
+from kalab.cluster.sites import site_for
+from kalab.lab.dataplane import naming
+from kalab.lab.running import RunningLab
+from kalab.model.clientsite import CLIENT_SITE_EXTENSION
+from kalab.model.errors import KalabError
+from kalab.model.vrrp import FailureKind
+
+pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+
+
+@pytest.fixture(scope="module")
+def seeded() -> Iterator[SeededLab]:
+    yield from seeded_lab("st")
+
+
+def kubeconfig_with(seeded: SeededLab, tmp_path: Path, extension: dict[str, str] | None) -> Path:
+    config = yaml.safe_load(seeded.info.kubeconfig.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    cluster.pop("extensions")
+    if extension is not None:
+        cluster["extensions"] = [{"name": CLIENT_SITE_EXTENSION, "extension": extension}]
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_the_labs_kubeconfig_sends_probes_from_the_bastion(seeded: SeededLab) -> None:
+    site = site_for(seeded.cluster)
+    assert site.client_netns == naming.bastion_ns(seeded.prefix)
+    assert "bastion" in site.where and site.client_netns in site.where
+    frame = site.probe(f"http://{seeded.vip}/", duration=1.0, rate=50.0)
+    assert len(frame) == 50 and frame["ok"].all()
+    assert set(frame["backend"]) == set(demo.demo_pods(seeded.cluster)["pod_ip"])
+    assert isinstance(site.failover_target(), RunningLab)
+
+
+def test_a_kubeconfig_without_a_site_means_this_machine_and_graceful_only(seeded: SeededLab, tmp_path: Path) -> None:
+    plain = connect(str(kubeconfig_with(seeded, tmp_path, None)))
+    site = site_for(plain)
+    assert site.client_netns is None and site.where.startswith("this machine")
+    target = site.failover_target()  # probing from here would leave the lab's namespaces: not done here
+    assert isinstance(target, ApiTarget) and target.vip == seeded.vip
+    assert target.failure_kinds == (FailureKind.GRACEFUL,) and target.client_netns is None
+    with pytest.raises(KalabError, match="needs access to the nodes") as crash:
+        failover.run_experiment(target, "crash")
+    assert str(crash.value).endswith(".") and "\n" not in str(crash.value)
+    with pytest.raises(KalabError, match="no EXTERNAL-IP carried by keepalived"):
+        ApiTarget(plain, "default", "kubernetes")
+
+
+def test_an_unknown_site_plugin_is_one_sentence(seeded: SeededLab, tmp_path: Path) -> None:
+    odd = connect(str(kubeconfig_with(seeded, tmp_path, {"plugin": "elsewhere"})))
+    with pytest.raises(KalabError, match='client site "elsewhere", which no installed package provides'):
+        site_for(odd)
+
+
+def test_graceful_failover_through_the_api_alone(seeded: SeededLab) -> None:
+    """The real-cluster path (delete the MASTER's pod, watch the exporters), with clients in the lab's bastion."""
+    target = ApiTarget(seeded.cluster, client_netns=naming.bastion_ns(seeded.prefix))
+    before = keepalived.keepalived_pods(seeded.cluster)
+    experiment = failover.run_experiment(target, "graceful", trials=1, rate=100.0)
+    (result,) = experiment.results
+    assert result.new_master is not None and result.new_master != result.old_master
+    # Skew_Time at priority 100 and 1 s adverts is 609 ms; one scrape round can add a little.
+    assert result.takeover_ms is not None and 0 < result.takeover_ms < result.expected_takeover_ms + 1500
+    assert result.requests >= 100 and result.outage_ms < 1000  # kube-proxy serves the VIP on every node
+    after = keepalived.keepalived_pods(seeded.cluster)
+    assert after["ready"].all() and sorted(after["node"]) == sorted(before["node"])
+    replaced = set(before["pod"]) - set(after["pod"])
+    assert len(replaced) == 1  # the old MASTER's pod was deleted and the DaemonSet made a new one
+    assert target.wait_for_single_master() in set(after["node"])
+
+
+def test_the_lab_site_breaks_what_the_api_cannot(seeded: SeededLab) -> None:
+    target = site_for(seeded.cluster).failover_target()
+    assert set(target.failure_kinds) == set(FailureKind)
+    experiment = failover.run_experiment(target, "crash", trials=1)
+    (result,) = experiment.results
+    assert result.new_master not in (None, result.old_master)
+    # Nobody said goodbye: the backup waits out Master_Down_Interval (3 adverts plus Skew_Time).
+    assert result.takeover_ms is not None
+    assert 0.8 * result.expected_min_takeover_ms <= result.takeover_ms <= result.expected_takeover_ms + 1000
+    # The lab's kubelet restarts the container at once (as a kubelet's first restart does), and the new keepalived
+    # drops the stale copy it finds; the verdict says which of the two ways this trial went.
+    assert ("two nodes held the VIP" in result.verdict) == (result.duplicate_vip_ms >= 1.0)
