@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kalab.model.errors import KalabError
+from kalab.model.summary import collect, summary_lines
 
 DEFAULT_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -131,8 +132,24 @@ def run_all(notebooks: list[Path], out: Path, params: dict[str, Any], kernel: st
     failed = [r for r in runs if not r.ok]
     if failed:
         raise KalabError(f"{failed[0].notebook} failed ({failed[0].error}); open {failed[0].executed} to see where.")
+    summary = gather_summary([Path(r.executed) for r in runs])
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"{len(runs)} notebook(s) ran; results in {out}/")
+    lines = summary_lines(summary)
+    if lines:
+        print("\n".join(["", "Summary (also in summary.json):", *(f"  {line}" for line in lines)]), flush=True)
     return 0
+
+
+def gather_summary(executed: list[Path]) -> dict[str, Any]:
+    """The summary sections the executed notebooks recorded (kalab.ui.summary.record), in run order."""
+    import nbformat
+
+    outputs = []
+    for path in executed:
+        notebook = nbformat.read(str(path), as_version=4)  # type: ignore[no-untyped-call]
+        outputs += [out for cell in notebook.cells for out in cell.get("outputs", [])]
+    return collect(outputs)
 
 
 def run_on_fresh_lab(notebooks: list[Path], out: Path, params: dict[str, Any], args: argparse.Namespace) -> int:

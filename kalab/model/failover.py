@@ -141,3 +141,29 @@ def trials_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
         expected = frame["expected_ms"].where(frame["expected_ms"] > 0)
         frame["ratio"] = frame["outage_ms"] / expected
     return frame
+
+
+def compare_with_formula(trials: pd.DataFrame, slack_ms: float = 500.0) -> pd.DataFrame:
+    """Per kind and VRRP timing: median measured takeover against the formula's window, and whether it fits.
+
+    A takeover fits when it lies between 80 % of the earliest the formula allows (timers start between adverts)
+    and the latest plus `slack_ms` (gratuitous ARPs and, through the API, one exporter scrape round).
+    """
+    columns = ["kind", "advert_int", "vrrp_version", "trials", "takeover_ms", "expected_takeover_ms",
+               "expected_min_takeover_ms", "outage_ms", "expected_ms", "within_formula"]  # fmt: skip
+    if trials.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = trials.groupby(["kind", "advert_int", "vrrp_version"], sort=False)
+    rows = []
+    for (kind, advert_int, version), group in grouped:
+        takeover = group["takeover_ms"].dropna()
+        median = float(takeover.median()) if len(takeover) else None
+        latest = float(group["expected_takeover_ms"].iloc[0])
+        earliest = float(group["expected_min_takeover_ms"].iloc[0])
+        rows.append(
+            {"kind": kind, "advert_int": advert_int, "vrrp_version": version, "trials": len(group),
+             "takeover_ms": median, "expected_takeover_ms": latest, "expected_min_takeover_ms": earliest,
+             "outage_ms": float(group["outage_ms"].median()), "expected_ms": float(group["expected_ms"].iloc[0]),
+             "within_formula": median is not None and 0.8 * earliest <= median <= latest + slack_ms}
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)

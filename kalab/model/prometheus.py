@@ -86,3 +86,22 @@ def samples_to_frame(samples: Iterable[Sample], **extra_columns: object) -> pd.D
 def parse_exposition(text: str, **extra_columns: object) -> pd.DataFrame:
     """A scrape as a tidy frame; extra_columns become constant columns (e.g. node="master-1", scraped_at=t)."""
     return samples_to_frame(samples_from_exposition(text), **extra_columns)
+
+
+def advert_rates(scrapes: pd.DataFrame, instance: str) -> pd.DataFrame:
+    """Adverts sent per second by each node for `instance`, between its first and last scrape, and its last state.
+
+    `scrapes` are parse_exposition frames (with node and scraped_at) concatenated over time. The MASTER sends one
+    advert per advert_int, so its rate shows the interval keepalived really runs with, whatever the config says.
+    """
+    columns = ["node", "state", "adverts_per_s", "seconds"]
+    if not {"metric", "name", "node", "scraped_at", "value"} <= set(scrapes.columns):
+        return pd.DataFrame(columns=columns)
+    sent = scrapes[(scrapes["metric"] == "keepalived_vrrp_advert_sent") & (scrapes["name"] == instance)]
+    rows = []
+    for node, mine in sent.sort_values("scraped_at").groupby("node", sort=True):
+        first, last = mine.iloc[0], mine.iloc[-1]
+        seconds = (last["scraped_at"] - first["scraped_at"]).total_seconds()
+        rate = (last["value"] - first["value"]) / seconds if seconds > 0 else float("nan")
+        rows.append({"node": node, "state": last.get("state"), "adverts_per_s": rate, "seconds": seconds})
+    return pd.DataFrame(rows, columns=columns)
