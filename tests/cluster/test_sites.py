@@ -10,7 +10,7 @@ import yaml
 from cluster.seeded import SeededLab, seeded_lab
 from conftest import needs_root_tools
 
-from kalab.cluster import demo, failover, keepalived
+from kalab.cluster import demo, exporter, failover, keepalived, tuning
 from kalab.cluster.apitarget import ApiTarget
 from kalab.cluster.connect import connect
 from kalab.cluster.sites import site_for
@@ -18,6 +18,8 @@ from kalab.lab.dataplane import naming
 from kalab.lab.running import RunningLab
 from kalab.model.clientsite import CLIENT_SITE_EXTENSION
 from kalab.model.errors import KalabError
+from kalab.model.operator import VERBATIM_ANNOTATION
+from kalab.model.prometheus import advert_rates
 from kalab.model.vrrp import FailureKind
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
@@ -98,3 +100,49 @@ def test_the_lab_site_breaks_what_the_api_cannot(seeded: SeededLab) -> None:
     # The lab's kubelet restarts the container at once (as a kubelet's first restart does), and the new keepalived
     # drops the stale copy it finds; the verdict says which of the two ways this trial went.
     assert ("two nodes held the VIP" in result.verdict) == (result.duplicate_vip_ms >= 1.0)
+
+
+def test_tuning_reaches_keepalived_and_restores_exactly(seeded: SeededLab) -> None:
+    cluster = seeded.cluster
+    original = tuning.vrrp_tuning(cluster)
+    steps: list[str] = []
+    with pytest.raises(KalabError, match="needs VRRP version 3") as v2:
+        tuning.tune_vrrp(cluster, 0.5)  # sub-second adverts on v2: refused before anything is written
+    assert str(v2.value).count(".") >= 1 and "\n" not in str(v2.value)
+    assert tuning.vrrp_tuning(cluster) == original
+    try:
+        assert tuning.tune_vrrp(cluster, 0.2, 3, progress=steps.append) == {"advert_int": "0.2", "version": "3"}
+        assert tuning.tune_vrrp(cluster, 0.2, 3, progress=steps.append) == {"advert_int": "0.2", "version": "3"}
+        assert steps == [
+            "annotated Service demo/demo: advert_int 0.2, version 3",
+            "Service demo/demo already runs its VRRP instance with advert_int 0.2, version 3",
+        ]
+        rates = tuning.wait_for_advert_interval(cluster, 0.2)
+        master = rates[rates["state"] == "MASTER"]
+        assert len(master) == 1 and 4.0 <= float(master["adverts_per_s"].iloc[0]) <= 6.0
+        target = site_for(cluster).failover_target()
+        assert (target.advert_int, target.vrrp_version) == (0.2, 3)
+        with pytest.raises(KalabError, match=r"did not start advertising every 0\.05 s") as slow:
+            tuning.wait_for_advert_interval(cluster, 0.05, timeout=1.0, window=0.5)
+        assert "\n" not in str(slow.value)
+    finally:
+        assert tuning.restore_vrrp(cluster, original, progress=steps.append)
+    assert not tuning.restore_vrrp(cluster, original)
+    assert tuning.vrrp_tuning(cluster) == original
+    annotations = cluster.core.read_namespaced_service("demo", "demo").metadata.annotations
+    assert VERBATIM_ANNOTATION not in annotations  # removed, not left as an empty object
+    tuning.wait_for_advert_interval(cluster, 1.0)
+    with pytest.raises(KalabError, match="deploy the demo first"):
+        tuning.vrrp_tuning(cluster, "demo", "nope")
+
+
+def test_exporter_samples_and_master(seeded: SeededLab) -> None:
+    scrapes = exporter.sample(seeded.cluster, 2.0, 1.0)
+    assert scrapes["scraped_at"].nunique() >= 3 * 2 - 1  # three rounds over two pods (timestamps per pod)
+    master = exporter.wait_for_master(seeded.cluster)
+    rates = advert_rates(scrapes, "demo/demo").set_index("node")
+    assert rates.loc[master, "state"] == "MASTER" and 0.5 <= rates.loc[master, "adverts_per_s"] <= 1.5
+    with pytest.raises(KalabError, match=r"No single keepalived MASTER for demo/none after 0\.5 s"):
+        exporter.wait_for_master(seeded.cluster, "demo/none", timeout=0.5)
+    with pytest.raises(KalabError, match="interval"):
+        exporter.sample(seeded.cluster, 1.0, 2.0)
