@@ -16,10 +16,9 @@ from typing import Any, Protocol
 import pandas as pd
 from kubernetes.client.exceptions import ApiException
 
-from kalab.cluster._common import as_dict, fail, poll
+from kalab.cluster._common import as_dict, fail
 from kalab.cluster.connect import Cluster
 from kalab.cluster.demo import demo_pods
-from kalab.cluster.exporter import vrrp_states
 from kalab.cluster.keepalived import DEFAULT_GROUP, DEFAULT_NAMESPACE, keepalived_pods
 from kalab.cluster.nodes import host_network_pod
 from kalab.cluster.pods import exec_in_pod
@@ -163,34 +162,6 @@ def spread(
     answered_by = timeline["backend"].map(lambda ip: names.get(str(ip)) if isinstance(ip, str) else None)
     timeline = timeline.assign(pod=answered_by.astype("object"))
     return Spread(url, site.where, timeline, spread_table(timeline, running))
-
-
-# ---------------------------------------------------------------------------------------------- the VIP's node
-
-
-def vip_holder(
-    cluster: Cluster,
-    instance: str = DEMO_INSTANCE,
-    namespace: str = DEFAULT_NAMESPACE,
-    group: str = DEFAULT_GROUP,
-    timeout: float = 30,
-) -> str:
-    """The node whose keepalived is MASTER for `instance` (waiting up to `timeout` s for exactly one)."""
-    seen: list[str] = ["no keepalived reports it"]
-
-    def master() -> str | None:
-        states = vrrp_states(cluster, namespace, group)
-        mine = states[states["instance"] == instance]
-        if not mine.empty:
-            seen[0] = ", ".join(f"{n} {s}" for n, s in zip(mine["node"], mine["state"], strict=True))
-        masters = mine[mine["state"] == "MASTER"]["node"].tolist()
-        return str(masters[0]) if len(masters) == 1 else None
-
-    found: str = poll(master, timeout, lambda: KalabError(
-        f"No single keepalived MASTER for {instance} after {timeout:g} s ({seen[0]}); check the service is "
-        f"annotated for the group and see the keepalived pods' logs in {namespace}."
-    ), interval=0.5)  # fmt: skip
-    return found
 
 
 def path_table(found: Trace, pods: pd.DataFrame) -> pd.DataFrame:

@@ -53,7 +53,7 @@ def site(lab: SeededLab) -> Site:
 
 @pytest.fixture(scope="module")
 def holder(lab: SeededLab) -> str:
-    return traffic.vip_holder(lab.cluster)
+    return exporter.wait_for_master(lab.cluster)
 
 
 def pod_ips(lab: SeededLab) -> dict[str, str]:
@@ -139,7 +139,7 @@ def test_the_vip_holder_is_the_exporters_master(lab: SeededLab, holder: str) -> 
     masters = states[(states["instance"] == "demo/demo") & (states["state"] == "MASTER")]["node"].tolist()
     assert masters == [holder] and holder in ("master-1", "master-2")
     with pytest.raises(KalabError, match=r"No single keepalived MASTER for demo/nope after 0\.5 s") as none:
-        traffic.vip_holder(lab.cluster, instance="demo/nope", timeout=0.5)
+        exporter.wait_for_master(lab.cluster, "demo/nope", timeout=0.5)
     one_sentence(none)
 
 
