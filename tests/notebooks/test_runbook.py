@@ -1,4 +1,4 @@
-"""The runbook notebooks 00–03, executed headless against one lab, twice; assert on what they recorded."""
+"""The runbook's notebooks, executed headless against one lab, twice; assert on what they recorded."""
 
 from __future__ import annotations
 
@@ -22,7 +22,15 @@ from kalab.lab import control
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 PREFIX = f"kalab-t{os.getpid()}-nb-"
 STATE_DIR = Path("/tmp") / f"kalab-t{os.getpid()}-nb-state"
-NOTEBOOKS = ["00-connect", "01-install-operator", "02-externalip-cidr", "03-demo-deploy"]
+NOTEBOOKS = [
+    "00-connect",
+    "01-install-operator",
+    "02-externalip-cidr",
+    "03-demo-deploy",
+    "04-traffic-analysis",
+    "05-metrics-and-failover",
+    "06-troubleshooting",
+]
 
 
 def outputs_text(path: Path) -> str:
@@ -34,6 +42,12 @@ def outputs_text(path: Path) -> str:
             data = out.get("data", {})
             chunks.append(out.get("text", "") or data.get("text/plain", "") or json.dumps(data))
     return "\n".join(chunks)
+
+
+def images(path: Path) -> int:
+    """How many PNG images (plots) a notebook recorded."""
+    nb = nbformat.read(str(path), as_version=4)
+    return sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
 
 
 def lab_namespaces() -> list[str]:
@@ -55,6 +69,7 @@ def run_all(lab: control.LabInfo, out: Path) -> dict[str, str]:
     params = ["-p", f"kubeconfig={lab.kubeconfig}", "-p", f"lab_state_dir={STATE_DIR}", "-p", f"lab_prefix={PREFIX}"]
     result = kalab("run", "--out", str(out), *params)
     assert result.returncode == 0, result.stderr + result.stdout
+    assert "❌" not in result.stdout and "Summary (also in summary.json):" in result.stdout
     runs = json.loads((out / "run.json").read_text())
     assert [(r["notebook"], r["ok"]) for r in runs] == [(f"{n}.ipynb", True) for n in NOTEBOOKS]
     return {n: outputs_text(out / f"{n}.ipynb") for n in NOTEBOOKS}
@@ -93,8 +108,54 @@ def test_notebooks_run_in_order_and_a_second_run_changes_nothing(lab: control.La
     vip = found[1]
     assert re.search(rf"demo\s+LoadBalancer\s+172\.30\.\S+\s+{re.escape(vip)},{re.escape(vip)}\s+80:\d+/TCP", deploy)
 
+    traffic = first["04-traffic-analysis"]
+    assert f"{vip} is on master-" in traffic
+    assert "Clients run on the lab's bastion" in traffic
+    assert re.search(r"✅ both pods answered: test-\d \d+ \(\d+%\), test-\d \d+", traffic)
+    assert "✅ no request failed: 0 of 200 requests failed" in traffic
+    assert traffic.count("✅ VIP reaches the demo pods: DNAT to 10.254.") == 1
+    assert "'KUBE-FW-ZFZLPEKTCJ3DBGAL'" in traffic and "/* demo/demo:http loadbalancer IP */" in traffic
+    assert "✅ KUBE-FW counters 0 0: KUBE-FW-ZFZLPEKTCJ3DBGAL" in traffic
+    assert "✅ KUBE-FW reaches the demo pods: DNAT to 10.254." in traffic
+    assert "✅ keepalived pod as in the seed: keepalivedgroup-workers-" in traffic
+    assert images(tmp_path / "first" / "04-traffic-analysis.ipynb") == 1
+
+    metrics = first["05-metrics-and-failover"]
+    assert "clients run from the lab's bastion" in metrics
+    master = re.search(r"✅ exporter shows one MASTER: (master-\d) is MASTER and sends (\S+) adverts/s", metrics)
+    assert master and master[1] in ("master-1", "master-2") and 0.7 <= float(master[2]) <= 1.3
+    assert re.search(rf"✅ VIP on the MASTER: {re.escape(vip)} is on master-\d's kalab-eth0", metrics)
+    for kind in ("graceful", "crash", "link-down"):
+        assert re.search(rf"{kind} trial 1: master-\d → master-\d: outage \d+ ms, takeover \d+ ms", metrics), kind
+    assert "✅ takeover as VRRP predicts: graceful " in metrics
+    assert "annotated Service demo/demo: advert_int 0.1, version 3" in metrics
+    tuned = re.search(r"✅ tuned failover measured: link-down (\d+) → (\d+) ms; original timing restored", metrics)
+    assert tuned and int(tuned[2]) < 400 < 2500 < int(tuned[1])  # 0.1 s adverts: ~0.36 s; 1 s adverts: ~3.6 s
+    assert "restored Service demo/demo: no verbatim lines" in metrics
+    assert images(tmp_path / "first" / "05-metrics-and-failover.ipynb") == 5  # metrics, 3 timelines, distribution
+
+    trouble = first["06-troubleshooting"]
+    assert f"✅ EXTERNAL-IP diagnosis: all 4 checks ok: demo/demo has EXTERNAL-IP {vip}" in trouble
+    assert "✅ keepalived pods diagnosis: all 9 checks ok: 2 Running and Ready on master-1, master-2" in trouble
+    assert re.search(rf"✅ VIP diagnosis: all 8 checks ok: MASTER on (master-\d); {re.escape(vip)} on \1", trouble)
+    assert "✅ scratch namespace: namespace kalab-troubleshoot is Active" in trouble
+    nowhere = re.search(r"✅ VIP nowhere diagnosed: group annotation: kalab-troubleshoot/no-group has no (.*)", trouble)
+    assert nowhere and "172.21.6." in nowhere[1] and "is on none of the keepalived nodes" in nowhere[1]
+    assert "✅ refused externalIP explained: " in trouble and "192.0.2.10 is outside allowedCIDRs" in trouble
+    assert "✅ scratch namespace removed: namespace kalab-troubleshoot is gone" in trouble
+    assert f"✅ demo unchanged: all 21 checks ok; demo/demo has EXTERNAL-IP {vip}" in trouble
+
+    summary = json.loads((tmp_path / "first" / "summary.json").read_text())
+    assert summary["demo"] == {"vip": vip, "service": "demo/demo"}
+    assert summary["metrics"]["master"] == master[1]
+    assert sorted(p["pod"] for p in summary["traffic"]["pods"]) == ["test-0", "test-1"]
+    assert sum(p["share"] for p in summary["traffic"]["pods"]) == pytest.approx(1.0)
+    compared = [(r["kind"], r["advert_int"], r["within_formula"]) for r in summary["failover"]["comparison"]]
+    assert compared == [("graceful", 1, True), ("crash", 1, True), ("link-down", 1, True), ("link-down", 0.1, True)]
+
     cluster = connect(str(lab.kubeconfig))
     network_before = network.read_network(cluster)["spec"]
+    demo_service = cluster.core.read_namespaced_service("demo", "demo").to_dict()
 
     second = run_all(lab, tmp_path / "second")
     install = second["01-install-operator"]
@@ -108,7 +169,14 @@ def test_notebooks_run_in_order_and_a_second_run_changes_nothing(lab: control.La
     assert "Pod test-0 already exists" in deploy and "Service demo already exists" in deploy
     assert "created" not in deploy
     assert f"EXTERNAL-IP {vip} is inside 172.21.6.32/27" in deploy
+    assert "✅ no request failed: 0 of 200 requests failed" in second["04-traffic-analysis"]
+    assert "original timing restored" in second["05-metrics-and-failover"]
+    assert "✅ scratch namespace removed: namespace kalab-troubleshoot is gone" in second["06-troubleshooting"]
+    assert [ns.metadata.name for ns in cluster.core.list_namespace().items if "troubleshoot" in ns.metadata.name] == []
     assert network.read_network(cluster)["spec"] == network_before
+    after = cluster.core.read_namespaced_service("demo", "demo").to_dict()
+    assert after["metadata"]["annotations"] == demo_service["metadata"]["annotations"]  # 05 put its timing back
+    assert after["spec"] == demo_service["spec"]
 
 
 def test_lab_flag_starts_a_fresh_lab_and_always_stops_it(tmp_path: Path) -> None:
