@@ -11,9 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
+import pandas as pd
 from matplotlib.figure import Figure
 
+from kalab.cluster.connect import Cluster
+from kalab.cluster.exporter import scrape_all
+from kalab.cluster.keepalived import DEFAULT_GROUP, DEFAULT_NAMESPACE
 from kalab.ui.figure import figure_png
+from kalab.ui.plots import plot_exporter_metrics
 
 
 class LiveChart:
@@ -66,3 +71,31 @@ class LiveChart:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+class ExporterChart(LiveChart):
+    """The exporters' VRRP states and advert counters, scraped through the API every `every_s` s, drawn live.
+
+    `scrapes` holds every scrape so far (one frame), for tables such as kalab.model.prometheus.advert_rates.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        instance: str | None = None,
+        every_s: float = 1.0,
+        duration_s: float = 6.0,
+        namespace: str = DEFAULT_NAMESPACE,
+        group: str = DEFAULT_GROUP,
+    ) -> None:
+        self._frames: list[pd.DataFrame] = []
+
+        def draw() -> Figure:
+            self._frames.append(scrape_all(cluster, namespace, group))
+            return plot_exporter_metrics(self._frames, instance=instance)
+
+        super().__init__(draw, every_s=every_s, duration_s=duration_s)
+
+    @property
+    def scrapes(self) -> pd.DataFrame:
+        return pd.concat(self._frames, ignore_index=True) if self._frames else pd.DataFrame()
