@@ -164,6 +164,12 @@ def record_journal(cluster: Cluster, journal: Path) -> bool:
     return True
 
 
+def default_journal(state_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where the undo journal lives unless you say otherwise: the lab's state directory, else a temp directory."""
+    folder = Path(state_dir) if state_dir else Path(tempfile.gettempdir()) / "kalab-journal"
+    return folder / "externalip-undo.json"
+
+
 def undo_external_ip(cluster: Cluster, journal: Path, progress: Progress = None) -> dict[str, Any] | None:
     """Restore `spec.externalIP` exactly as the journal recorded it (absent → removed) and delete the journal."""
     journal = Path(journal)

@@ -177,6 +177,17 @@ def test_notebooks_run_in_order_and_a_second_run_changes_nothing(lab: control.La
     after = cluster.core.read_namespaced_service("demo", "demo").to_dict()
     assert after["metadata"]["annotations"] == demo_service["metadata"]["annotations"]  # 05 put its timing back
     assert after["spec"] == demo_service["spec"]
+    assert "skipped (restore_cluster = False)" in second["06-troubleshooting"]
+
+    # The end of a workshop: 06 with restore_cluster deletes the demo and undoes 02's patch.
+    params = ["-p", f"kubeconfig={lab.kubeconfig}", "-p", f"lab_state_dir={STATE_DIR}", "-p", f"lab_prefix={PREFIX}"]
+    result = kalab("run", "--only", "06", "--out", str(tmp_path / "restore"), "-p", "restore_cluster=true", *params)
+    assert result.returncode == 0, result.stderr + result.stdout
+    restored = outputs_text(tmp_path / "restore" / "06-troubleshooting.ipynb")
+    assert "deleted Pod test-0" in restored and "restored the original spec.externalIP (absent)" in restored
+    assert "✅ cluster restored: demo deleted; spec.externalIP is absent again" in restored
+    assert network.read_external_ip(cluster) is None and not journal.exists()
+    assert [p.metadata.name for p in cluster.core.list_namespaced_pod("demo").items] == []
 
 
 def test_lab_flag_starts_a_fresh_lab_and_always_stops_it(tmp_path: Path) -> None:
