@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kalab.cli.labtools import require_root
 from kalab.model.vrrp import FailureKind
+
+if TYPE_CHECKING:
+    from kalab.cluster.failover import Experiment
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,6 +36,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--json", action="store_true", help="print one JSON object per trial, as a list")
     parser.add_argument("--scenario", action="store_true", help="use a throwaway data plane even if a lab is up")
     parser.add_argument("--state-dir", help="the running lab's state directory (default /run/kalab-lab)")
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="fail over a cluster's service instead: its clients are where the kubeconfig says (this machine for a "
+        "real cluster, which allows only --kind graceful: the MASTER's keepalived pod is deleted)",
+    )
+    parser.add_argument("--namespace", default="demo", help="with --kubeconfig: the service's namespace (demo)")
+    parser.add_argument("--service", default="demo", help="with --kubeconfig: the LoadBalancer service (demo)")
     parser.set_defaults(handler=handle)
 
 
@@ -46,11 +58,23 @@ def handle(args: argparse.Namespace) -> int:
         from kalab.model.errors import KalabError
 
         raise KalabError(f"--trials {args.trials} is out of range; run between 1 and 50 trials.")
-    require_root("failover")
 
     def progress(result: failover.TrialResult) -> None:
         print(result.line(), file=sys.stderr, flush=True)
 
+    if args.kubeconfig:
+        from kalab.cluster.connect import connect
+        from kalab.cluster.sites import site_for
+
+        site = site_for(connect(args.kubeconfig))
+        if site.client_netns is not None:
+            require_root("failover")
+        target = site.failover_target(args.namespace, args.service)
+        if args.kind in target.failure_kinds:  # otherwise run_experiment says why not, in one sentence
+            print(f"Failing over {target.vip} with clients on {site.where} …", file=sys.stderr, flush=True)
+        experiment = failover.run_experiment(target, args.kind, args.trials, args.rate, progress)
+        return report(experiment, args)
+    require_root("failover")
     info = None if args.scenario else control.status(args.state_dir)
     if info is not None and info.ready:
         from kalab.lab.running import RunningLab
@@ -62,6 +86,10 @@ def handle(args: argparse.Namespace) -> int:
         print("No lab is running: building the demo data plane (about 5 s) …", file=sys.stderr, flush=True)
         with scenario.start(spec) as scn:
             experiment = failover.run_experiment(scn, args.kind, args.trials, args.rate, progress)
+    return report(experiment, args)
+
+
+def report(experiment: Experiment, args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,6 +12,7 @@ import pytest
 import yaml
 from cluster.seeded import SeededLab, seeded_lab
 from conftest import needs_root_tools
+from kalabcli import one_stderr_line, run_kalab
 
 from kalab.cluster import demo, exporter, failover, keepalived, tuning
 from kalab.cluster.apitarget import ApiTarget
@@ -186,3 +188,16 @@ def test_without_a_site_the_prober_runs_on_this_machine(seeded: SeededLab, tmp_p
         thread.join(timeout=5)
     assert len(frame) == 10 and frame["ok"].all() and set(frame["backend"]) == {"127.0.0.1"}
     assert frame.attrs["summary"]["requests"] == 10
+
+
+def test_kalab_failover_on_a_clusters_service(seeded: SeededLab, tmp_path: Path) -> None:
+    ran = run_kalab("failover", "--kubeconfig", str(seeded.info.kubeconfig), "--kind", "graceful", "--json")
+    assert ran.returncode == 0, ran.stderr
+    (trial,) = json.loads(ran.stdout)
+    assert trial["kind"] == "graceful" and trial["new_master"] not in (None, trial["old_master"])
+    assert "clients on the lab's bastion" in ran.stderr
+    plain = kubeconfig_with(seeded, tmp_path, None)
+    refused = run_kalab("failover", "--kubeconfig", str(plain), "--kind", "crash")
+    assert refused.returncode == 1 and "needs access to the nodes" in one_stderr_line(refused)
+    missing = run_kalab("failover", "--kubeconfig", str(plain), "--kind", "graceful", "--service", "nope")
+    assert missing.returncode == 1 and "deploy the demo first" in one_stderr_line(missing)
