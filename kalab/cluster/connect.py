@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -46,7 +49,11 @@ class Cluster:
 
     @cached_property
     def dynamic(self) -> DynamicClient:
-        return DynamicClient(self.api)  # type: ignore[no-untyped-call]
+        # The client caches discovery in a file, by default /tmp/osrcp-<hash>.json per server, kept forever; keep
+        # this connection's in a directory of its own that goes when the connection does.
+        folder = tempfile.mkdtemp(prefix="kalab-discovery-")
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        return DynamicClient(self.api, cache_file=os.path.join(folder, "discovery.json"))  # type: ignore[no-untyped-call]
 
     def api_groups(self) -> set[str]:
         """The API groups the server serves (discovery)."""

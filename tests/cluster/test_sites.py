@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -201,3 +203,16 @@ def test_kalab_failover_on_a_clusters_service(seeded: SeededLab, tmp_path: Path)
     assert refused.returncode == 1 and "needs access to the nodes" in one_stderr_line(refused)
     missing = run_kalab("failover", "--kubeconfig", str(plain), "--kind", "graceful", "--service", "nope")
     assert missing.returncode == 1 and "deploy the demo first" in one_stderr_line(missing)
+
+
+def test_the_discovery_cache_lives_and_dies_with_the_connection(seeded: SeededLab) -> None:
+    tmp = Path(tempfile.gettempdir())
+    osrcp, dirs = set(tmp.glob("osrcp-*.json")), set(tmp.glob("kalab-discovery-*"))
+    cluster = connect(str(seeded.info.kubeconfig))
+    sccs = cluster.dynamic.resources.get(api_version="security.openshift.io/v1", kind="SecurityContextConstraints")
+    assert sccs.get(name="privileged").metadata.name == "privileged"
+    (mine,) = set(tmp.glob("kalab-discovery-*")) - dirs
+    assert (mine / "discovery.json").exists() and set(tmp.glob("osrcp-*.json")) == osrcp
+    del sccs, cluster
+    gc.collect()
+    assert not mine.exists()

@@ -133,7 +133,8 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
 
     # ... and runs them once `oc adm policy add-scc-to-user privileged -z default -n keepalived-operator` is done.
     patch = manifests.scc_grant("keepalived-operator", form="users")
-    sccs = DynamicClient(api).resources.get(api_version="security.openshift.io/v1", kind="SecurityContextConstraints")
+    dynamic = DynamicClient(api, cache_file=str(lab.state_dir / "discovery.json"))  # not /tmp/osrcp-*.json
+    sccs = dynamic.resources.get(api_version="security.openshift.io/v1", kind="SecurityContextConstraints")
     sccs.patch(name="privileged", body=patch, content_type="application/json-patch+json")
     running = lambda: [  # noqa: E731
         p for p in keepalived_pods(api) if p.status.phase == "Running"
