@@ -23,7 +23,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     # Imported here so that `kalab --help` stays cheap and each command module owns its own options.
-    from kalab.cli import cidr, failover, lab, probe, render, run
+    from kalab.cli import cidr, doctor, failover, lab, probe, render, run
 
     parser = Parser(prog="kalab", description="Runbook and embedded lab for the keepalived operator.")
     # Sub-parsers inherit Parser (one-sentence errors); command modules only need the ArgumentParser API.
@@ -37,6 +37,7 @@ def build_parser() -> Parser:
     probe.register(commands)
     failover.register(commands)
     lab.register(commands)
+    doctor.register(commands)
     return parser
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from cluster.seeded import SeededLab, seeded_lab
 from conftest import needs_root_tools
+from kalabcli import one_stderr_line, run_kalab
 from waiting import wait_for
 
 from kalab.cluster import demo, diagnose, keepalived, network, nodes, pods
@@ -370,3 +371,11 @@ def test_old_failed_create_events_matter_only_while_pods_are_missing() -> None:
     short = diagnose.failed_create_finding(events, "kg", short=True)
     assert not short.ok and short.evidence.endswith("unable to validate against any security context constraint")
     assert diagnose.failed_create_finding(events, "other", short=True).ok
+
+
+def test_kalab_doctor_diagnoses_a_clusters_service(seeded: SeededLab) -> None:
+    healthy = run_kalab("doctor", "--kubeconfig", str(seeded.info.kubeconfig))
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert "✅ VIP nowhere · a MASTER exists: " in healthy.stdout and "all checks ok" in healthy.stdout
+    missing = run_kalab("doctor", "--kubeconfig", str(seeded.info.kubeconfig), "--service", "nope")
+    assert missing.returncode == 1 and "There is no service demo/nope to diagnose" in one_stderr_line(missing)

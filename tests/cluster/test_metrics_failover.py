@@ -1,4 +1,4 @@
-"""Client sites and failover through kalab.cluster against a real lab: where probes run, and what can be broken."""
+"""Notebook 05's verbs on a real lab: client sites, probes, failover (lab and API), VRRP tuning, the exporter."""
 
 from __future__ import annotations
 
