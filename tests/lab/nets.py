@@ -1,4 +1,4 @@
-"""Two throwaway namespaces joined by a veth pair, and a condition wait, for data-plane tests.
+"""Two throwaway namespaces joined by a veth pair, for data-plane tests.
 
 The veth is created with both ends placed straight into the test namespaces, so no interface ever appears in the
 host namespace; every name carries the `kalab-` prefix and everything is removed on exit.
@@ -10,18 +10,16 @@ import itertools
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from waiting import wait_for
 
 from kalab.lab.dataplane.topology import Topology, TopologySpec, build, lab_namespaces, sweep
 
 _counter = itertools.count()
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,11 +58,6 @@ def linked_pair(
             subprocess.run(["ip", "netns", "del", name], check=False, timeout=30)
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
-    """`waiting.wait_for` with the argument order the data-plane tests read best in."""
-    return wait_for(predicate, timeout, what, interval)
-
-
 def namespaces_left() -> list[str]:
     """This test process's namespaces that still exist (for leak checks)."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
@@ -84,7 +77,7 @@ def demo_server(ns: str, log: Path, *args: str, env: dict[str, str] | None = Non
             env={**os.environ, **(env or {})},
         )
     try:
-        wait_until(lambda: b"listening" in log.read_bytes() or proc.poll() is not None, 15, "the demo to listen")
+        wait_for(lambda: b"listening" in log.read_bytes() or proc.poll() is not None, 15, "the demo to listen")
         assert proc.poll() is None, log.read_text()
         yield proc
     finally:

@@ -15,15 +15,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
 from conftest import FIXTURES, needs_root_tools
+from waiting import wait_for
 
 from kalab.lab.images import operator_image
 from kalab.lab.images.keepalived import (
@@ -43,7 +44,8 @@ ADDRS = ("192.168.7.14", "192.168.7.15")
 PODS = ("keepalivedgroup-workers-aaaaa", "keepalivedgroup-workers-bbbbb")
 VIP, VIP2 = "172.21.6.50", "172.21.6.51"
 PORT = 9650
-T = TypeVar("T")
+# Each poll spawns ip/curl, and each scrape makes keepalived dump its state: poll at the pace these tests always had.
+POLL = 0.05
 
 
 # --- pure parts (no root needed) ------------------------------------------------------------------------------
@@ -104,18 +106,6 @@ def test_config_setup_copies_and_fails_in_one_line(tmp_path: Path, capsys: pytes
 
 
 # --- the namespaces and processes -----------------------------------------------------------------------------
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float, every: float = 0.05) -> T:
-    """Poll `check` until it returns something other than None/False; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(every)
 
 
 def ip(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -314,15 +304,18 @@ def up(df: pd.DataFrame) -> float:
     return float(df[df["metric"] == "keepalived_up"]["value"].iloc[0])
 
 
-def agreed_master(pair: Pair, instance: str, vip: str) -> int | None:
-    """The node that holds `vip` alone and whose exporter says MASTER while the other's says BACKUP."""
+def agreed_master(pair: Pair, instance: str, vip: str) -> list[int]:
+    """[the node] that holds `vip` alone and whose exporter says MASTER while the other's says BACKUP, else [].
+
+    A list, like `holders`, so that node 0 is a truthy answer for `wait_for`.
+    """
     nodes = holders(pair, vip)
     if len(nodes) != 1:
-        return None
+        return []
     master = nodes[0]
     states = (state_of(frame(pair, 0), instance), state_of(frame(pair, 1), instance))
     wanted = tuple("MASTER" if i == master else "BACKUP" for i in (0, 1))
-    return master if states == wanted else None
+    return [master] if states == wanted else []
 
 
 # --- the full pod, twice --------------------------------------------------------------------------------------
@@ -348,10 +341,12 @@ def test_two_keepalived_pods_elect_one_master_export_reload_and_go_down(pair: Pa
         argv, env = keepalived_command(PODS[i], dsts[i], pid_dirs[i], tmp_dirs[i])
         keepaliveds.append(pair.start(i, argv, env, "keepalived.log"))
     for i in (0, 1):
-        vrrp_pid = wait_for(f"node {i}'s VRRP child", lambda i=i: _read_pid(pid_dirs[i] / "vrrp.pid"), 10)
+        vrrp_pid = wait_for(
+            lambda i=i: _read_pid(pid_dirs[i] / "vrrp.pid"), 10, f"node {i}'s VRRP child", interval=POLL
+        )
         pair.extra_pids.append(vrrp_pid)
         assert _read_pid(pid_file(pid_dirs[i])) == keepaliveds[i].pid  # `ip netns exec` execs keepalived itself
-    wait_for(f"exactly one node to hold {VIP}", lambda: len(holders(pair, VIP)) == 1, 15)
+    wait_for(lambda: len(holders(pair, VIP)) == 1, 15, f"exactly one node to hold {VIP}", interval=POLL)
     election = time.monotonic() - started
 
     for i in (0, 1):
@@ -366,7 +361,7 @@ def test_two_keepalived_pods_elect_one_master_export_reload_and_go_down(pair: Pa
             i, "reloader.log", "config-reloader", "--src", str(src), "--dst", str(dsts[i]),
             "--pid-file", str(pid_file(pid_dirs[i])), "--interval", "0.2",
         )  # fmt: skip
-    wait_for("both exporters to answer", lambda: all(_answers(pair, i) for i in (0, 1)), 10)
+    wait_for(lambda: all(_answers(pair, i) for i in (0, 1)), 10, "both exporters to answer", interval=POLL)
 
     body, content_type = scrape(pair, 0)
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
@@ -374,7 +369,9 @@ def test_two_keepalived_pods_elect_one_master_export_reload_and_go_down(pair: Pa
     index, _ = scrape(pair, 1, "/")
     assert "<a href='/metrics'>" in index
 
-    master = wait_for("the exporters to agree with the VIP", lambda: agreed_master(pair, "demo/demo", VIP), 10)
+    [master] = wait_for(
+        lambda: agreed_master(pair, "demo/demo", VIP), 10, "the exporters to agree with the VIP", interval=POLL
+    )
     frames = [frame(pair, 0), frame(pair, 1)]
     assert [up(f) for f in frames] == [1.0, 1.0]
     for f in frames:
@@ -398,7 +395,9 @@ def test_two_keepalived_pods_elect_one_master_export_reload_and_go_down(pair: Pa
     tmp.write_text(new)
     os.replace(tmp, src)  # a ConfigMap volume update is an atomic swap too
     changed = time.monotonic()
-    master2 = wait_for("demo/demo2's VIP and MASTER", lambda: agreed_master(pair, "demo/demo2", VIP2), 15)
+    [master2] = wait_for(
+        lambda: agreed_master(pair, "demo/demo2", VIP2), 15, "demo/demo2's VIP and MASTER", interval=POLL
+    )
     print(f"reload to new MASTER: {time.monotonic() - changed:.2f}s, MASTER for demo/demo2: node {master2}")
     assert holders(pair, VIP) == [master], "the reload must not move the existing VIP"
     for i in (0, 1):
@@ -411,11 +410,11 @@ def test_two_keepalived_pods_elect_one_master_export_reload_and_go_down(pair: Pa
     victim, survivor = 1, 0  # node 1 is the exporter that finds keepalived by itself: the harder case
     os.kill(keepaliveds[victim].pid, signal.SIGKILL)
     keepaliveds[victim].wait(timeout=5)
-    down = wait_for("the dead node's exporter to report down", lambda: _down_frame(pair, victim), 10)
+    [down] = wait_for(lambda: _down_frame(pair, victim), 10, "the dead node's exporter to report down", interval=POLL)
     assert list(down["metric"]) == ["keepalived_up"]
     # Also for the exporter that finds keepalived by itself: the orphaned VRRP child is not taken for keepalived.
     assert "keepalived is not running" in pair.log(victim, "exporter.log")
-    wait_for("the survivor to be MASTER of both", lambda: _all_master(pair, survivor), 10)
+    wait_for(lambda: _all_master(pair, survivor), 10, "the survivor to be MASTER of both", interval=POLL)
     assert holders(pair, VIP) == [survivor] and holders(pair, VIP2) == [survivor]
 
     # SIGTERM ends every role cleanly.
@@ -453,9 +452,10 @@ def _answers(pair: Pair, node: int) -> bool:
     return done.returncode == 0
 
 
-def _down_frame(pair: Pair, node: int) -> pd.DataFrame | None:
+def _down_frame(pair: Pair, node: int) -> list[pd.DataFrame]:
+    """[node's scrape] once it says keepalived_up 0, else [] (a list: a DataFrame has no truth value for `wait_for`)."""
     df = frame(pair, node)
-    return df if up(df) == 0.0 else None
+    return [df] if up(df) == 0.0 else []
 
 
 def _all_master(pair: Pair, node: int) -> bool:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from conftest import needs_root_tools
-from lab.nets import Ns, linked_pair, wait_until
+from lab.nets import Ns, linked_pair
+from waiting import wait_for
 
 from kalab.cluster.prober import (
     FRAME_COLUMNS,
@@ -38,7 +39,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[Ns, Ns, ManagedProcess]]:
     """A bastion-like client namespace and a pod namespace running the demo under the supervisor."""
     with linked_pair() as (client, pod), Supervisor(tmp_path / "kalab-state") as sup:
         demo = sup.start(ProcessSpec("demo", [sys.executable, "-m", "kalab.lab.images.php_demo"], netns=pod.name))
-        wait_until(lambda: "listening" in demo.log_path.read_text(), 15, "the demo to listen")
+        wait_for(lambda: "listening" in demo.log_path.read_text(), 15, "the demo to listen")
         yield client, pod, demo
 
 
@@ -67,7 +68,7 @@ def test_a_server_that_goes_away_shows_up_as_failed_rows(lab: tuple[Ns, Ns, Mana
     job = start_probe(f"http://{pod.ip}/", duration=3.0, rate=100.0, timeout=0.5, netns=client.name)
     try:
         t0 = job.wait_started()
-        wait_until(lambda: time.time() > t0 + 1.0, 10, "a second of healthy probing")
+        wait_for(lambda: time.time() > t0 + 1.0, 10, "a second of healthy probing")
         stopping = time.time()
         demo.stop(grace=2.0)
         stopped = time.time()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import needs_root_tools
-from lab.nets import wait_until
 from netns import netns
+from waiting import wait_for
 
 from kalab.lab.dataplane.supervisor import (
     Backoff,
@@ -167,13 +167,13 @@ def test_stop_escalates_to_sigkill_and_leaves_nothing_behind(sup: Supervisor) ->
     # Ignores SIGTERM and leaves a child of its own behind: both must be gone after stop.
     argv = ["sh", "-c", "trap '' TERM; sleep 600 & echo child $!; wait"]
     proc = sup.start(ProcessSpec("stubborn", argv))
-    line = wait_until(lambda: [ln for ln in log_lines(proc.log_path) if " child " in ln], 10, "the child's PID")
+    line = wait_for(lambda: [ln for ln in log_lines(proc.log_path) if " child " in ln], 10, "the child's PID")
     child = int(line[0].split()[-1])
     pid = proc.wait_running().pid
     assert pid is not None and alive(child)
     final = proc.stop(grace=0.3)
     assert (final.exit_code, final.signal) == (128 + 9, 9)
-    wait_until(lambda: not alive(child), 5, "the left-behind child to die")
+    wait_for(lambda: not alive(child), 5, "the left-behind child to die")
     assert session_members(pid) == []
 
 
@@ -187,11 +187,11 @@ def test_signals_reach_the_program(sup: Supervisor) -> None:
         time.sleep(600)
     """)
     proc = sup.start(ProcessSpec("signals", [sys.executable, "-c", program]))
-    wait_until(lambda: any("ready" in ln for ln in log_lines(proc.log_path)), 10, "the program to be ready")
+    wait_for(lambda: any("ready" in ln for ln in log_lines(proc.log_path)), 10, "the program to be ready")
     proc.signal(signal.SIGHUP)
     proc.signal(signal.SIGRTMIN + 4)  # 36: what keepalived_exporter sends for a JSON dump
     want = {f"got {int(signal.SIGHUP)}", f"got {int(signal.SIGRTMIN) + 4}"}
-    wait_until(lambda: want <= {STAMP.sub("", ln) for ln in log_lines(proc.log_path)}, 10, "both signals")
+    wait_for(lambda: want <= {STAMP.sub("", ln) for ln in log_lines(proc.log_path)}, 10, "both signals")
     proc.stop(grace=1.0)
     with pytest.raises(KalabError, match="not running"):
         proc.signal(signal.SIGHUP)
@@ -243,11 +243,11 @@ def test_reap_after_a_supervisor_crash_kills_exactly_what_it_started(state_dir: 
         try:
             assert crashed.stdout is not None
             pid = int(crashed.stdout.readline())
-            wait_until(lambda: len(session_members(pid)) == 3, 10, "the program and its two sleeps")
+            wait_for(lambda: len(session_members(pid)) == 3, 10, "the program and its two sleeps")
             crashed.kill()  # the supervisor dies without cleaning up
             crashed.wait(timeout=10)
             # The death signal took the program itself; its own children are left for the records to find.
-            wait_until(lambda: not alive(pid), 10, "the program to get its death signal")
+            wait_for(lambda: not alive(pid), 10, "the program to get its death signal")
             survivors = session_members(pid)
             assert len(survivors) == 2
             [record] = read_records(state_dir)
@@ -255,7 +255,7 @@ def test_reap_after_a_supervisor_crash_kills_exactly_what_it_started(state_dir: 
 
             reaped = reap_recorded(state_dir)
             assert [r.pid for r in reaped] == [pid]
-            wait_until(lambda: not any(alive(p) for p in survivors), 5, "the survivors to die")
+            wait_for(lambda: not any(alive(p) for p in survivors), 5, "the survivors to die")
             assert read_records(state_dir) == []
         finally:
             if crashed.poll() is None:

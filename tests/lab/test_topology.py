@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 from conftest import needs_root_tools
 from lab.nets import seed_topology
+from waiting import wait_for
 
 from kalab.lab.dataplane import naming, netlink
 from kalab.lab.dataplane.netlink import addresses, ip_json, run_in, set_link
@@ -36,16 +36,6 @@ from kalab.model.errors import KalabError
 
 PREFIX = f"kalab-t{os.getpid()}-"
 kernel = needs_root_tools("ip", "ping")
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll `condition` until it holds or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def host_state() -> tuple[str, str, str]:
@@ -249,7 +239,7 @@ def test_link_down_cuts_a_node_off_and_up_restores_it(lab: Topology) -> None:
     assert "UP" not in link(ns, lab.interface)["flags"]
     assert not ping(lab.bastion_ns, "192.168.7.14")
     set_link(ns, lab.interface, up=True)
-    assert wait_for(lambda: ping(lab.bastion_ns, "192.168.7.14"))
+    wait_for(lambda: ping(lab.bastion_ns, "192.168.7.14"), what="the bastion to reach master-1 again")
 
 
 @kernel
@@ -327,7 +317,7 @@ def test_sweep_reports_a_busy_namespace_and_leaves_it_no_links() -> None:
     # `ip netns exec` execs the command, so this PID (ours to stop) is the process inside the namespace.
     sleeper = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "30"])
     try:
-        assert wait_for(lambda: netlink.netns_pids([ns]).get(ns) == [sleeper.pid])
+        wait_for(lambda: netlink.netns_pids([ns]).get(ns) == [sleeper.pid], what=f"the sleeper to show up in {ns}")
         report = sweep(PREFIX)
         assert report.busy == {ns: [sleeper.pid]}
         assert ns in report.removed and not netlink.netns_exists(ns)

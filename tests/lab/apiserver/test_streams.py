@@ -41,6 +41,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
+from waiting import wait_for
 
 from kalab.lab.apiserver import streams
 from kalab.lab.apiserver.errors import ApiError, bad_request, not_found
@@ -422,15 +423,6 @@ def run_to_end(resp: Any, timeout: float = 10) -> tuple[str, str]:
     return "".join(out), "".join(err)
 
 
-def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
-
-
 # ------------------------------------------------------------------------------- exec with the Python client
 
 
@@ -488,14 +480,14 @@ def test_exec_session_ends_when_a_silent_clients_leaves(harness: Harness, tls: T
     api = core(harness, tls)
     resp = stream(api.connect_get_namespaced_pod_exec, "web", "demo", command=["sleep", "60"],
                   stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)  # fmt: skip
-    assert wait_for(lambda: len(harness.hooks.sessions) == 1)
+    wait_for(lambda: len(harness.hooks.sessions) == 1, what="the exec session")
     resp.close()  # a proper websocket close
     assert harness.hooks.sessions[0].killed.wait(5)
     assert harness.finished.get(timeout=5) == ("exec", "web")
 
     resp = stream(api.connect_get_namespaced_pod_exec, "web", "demo", command=["sleep", "60"],
                   stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)  # fmt: skip
-    assert wait_for(lambda: len(harness.hooks.sessions) == 2)
+    wait_for(lambda: len(harness.hooks.sessions) == 2, what="the second exec session")
     resp.sock.sock.shutdown(socket.SHUT_RDWR)  # the client vanishes without a close frame
     resp.sock.sock.close()
     assert harness.hooks.sessions[1].killed.wait(5)
@@ -580,7 +572,7 @@ def test_resize_stderr_dropped_and_base64(harness: Harness, tls: Tls) -> None:
     opcode, frame = ws.recv_data_frame(True)
     assert opcode == websocket.ABNF.OPCODE_TEXT and frame.data == b"1" + base64.b64encode(b"abc\n")
     ws.close()  # v4 cannot end stdin: leaving ends the session
-    assert wait_for(lambda: harness.hooks.sessions[-1].killed.is_set())
+    wait_for(lambda: harness.hooks.sessions[-1].killed.is_set(), what="the session to be killed")
 
 
 def test_v5_fragments_and_pings(harness: Harness, tls: Tls) -> None:
