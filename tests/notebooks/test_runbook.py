@@ -80,6 +80,7 @@ def test_notebooks_run_in_order_and_a_second_run_changes_nothing(lab: control.La
 
     assert "✅ nodes Ready: 3 nodes Ready: master-0, master-1, master-2" in first["00-connect"]
     assert "✅ OpenShift-like" in first["00-connect"]
+    assert "Requests to VIPs will be sent from the lab's bastion (network namespace kalab-t" in first["00-connect"]
 
     install = first["01-install-operator"]
     assert re.search(r"✅ operator installed: CSV keepalived-operator\.v[\d.]+ Succeeded", install)
