@@ -24,6 +24,7 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/lab_up.py
 	$(BIN)/python bench/dataplane.py
+	$(BIN)/python bench/runbook.py
 
 lab: setup
 	$(BIN)/kalab lab up
