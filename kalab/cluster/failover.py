@@ -41,6 +41,7 @@ class HolderWatch(Protocol):
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
+    def holders(self) -> list[str]: ...
     def wait_for(self, predicate: Callable[[list[str]], bool], timeout: float, what: str) -> list[str]: ...
     def events(self) -> pd.DataFrame: ...
 
@@ -203,6 +204,13 @@ def run_trial(
         try:
             started = job.wait_started()
             time.sleep(max(0.0, started + LEAD_IN - time.time()))  # keep the steady state in the timeline
+            if watcher.holders() != [old]:
+                # Measuring now would time a failover that already happened; say so instead of a wrong number.
+                raise KalabError(
+                    f"The VIP moved before the failure was injected ({', '.join(watcher.holders()) or 'no node'} "
+                    f"held it, not only {old}); the cluster is not settled (a config change still rolling out?), "
+                    "so wait until one MASTER holds it and run the experiment again."
+                )
             injected_at = time.time()
             with _repaired(target, kind, old):
                 _inject(target, kind, old)

@@ -93,6 +93,22 @@ def _lines(verbatim: Mapping[str, str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(verbatim.items())) or "keepalived's defaults"
 
 
+def _near(rate: float, wanted: float) -> bool:
+    return abs(rate - wanted) <= 0.25 * wanted
+
+
+def _settled(rates: pd.DataFrame, wanted: float) -> bool:
+    """One MASTER sending at `wanted`/s and every other node a BACKUP hearing it: all run the same config."""
+    masters = rates[rates["state"] == "MASTER"]
+    backups = rates[rates["state"] != "MASTER"]
+    return (
+        len(masters) == 1
+        and _near(float(masters["adverts_per_s"].iloc[0]), wanted)
+        and all(_near(float(r), wanted) for r in backups["received_per_s"])
+        and bool((backups["state"] == "BACKUP").all())
+    )
+
+
 def wait_for_advert_interval(
     cluster: Cluster,
     advert_int: float,
@@ -102,21 +118,24 @@ def wait_for_advert_interval(
     namespace: str = DEFAULT_NAMESPACE,
     group: str = DEFAULT_GROUP,
 ) -> pd.DataFrame:
-    """Wait until the MASTER really advertises every `advert_int` s (measured from the exporter's advert counter).
+    """Wait until the MASTER really advertises every `advert_int` s and every BACKUP hears it (exporter counters).
 
-    The config travels operator → ConfigMap → the pods' volume → reloader → SIGHUP, so this is the proof that
-    keepalived runs with it. Returns the last measurement (node, state, adverts_per_s, seconds).
+    The config travels operator → ConfigMap → each pod's volume → its reloader → SIGHUP, node by node, so for a
+    few seconds the nodes may run different settings. Changing the VRRP version makes that window a split brain:
+    a v2 BACKUP ignores v3 adverts and promotes itself. Only when the BACKUPs hear the new adverts do all nodes run
+    the same config. Returns the last measurement (node, state, adverts_per_s, received_per_s, seconds).
     """
     wanted = 1.0 / advert_int
     deadline = time.monotonic() + timeout
     rates = pd.DataFrame()
     while time.monotonic() < deadline:
         rates = advert_rates(sample(cluster, window, window, namespace, group), instance)
-        master = rates[rates["state"] == "MASTER"]
-        if len(master) == 1 and abs(float(master["adverts_per_s"].iloc[0]) - wanted) <= 0.25 * wanted:
+        if _settled(rates, wanted):
             return rates
-    seen = ", ".join(f"{r.node} {r.state} {r.adverts_per_s:.1f}/s" for r in rates.itertuples()) or "no adverts"
+    seen = ", ".join(
+        f"{r.node} {r.state} sends {r.adverts_per_s:.1f}/s, hears {r.received_per_s:.1f}/s" for r in rates.itertuples()
+    )
     raise KalabError(
-        f"keepalived did not start advertising every {advert_int:g} s within {timeout:g} s ({seen}); check the "
-        "operator's ConfigMap and the reloader's log in a keepalived pod."
+        f"keepalived did not settle on one MASTER advertising every {advert_int:g} s, heard by every BACKUP, within "
+        f"{timeout:g} s ({seen or 'no adverts'}); check the operator's ConfigMap and the reloaders' logs."
     )

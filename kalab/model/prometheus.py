@@ -88,20 +88,30 @@ def parse_exposition(text: str, **extra_columns: object) -> pd.DataFrame:
     return samples_to_frame(samples_from_exposition(text), **extra_columns)
 
 
+def _slope(samples: pd.DataFrame) -> tuple[float, float]:
+    """(per second, seconds) of a counter between its first and last scrape."""
+    first, last = samples.iloc[0], samples.iloc[-1]
+    seconds = (last["scraped_at"] - first["scraped_at"]).total_seconds()
+    return ((last["value"] - first["value"]) / seconds if seconds > 0 else float("nan")), seconds
+
+
 def advert_rates(scrapes: pd.DataFrame, instance: str) -> pd.DataFrame:
-    """Adverts sent per second by each node for `instance`, between its first and last scrape, and its last state.
+    """Adverts sent and received per second by each node for `instance` between its first and last scrape, and
+    its last state.
 
     `scrapes` are parse_exposition frames (with node and scraped_at) concatenated over time. The MASTER sends one
-    advert per advert_int, so its rate shows the interval keepalived really runs with, whatever the config says.
+    advert per advert_int, so its rate shows the interval keepalived really runs with, whatever the config says; a
+    BACKUP receiving at that rate proves it understands those adverts (same VRRP version, same instance).
     """
-    columns = ["node", "state", "adverts_per_s", "seconds"]
+    columns = ["node", "state", "adverts_per_s", "received_per_s", "seconds"]
     if not {"metric", "name", "node", "scraped_at", "value"} <= set(scrapes.columns):
         return pd.DataFrame(columns=columns)
-    sent = scrapes[(scrapes["metric"] == "keepalived_vrrp_advert_sent") & (scrapes["name"] == instance)]
+    mine = scrapes[scrapes["name"] == instance].sort_values("scraped_at")
     rows = []
-    for node, mine in sent.sort_values("scraped_at").groupby("node", sort=True):
-        first, last = mine.iloc[0], mine.iloc[-1]
-        seconds = (last["scraped_at"] - first["scraped_at"]).total_seconds()
-        rate = (last["value"] - first["value"]) / seconds if seconds > 0 else float("nan")
-        rows.append({"node": node, "state": last.get("state"), "adverts_per_s": rate, "seconds": seconds})
+    for node, samples in mine[mine["metric"] == "keepalived_vrrp_advert_sent"].groupby("node", sort=True):
+        sent, seconds = _slope(samples)
+        received_samples = mine[(mine["metric"] == "keepalived_vrrp_advert_rcvd") & (mine["node"] == node)]
+        received = _slope(received_samples)[0] if len(received_samples) else float("nan")
+        rows.append({"node": node, "state": samples.iloc[-1].get("state"), "adverts_per_s": sent,
+                     "received_per_s": received, "seconds": seconds})  # fmt: skip
     return pd.DataFrame(rows, columns=columns)

@@ -18,8 +18,8 @@ def test_a_services_verbatim_lines_win_over_the_groups_defaults() -> None:
     assert timing_from_verbatim({"advert_int": "2"}, {}) == (2.0, 2)
 
 
-def scrape(t: float, node: str, state: str, sent: float) -> dict[str, object]:
-    return {"metric": "keepalived_vrrp_advert_sent", "name": "demo/demo", "node": node, "state": state,
+def scrape(t: float, node: str, state: str, sent: float, metric: str = "advert_sent") -> dict[str, object]:
+    return {"metric": f"keepalived_vrrp_{metric}", "name": "demo/demo", "node": node, "state": state,
             "value": sent, "scraped_at": pd.Timestamp(t, unit="s", tz="UTC")}  # fmt: skip
 
 
@@ -27,12 +27,15 @@ def test_advert_rate_is_the_counters_slope_per_node() -> None:
     frame = pd.DataFrame(
         [scrape(0, "master-1", "MASTER", 10), scrape(0, "master-2", "BACKUP", 0),
          scrape(2, "master-1", "MASTER", 30), scrape(2, "master-2", "BACKUP", 0),
+         scrape(0, "master-2", "BACKUP", 100, "advert_rcvd"), scrape(2, "master-2", "BACKUP", 119, "advert_rcvd"),
          {"metric": "keepalived_up", "name": None, "node": "master-1", "state": None, "value": 1.0,
           "scraped_at": pd.Timestamp(2, unit="s", tz="UTC")}]
     )  # fmt: skip
     rates = advert_rates(frame, "demo/demo").set_index("node")
     assert rates.loc["master-1", "adverts_per_s"] == pytest.approx(10.0)
     assert rates.loc["master-2", "adverts_per_s"] == 0.0 and rates.loc["master-2", "state"] == "BACKUP"
+    assert rates.loc["master-2", "received_per_s"] == pytest.approx(9.5)  # the BACKUP hears the MASTER
+    assert pd.isna(rates.loc["master-1", "received_per_s"])  # no advert_rcvd samples for it here
     assert advert_rates(frame, "demo/other").empty
     one = advert_rates(frame.iloc[:1], "demo/demo")
     assert one["adverts_per_s"].isna().all()  # one scrape has no slope
