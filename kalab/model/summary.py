@@ -28,6 +28,11 @@ def _ms(value: Any) -> str:
     return "—" if value is None else f"{float(value):.0f} ms"
 
 
+def _pod_share(pod: Mapping[str, Any]) -> str:
+    counted = f"{pod['requests']} " if "requests" in pod else ""
+    return f"{pod['pod']} {counted}({pod['share']:.0%})" if counted else f"{pod['pod']} {pod['share']:.0%}"
+
+
 def summary_lines(summary: Mapping[str, Any]) -> list[str]:
     """A handful of lines: VIP, MASTER node, traffic spread, measured vs expected failover."""
     lines: list[str] = []
@@ -39,7 +44,12 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         lines.append(f"MASTER node    {metrics.get('master')} (advertising {metrics.get('adverts_per_s', 0):.2f}/s)")
     traffic = summary.get("traffic") or {}
     if traffic:
-        spread = ", ".join(f"{p['pod']} {p['share'] * 100:.0f}%" for p in traffic.get("pods", []))
+        spread = ", ".join(
+            f"{p['pod']} {p['requests']} ({p['share'] * 100:.0f}%)"
+            if "requests" in p
+            else f"{p['pod']} {p['share']:.0%}"
+            for p in traffic.get("pods", [])
+        )
         lines.append(f"traffic        {traffic.get('requests')} requests: {spread}")
     for row in (summary.get("failover") or {}).get("comparison", []):
         lines.append(

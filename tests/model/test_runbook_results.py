@@ -74,7 +74,7 @@ def test_the_summary_gathers_sections_and_prints_the_headlines() -> None:
         {"data": {SUMMARY_MIME: {"demo": {"vip": "172.21.6.33", "service": "demo/demo"}}, "text/plain": "x"}},
         {"data": {SUMMARY_MIME: {"metrics": {"master": "master-1", "adverts_per_s": 0.99}}}},
         {"data": {SUMMARY_MIME: {"traffic": {"requests": 200, "pods": [
-            {"pod": "test-0", "share": 0.52}, {"pod": "test-1", "share": 0.48}]}}}},
+            {"pod": "test-0", "requests": 104, "share": 0.52}, {"pod": "test-1", "share": 0.48}]}}}},
         {"data": {SUMMARY_MIME: {"failover": {"comparison": [
             {"kind": "link-down", "advert_int": 1.0, "vrrp_version": 2, "takeover_ms": 3368.0,
              "expected_min_takeover_ms": 2609.4, "expected_takeover_ms": 3609.4, "outage_ms": 3364.0,
@@ -89,7 +89,7 @@ def test_the_summary_gathers_sections_and_prints_the_headlines() -> None:
     lines = summary_lines(summary)
     assert lines[0] == "VIP            172.21.6.33 (service demo/demo)"
     assert lines[1] == "MASTER node    master-1 (advertising 0.99/s)"
-    assert lines[2] == "traffic        200 requests: test-0 52%, test-1 48%"
+    assert lines[2] == "traffic        200 requests: test-0 104 (52%), test-1 48%"
     assert lines[3] == (
         "failover       link-down advert_int 1 s v2: takeover 3368 ms (formula 2609 ms–3609 ms), clients lost 3364 ms"
     )
