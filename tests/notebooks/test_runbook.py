@@ -131,7 +131,7 @@ def test_notebooks_run_in_order_and_a_second_run_changes_nothing(lab: control.La
     assert "✅ takeover as VRRP predicts: graceful " in metrics
     assert "annotated Service demo/demo: advert_int 0.1, version 3" in metrics
     tuned = re.search(r"✅ tuned failover measured: link-down (\d+) → (\d+) ms; original timing restored", metrics)
-    assert tuned and int(tuned[2]) < 400 < 2500 < int(tuned[1])  # 0.1 s adverts: ~0.36 s; 1 s adverts: ~3.6 s
+    assert tuned and int(tuned[2]) < 1000 < 2500 < int(tuned[1])  # 0.1 s adverts: ≤ 0.36 s; 1 s adverts: ≥ 2.6 s
     assert "restored Service demo/demo: no verbatim lines" in metrics
     assert images(tmp_path / "first" / "05-metrics-and-failover.ipynb") == 5  # metrics, 3 timelines, distribution
 
