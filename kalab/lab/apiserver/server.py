@@ -19,7 +19,6 @@ import contextlib
 import copy
 import functools
 import hmac
-import importlib
 import ipaddress
 import json
 import logging
@@ -38,10 +37,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, cast
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kalab.lab.apiserver import discovery, tables
+from kalab.lab.apiserver import discovery, streams, tables
 from kalab.lab.apiserver.crds import CrdController, start_crd_controller
 from kalab.lab.apiserver.errors import ApiError, bad_request, conflict, not_found
 from kalab.lab.apiserver.hooks import ExecRequest, LogRequest, PodHooks
@@ -103,35 +102,6 @@ def _no_such_path() -> ApiError:
 
 def _unavailable(message: str) -> ApiError:
     return ApiError(503, "ServiceUnavailable", message)
-
-
-class _Streams(Protocol):
-    """What `kalab.lab.apiserver.streams` provides (written separately; imported when present)."""
-
-    def serve_log(self, handler: BaseHTTPRequestHandler, hooks: PodHooks, request: LogRequest) -> None: ...
-    def serve_exec(self, handler: BaseHTTPRequestHandler, hooks: PodHooks, request: ExecRequest) -> None: ...
-    def serve_proxy(
-        self,
-        handler: BaseHTTPRequestHandler,
-        hooks: PodHooks,
-        namespace: str,
-        pod: str,
-        port: int,
-        path: str,
-        method: str,
-        body: bytes,
-    ) -> None: ...
-
-
-def _streams() -> _Streams | None:
-    name = "kalab.lab.apiserver.streams"
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if err.name != name:
-            raise  # the module exists but is broken: that must not look like "not available"
-        return None
-    return cast(_Streams, module)
 
 
 # -- content negotiation -----------------------------------------------------------------------------------------
@@ -1039,9 +1009,6 @@ class _Handler(BaseHTTPRequestHandler):
         hooks = self.api.hooks
         if hooks is None:
             raise _unavailable("no kubelet is running in this lab, so pods cannot be reached")
-        streams = _streams()
-        if streams is None:
-            raise _unavailable("pod streams (log, exec, proxy) are not available in this build")
         # Everything that can still fail with a plain error response is worked out before the stream starts.
         call: Callable[[], None]
         if req.sub == "log":

@@ -739,7 +739,7 @@ def test_pod_log_exec_and_proxy_are_routed_to_streams(
     monkeypatch: pytest.MonkeyPatch, lab_store: Store, tmp_path: Path
 ) -> None:
     recorder = StreamsRecorder()
-    monkeypatch.setattr(server_module, "_streams", lambda: recorder)
+    monkeypatch.setattr(server_module, "streams", recorder)
     lab_store.create(
         lab_store.registry.by_key("/pods"),
         {
