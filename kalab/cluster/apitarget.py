@@ -8,13 +8,11 @@ takeover time is as fine as one scrape round — a few tens of milliseconds on a
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 import pandas as pd
 from kubernetes.client.exceptions import ApiException
@@ -24,8 +22,8 @@ from kalab.cluster.connect import Cluster
 from kalab.cluster.exporter import scrape, states_from_frame
 from kalab.cluster.keepalived import GROUP, PLURAL, VERSION, keepalived_pods
 from kalab.model.errors import KalabError
-from kalab.model.operator import GROUP_ANNOTATION, VERBATIM_ANNOTATION
-from kalab.model.vrrp import FailureKind, master_down_interval, timing_from_verbatim
+from kalab.model.operator import carried_service, vrrp_timing
+from kalab.model.vrrp import FailureKind, master_down_interval
 
 POLL_INTERVAL = 0.05
 
@@ -122,30 +120,19 @@ class ApiTarget:
         self.instance = f"{namespace}/{service}"
         self._client_netns = client_netns
         try:
-            svc = cluster.core.read_namespaced_service(service, namespace)
+            found = cluster.core.read_namespaced_service(service, namespace)
+            svc = as_dict(cluster.api.sanitize_for_serialization(found))  # type: ignore[no-untyped-call]
         except ApiException as err:
             raise fail(f"Reading service {self.instance}", err, "deploy the demo first (notebook 03)") from None
-        ingress = (svc.status.load_balancer.ingress if svc.status and svc.status.load_balancer else None) or []
-        ips = [i.ip for i in ingress if i.ip]
-        annotations: dict[str, Any] = (svc.metadata.annotations if svc.metadata else None) or {}
-        if not ips or GROUP_ANNOTATION not in annotations:
-            raise KalabError(
-                f"Service {self.instance} has no EXTERNAL-IP carried by keepalived yet; patch the externalIP CIDRs "
-                "and annotate it with a KeepalivedGroup first (notebooks 02 and 03)."
-            )
-        self._vip = str(ips[0])
-        self.group_ns, _, self.group = str(annotations[GROUP_ANNOTATION]).partition("/")
-        verbatim = json.loads(annotations.get(VERBATIM_ANNOTATION) or "{}")
+        carried = carried_service(svc)
+        self._vip, self.group_ns, self.group = carried.vip, carried.group_namespace, carried.group
         try:
-            group = as_dict(
-                cluster.custom.get_namespaced_custom_object(GROUP, VERSION, self.group_ns, PLURAL, self.group)
-            )
+            raw = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, self.group_ns, PLURAL, self.group)
         except ApiException as err:
             raise fail(
                 f"Reading KeepalivedGroup {self.group_ns}/{self.group}", err, "create it (notebook 01)"
             ) from None
-        group_verbatim = (group.get("spec") or {}).get("verbatimConfig") or {}
-        self._advert_int, self._version = timing_from_verbatim(verbatim, group_verbatim)
+        self._advert_int, self._version = vrrp_timing(svc, as_dict(raw))
         self._stopped: dict[str, str] = {}  # node → the pod we deleted there
 
     @property

@@ -17,14 +17,15 @@ from typing import Any
 
 from kubernetes import client, config
 
+from kalab.lab.bastion import BastionClients
 from kalab.lab.control import LabInfo
 from kalab.lab.dataplane import naming, netlink
 from kalab.lab.dataplane.supervisor import ProcessRecord, read_records
 from kalab.lab.dataplane.topology import Topology, TopologySpec
 from kalab.lab.dataplane.vipwatch import VipWatcher
 from kalab.model.errors import KalabError
-from kalab.model.operator import GROUP_ANNOTATION, VERBATIM_ANNOTATION
-from kalab.model.vrrp import FailureKind, master_down_interval, timing_from_verbatim
+from kalab.model.operator import carried_service, vrrp_timing
+from kalab.model.vrrp import master_down_interval
 
 
 def _starttime(pid: int) -> int | None:
@@ -35,29 +36,21 @@ def _starttime(pid: int) -> int | None:
     return int(fields[19]) if len(fields) > 19 and fields[0] not in ("Z", "X") else None
 
 
-class RunningLab:
+class RunningLab(BastionClients):
     """Implements kalab.cluster.failover.FailoverTarget for the demo service of a lab started by `kalab lab up`."""
 
     def __init__(self, info: LabInfo, namespace: str = "demo", service: str = "demo") -> None:
         self.info = info
         self.api = config.new_client_from_config(str(info.kubeconfig))  # type: ignore[no-untyped-call]
         svc = self._get(f"/api/v1/namespaces/{namespace}/services/{service}", f"service {namespace}/{service}")
-        ips = [i["ip"] for i in (svc.get("status") or {}).get("loadBalancer", {}).get("ingress") or [] if i.get("ip")]
-        annotations = svc["metadata"].get("annotations") or {}
-        if not ips or GROUP_ANNOTATION not in annotations:
-            raise KalabError(
-                f"Service {namespace}/{service} has no EXTERNAL-IP carried by keepalived yet; patch the externalIP "
-                "CIDRs and annotate it with a KeepalivedGroup first."
-            )
-        self._vip: str = ips[0]
-        self.group_ns, _, self.group = annotations[GROUP_ANNOTATION].partition("/")
-        verbatim = json.loads(annotations.get(VERBATIM_ANNOTATION) or "{}")
+        carried = carried_service(svc)
+        self._vip, self.group_ns, self.group = carried.vip, carried.group_namespace, carried.group
         group = self._get(
             f"/apis/redhatcop.redhat.io/v1alpha1/namespaces/{self.group_ns}/keepalivedgroups/{self.group}",
             f"KeepalivedGroup {self.group_ns}/{self.group}",
         )
         spec: dict[str, Any] = group.get("spec") or {}
-        self._advert_int, self._version = timing_from_verbatim(verbatim, spec.get("verbatimConfig") or {})
+        self._advert_int, self._version = vrrp_timing(svc, group)
         self.interface = str(spec.get("interface") or naming.POD_INTERFACE)
         pods = self._get(
             f"/api/v1/namespaces/{self.group_ns}/pods?labelSelector=keepalivedGroup%3D{self.group}", "keepalived pods"
@@ -95,14 +88,6 @@ class RunningLab:
     @property
     def bastion_ns(self) -> str:
         return naming.bastion_ns(self.info.prefix)
-
-    @property
-    def client_netns(self) -> str:
-        return self.bastion_ns
-
-    @property
-    def failure_kinds(self) -> tuple[FailureKind, ...]:
-        return tuple(FailureKind)  # the lab owns its nodes' processes and links
 
     @property
     def advert_int(self) -> float:

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from kalab.lab.bastion import BastionClients
 from kalab.lab.dataplane import kubeproxy, netlink
 from kalab.lab.dataplane.sandbox import Sandbox, create_sandbox
 from kalab.lab.dataplane.supervisor import ProcessSpec, Supervisor, reap_recorded
@@ -31,7 +32,7 @@ from kalab.model.errors import KalabError
 from kalab.model.keepalived_conf import render_config
 from kalab.model.kubeproxy import Endpoint, ServicePort
 from kalab.model.operator import GROUP_ANNOTATION, POD_GROUP_LABEL, VERBATIM_ANNOTATION
-from kalab.model.vrrp import FailureKind, check_timing, master_down_interval
+from kalab.model.vrrp import check_timing, master_down_interval
 
 SCENARIO_PREFIX = "kalab-fo-"  # its own prefix: a scenario never touches a lab at the default `kalab-`
 DEMO_BODY = "Hello!<br>Welcome to RedHat Developer<br>Enjoy all of the ad-free articles<br>"
@@ -95,7 +96,7 @@ class KeepalivedPod:
 
 
 @dataclass
-class Scenario:
+class Scenario(BastionClients):
     spec: ScenarioSpec
     topology: Topology
     supervisor: Supervisor
@@ -117,14 +118,6 @@ class Scenario:
     @property
     def bastion_ns(self) -> str:
         return self.topology.bastion_ns
-
-    @property
-    def client_netns(self) -> str:
-        return self.bastion_ns
-
-    @property
-    def failure_kinds(self) -> tuple[FailureKind, ...]:
-        return tuple(FailureKind)  # the lab owns its nodes' processes and links
 
     @property
     def advert_int(self) -> float:

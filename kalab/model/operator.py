@@ -9,9 +9,11 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kalab.model.errors import KalabError
+from kalab.model.vrrp import timing_from_verbatim
 
 GROUP_ANNOTATION = "keepalived-operator.redhat-cop.io/keepalivedgroup"
 VERBATIM_ANNOTATION = "keepalived-operator.redhat-cop.io/verbatimconfig"
@@ -100,6 +102,33 @@ def instance_vips(svc: Mapping[str, Any]) -> list[str]:
     IPv4, so IPv6 VIPs are left out (the renderer says so in its warnings).
     """
     return [vip for vip in service_vips(svc) if ipaddress.ip_address(vip).version == 4]
+
+
+@dataclass(frozen=True)
+class CarriedService:
+    """A service keepalived carries: its VIP and the KeepalivedGroup its annotation names."""
+
+    vip: str
+    group_namespace: str
+    group: str
+
+
+def carried_service(svc: Mapping[str, Any]) -> CarriedService:
+    """The service's first VIP and its group, or one sentence saying what it still lacks."""
+    vips, group = instance_vips(svc), str(_annotations(svc).get(GROUP_ANNOTATION, "")).strip()
+    if not vips or not group:
+        raise KalabError(
+            f"Service {namespaced_name(svc)} has no EXTERNAL-IP carried by keepalived yet; patch the externalIP "
+            "CIDRs and annotate it with a KeepalivedGroup first (notebooks 02 and 03)."
+        )
+    group_namespace, _, name = group.partition("/")
+    return CarriedService(vips[0], group_namespace, name)
+
+
+def vrrp_timing(svc: Mapping[str, Any], group: Mapping[str, Any]) -> tuple[float, int]:
+    """(advert_int, VRRP version) of the service's instance: its verbatim lines over the group's verbatimConfig."""
+    group_verbatim = _section(_section(group, "spec"), "verbatimConfig")
+    return timing_from_verbatim(verbatim_config(svc), group_verbatim)
 
 
 def instance_keys(svc: Mapping[str, Any]) -> list[str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from kalab.model.errors import KalabError
 from kalab.model.failover import compare_with_formula
+from kalab.model.operator import GROUP_ANNOTATION, VERBATIM_ANNOTATION, CarriedService, carried_service, vrrp_timing
 from kalab.model.prometheus import advert_rates
 from kalab.model.summary import SUMMARY_MIME, collect, summary_lines
 from kalab.model.vrrp import timing_from_verbatim
@@ -96,3 +98,23 @@ def test_the_summary_gathers_sections_and_prints_the_headlines() -> None:
     assert lines[4].startswith("failover       crash ") and "takeover — " in lines[4]
     assert lines[4].endswith("⚠ outside the formula")
     assert summary_lines({}) == []
+
+
+def test_a_carried_service_names_its_vip_group_and_timing() -> None:
+    svc = {
+        "metadata": {"name": "demo", "namespace": "demo", "annotations": {
+            GROUP_ANNOTATION: "keepalived-operator/keepalivedgroup-workers",
+            VERBATIM_ANNOTATION: '{"advert_int": "0.1", "version": "3"}'}},
+        "spec": {"externalIPs": ["172.21.6.33"]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "172.21.6.33"}]}},
+    }  # fmt: skip
+    assert carried_service(svc) == CarriedService("172.21.6.33", "keepalived-operator", "keepalivedgroup-workers")
+    group = {"spec": {"verbatimConfig": {"vrrp_version": "2"}}}
+    assert vrrp_timing(svc, group) == (0.1, 3)
+    del svc["metadata"]["annotations"][VERBATIM_ANNOTATION]
+    assert vrrp_timing(svc, {"spec": {"verbatimConfig": {"vrrp_version": "3"}}}) == (1.0, 3)
+    del svc["metadata"]["annotations"][GROUP_ANNOTATION]
+    with pytest.raises(KalabError, match="Service demo/demo has no EXTERNAL-IP carried by keepalived yet"):
+        carried_service(svc)
+    with pytest.raises(KalabError, match="no EXTERNAL-IP carried"):
+        carried_service({"metadata": {"name": "x", "annotations": {GROUP_ANNOTATION: "a/b"}}})
