@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 from kubernetes.client.exceptions import ApiException
@@ -22,6 +22,7 @@ from kalab.cluster.demo import demo_pods
 from kalab.cluster.keepalived import DEFAULT_GROUP, DEFAULT_NAMESPACE, keepalived_pods
 from kalab.cluster.nodes import host_network_pod
 from kalab.cluster.pods import exec_in_pod
+from kalab.cluster.sites import Site
 from kalab.cluster.trace import trace_vip
 from kalab.model.errors import KalabError
 from kalab.model.iptables import Hop, ListingRule, Trace, parse_listing_line
@@ -32,15 +33,6 @@ SPREAD_COLUMNS = ["pod", "node", "pod_ip", "requests", "share"]
 PATH_COLUMNS = ["pod", "node", "endpoint", "probability", "matched_by", "path", "masquerade"]
 RULE_COLUMNS = ["rule", "packets", "bytes", "target", "comment", "line"]
 _PROBE_COLUMNS = ("t", "ok", "error", "backend")
-
-
-class ClientSite(Protocol):
-    """Where the cluster's clients live, and a prober that runs there."""
-
-    @property
-    def where(self) -> str: ...
-
-    def probe(self, url: str, duration: float, rate: float, timeout: float = 1.0) -> pd.DataFrame: ...
 
 
 # ---------------------------------------------------------------------------------------------- spread
@@ -137,7 +129,7 @@ def vip_url(vip: str, port: int = 80, path: str = "/") -> str:
 
 def spread(
     cluster: Cluster,
-    site: ClientSite,
+    site: Site,
     vip: str,
     duration: float = 2.0,
     rate: float = 100.0,
