@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+from kalab.model.errors import KalabError
+
 
 def run_kalab(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -18,3 +22,10 @@ def one_stderr_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+def one_sentence(err: pytest.ExceptionInfo[KalabError]) -> str:
+    """A KalabError's message: one sentence, ending with a full stop, on one line."""
+    text = str(err.value)
+    assert text.endswith(".") and "\n" not in text, text
+    return text

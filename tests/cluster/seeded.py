@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from labs import running_lab
+
 from kalab.cluster import demo, exporter, keepalived, network, nodes, olm, scc
 from kalab.cluster.connect import Cluster, connect
 from kalab.lab import control
@@ -28,8 +30,7 @@ def seeded_lab(tag: str) -> Iterator[SeededLab]:
     """Start a lab whose names carry `tag`, walk the seed through the verbs, yield it, and take it down."""
     prefix = f"kalab-t{os.getpid()}-{tag}-"
     state_dir = Path("/tmp") / f"kalab-t{os.getpid()}-{tag}-state"
-    try:
-        info = control.up(state_dir, prefix)
+    with running_lab(state_dir, prefix) as info:
         cluster = connect(str(info.kubeconfig))
         olm.install_operator(cluster, timeout=60)
         nodes.label_nodes(cluster, ["master-1", "master-2"])
@@ -41,5 +42,3 @@ def seeded_lab(tag: str) -> Iterator[SeededLab]:
         vip = demo.service_vip(cluster, timeout=30)
         exporter.wait_for_master(cluster, timeout=30)  # keepalived carries the VIP: clients can reach it
         yield SeededLab(info, cluster, vip, state_dir, prefix)
-    finally:
-        control.down(state_dir, prefix)

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from conftest import needs_root_tools
+from kalabcli import one_sentence
+from labs import running_lab
 from waiting import wait_for
 
 from kalab.cluster import demo, exporter, keepalived, network, nodes, olm, pods, scc, trace
@@ -25,19 +27,10 @@ STATE_DIR = Path("/tmp") / f"kalab-t{os.getpid()}-cl-state"
 NS = "keepalived-operator"
 
 
-def one_sentence(err: pytest.ExceptionInfo[KalabError]) -> str:
-    text = str(err.value)
-    assert text.endswith(".") and "\n" not in text, text
-    return text
-
-
 @pytest.fixture(scope="module")
 def lab() -> Iterator[control.LabInfo]:
-    try:
-        yield control.up(STATE_DIR, PREFIX)
-    finally:
-        control.down(STATE_DIR, PREFIX)
-        assert not STATE_DIR.exists()
+    with running_lab(STATE_DIR, PREFIX) as info:
+        yield info
 
 
 @pytest.fixture(scope="module")

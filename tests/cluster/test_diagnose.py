@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from cluster.seeded import SeededLab, seeded_lab
 from conftest import needs_root_tools
-from kalabcli import one_stderr_line, run_kalab
+from kalabcli import one_sentence, one_stderr_line, run_kalab
 from waiting import wait_for
 
 from kalab.cluster import demo, diagnose, keepalived, network, nodes, pods
@@ -42,12 +42,6 @@ def scratch(seeded: SeededLab) -> Iterator[str]:
     finally:
         diagnose.delete_scratch_namespace(seeded.cluster, namespace, timeout=30)
         assert diagnose.namespace_phase(seeded.cluster, namespace) is None
-
-
-def one_sentence(err: pytest.ExceptionInfo[KalabError]) -> str:
-    text = str(err.value)
-    assert text.endswith(".") and "\n" not in text, text
-    return text
 
 
 def healthy(cluster: Cluster) -> list[Finding] | None:

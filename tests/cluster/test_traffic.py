@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from cluster.seeded import SeededLab, seeded_lab
 from conftest import SEED, needs_root_tools
+from kalabcli import one_sentence
 from waiting import wait_for
 
 from kalab.cluster import demo, exporter, keepalived, traffic
@@ -20,12 +21,6 @@ pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 UNASSIGNED_VIP = "172.21.6.60"  # inside the auto-assign block, on no service: nothing answers it
 FW_CHAIN = kubeproxy.fw_chain(kubeproxy.service_port_name("demo", "demo", "http"))
 SVC_CHAIN = kubeproxy.svc_chain(kubeproxy.service_port_name("demo", "demo", "http"))
-
-
-def one_sentence(err: pytest.ExceptionInfo[KalabError]) -> str:
-    text = str(err.value)
-    assert text.endswith(".") and "\n" not in text, text
-    return text
 
 
 @pytest.fixture(scope="module")

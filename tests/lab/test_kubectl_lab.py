@@ -15,6 +15,7 @@ from typing import TypeVar
 import pytest
 import yaml
 from conftest import needs_root_tools
+from labs import running_lab
 from waiting import wait_for
 
 from kalab.lab import control
@@ -33,11 +34,8 @@ def until(what: str, probe: Callable[[], T], timeout: float = 60.0) -> T:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[control.LabInfo]:
-    state_dir = Path(tempfile.gettempdir()) / f"kalab-t{os.getpid()}-kc-state"
-    try:
-        yield control.up(state_dir, PREFIX)
-    finally:
-        control.down(state_dir, PREFIX)
+    with running_lab(Path(tempfile.gettempdir()) / f"kalab-t{os.getpid()}-kc-state", PREFIX) as info:
+        yield info
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from conftest import needs_root_tools
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.stream import stream
+from labs import running_lab
 from waiting import wait_for
 
 from kalab.cluster import failover
@@ -45,12 +46,8 @@ def until(what: str, probe: Callable[[], T], timeout: float = 60.0) -> T:
 def lab() -> Iterator[control.LabInfo]:
     state_dir = Path(tempfile.mkdtemp(prefix=f"kalab-t{os.getpid()}-state-"))
     state_dir.rmdir()  # `up` creates it, 0700
-    try:
-        yield control.up(state_dir, PREFIX)
-    finally:
-        control.down(state_dir, PREFIX)
-        assert not [ns for ns in netlink.list_netns() if ns.startswith(PREFIX)]
-        assert not state_dir.exists()
+    with running_lab(state_dir, PREFIX) as info:
+        yield info
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,12 @@ import nbformat
 import pytest
 from conftest import needs_root_tools
 from kalabcli import run_kalab as kalab
+from labs import running_lab
 
 from kalab.cluster import network
 from kalab.cluster.connect import connect
 from kalab.lab import control
+from kalab.lab.dataplane.topology import lab_namespaces
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 PREFIX = f"kalab-t{os.getpid()}-nb-"
@@ -50,19 +52,10 @@ def images(path: Path) -> int:
     return sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
 
 
-def lab_namespaces() -> list[str]:
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return [line.split()[0] for line in listed.splitlines() if line.startswith(PREFIX)]
-
-
 @pytest.fixture(scope="module")
 def lab() -> Iterator[control.LabInfo]:
-    try:
-        yield control.up(STATE_DIR, PREFIX)
-    finally:
-        control.down(STATE_DIR, PREFIX)
-        assert not STATE_DIR.exists()
-        assert lab_namespaces() == []
+    with running_lab(STATE_DIR, PREFIX) as info:
+        yield info
 
 
 def run_all(lab: control.LabInfo, out: Path) -> dict[str, str]:
@@ -196,9 +189,9 @@ def test_lab_flag_starts_a_fresh_lab_and_always_stops_it(tmp_path: Path) -> None
     result = kalab("run", "--only", "00", "--out", str(tmp_path), *lab_args)
     assert result.returncode == 0, result.stderr
     assert f"kubeconfig    {STATE_DIR}/kubeconfig" in outputs_text(tmp_path / "00-connect.ipynb")
-    assert not STATE_DIR.exists() and lab_namespaces() == []
+    assert not STATE_DIR.exists() and lab_namespaces(PREFIX) == []
 
     # A failing notebook still stops the lab.
     failed = kalab("run", "--only", "02", "--out", str(tmp_path), *lab_args, "-p", "auto_assign_cidr=172.30.0.0/24")
     assert failed.returncode == 1 and "02-externalip-cidr.ipynb failed" in failed.stderr
-    assert not STATE_DIR.exists() and lab_namespaces() == []
+    assert not STATE_DIR.exists() and lab_namespaces(PREFIX) == []
