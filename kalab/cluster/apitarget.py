@@ -118,42 +118,23 @@ class ApiTarget:
     ):
         self.cluster = cluster
         self.instance = f"{namespace}/{service}"
-        self._client_netns = client_netns
+        self.client_netns = client_netns
         try:
             found = cluster.core.read_namespaced_service(service, namespace)
             svc = as_dict(cluster.api.sanitize_for_serialization(found))  # type: ignore[no-untyped-call]
         except ApiException as err:
             raise fail(f"Reading service {self.instance}", err, "deploy the demo first (notebook 03)") from None
         carried = carried_service(svc)
-        self._vip, self.group_ns, self.group = carried.vip, carried.group_namespace, carried.group
+        self.vip, self.group_ns, self.group = carried.vip, carried.group_namespace, carried.group
+        self.url = f"http://{self.vip}/"
         try:
             raw = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, self.group_ns, PLURAL, self.group)
         except ApiException as err:
             raise fail(
                 f"Reading KeepalivedGroup {self.group_ns}/{self.group}", err, "create it (notebook 01)"
             ) from None
-        self._advert_int, self._version = vrrp_timing(svc, as_dict(raw))
+        self.advert_int, self.vrrp_version = vrrp_timing(svc, as_dict(raw))
         self._stopped: dict[str, str] = {}  # node → the pod we deleted there
-
-    @property
-    def vip(self) -> str:
-        return self._vip
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._vip}/"
-
-    @property
-    def client_netns(self) -> str | None:
-        return self._client_netns
-
-    @property
-    def advert_int(self) -> float:
-        return self._advert_int
-
-    @property
-    def vrrp_version(self) -> int:
-        return self._version
 
     @property
     def failure_kinds(self) -> tuple[FailureKind, ...]:
@@ -163,7 +144,7 @@ class ApiTarget:
         return ExporterWatch(self.cluster, self.group_ns, self.group, self.instance)
 
     def wait_for_single_master(self, timeout: float | None = None) -> str:
-        limit = timeout if timeout is not None else 3 * master_down_interval(self._advert_int) + 10.0
+        limit = timeout if timeout is not None else 3 * master_down_interval(self.advert_int) + 10.0
         with self.watch_vip() as watch:
             return watch.wait_for(lambda h: len(h) == 1, limit, "exactly one node to be MASTER")[0]
 

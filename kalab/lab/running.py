@@ -44,13 +44,14 @@ class RunningLab(BastionClients):
         self.api = config.new_client_from_config(str(info.kubeconfig))  # type: ignore[no-untyped-call]
         svc = self._get(f"/api/v1/namespaces/{namespace}/services/{service}", f"service {namespace}/{service}")
         carried = carried_service(svc)
-        self._vip, self.group_ns, self.group = carried.vip, carried.group_namespace, carried.group
+        self.vip, self.group_ns, self.group = carried.vip, carried.group_namespace, carried.group
+        self.url = f"http://{self.vip}/"
         group = self._get(
             f"/apis/redhatcop.redhat.io/v1alpha1/namespaces/{self.group_ns}/keepalivedgroups/{self.group}",
             f"KeepalivedGroup {self.group_ns}/{self.group}",
         )
         spec: dict[str, Any] = group.get("spec") or {}
-        self._advert_int, self._version = vrrp_timing(svc, group)
+        self.advert_int, self.vrrp_version = vrrp_timing(svc, group)
         self.interface = str(spec.get("interface") or naming.POD_INTERFACE)
         pods = self._get(
             f"/api/v1/namespaces/{self.group_ns}/pods?labelSelector=keepalivedGroup%3D{self.group}", "keepalived pods"
@@ -78,30 +79,14 @@ class RunningLab(BastionClients):
     # -- FailoverTarget ------------------------------------------------------------------------------------
 
     @property
-    def vip(self) -> str:
-        return self._vip
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._vip}/"
-
-    @property
     def bastion_ns(self) -> str:
         return naming.bastion_ns(self.info.prefix)
 
-    @property
-    def advert_int(self) -> float:
-        return self._advert_int
-
-    @property
-    def vrrp_version(self) -> int:
-        return self._version
-
     def watch_vip(self) -> VipWatcher:
-        return VipWatcher({n: self.topology.node_ns(n) for n in self.pods}, self.interface, self._vip)
+        return VipWatcher({n: self.topology.node_ns(n) for n in self.pods}, self.interface, self.vip)
 
     def wait_for_single_master(self, timeout: float | None = None) -> str:
-        limit = timeout if timeout is not None else 3 * master_down_interval(self._advert_int) + 10.0
+        limit = timeout if timeout is not None else 3 * master_down_interval(self.advert_int) + 10.0
         with self.watch_vip() as watcher:
             return watcher.wait_for(lambda h: len(h) == 1, limit, "exactly one node to hold the VIP")[0]
 

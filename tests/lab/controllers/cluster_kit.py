@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, TypeVar
 
 from waiting import wait_for as wait_for  # re-exported: the tests import it from here
 
+from kalab.lab.apiserver.patch import merge_patch
 from kalab.lab.apiserver.resources import Registry, ResourceType
 from kalab.lab.apiserver.store import Store
 from kalab.lab.context import LabContext
@@ -16,19 +16,6 @@ from kalab.lab.dataplane.topology import Topology
 
 T = TypeVar("T")
 Obj = dict[str, Any]
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (what `oc patch --type=merge` sends)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 class ControlPlane:
