@@ -1,4 +1,4 @@
-# Two commands do everything on a fresh Debian machine where you are root:
+# Two commands do everything on a fresh Debian machine (as root the first time, to install Debian packages):
 #   make demo   run the runbook headless (executed notebooks and HTML under out/)
 #   make test   lint, type-check and run the whole test suite
 # Both install what they need first and are safe to run again.
@@ -26,9 +26,10 @@ bench: setup
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/runbook.py
 
+# The notebooks start (or attach to) the lab themselves; `kalab lab down` stops it.
 lab: setup
 	$(BIN)/kalab lab up
-	KUBECONFIG=/run/kalab-lab/kubeconfig $(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 setup: system-packages $(STAMP)
 
@@ -36,6 +37,10 @@ setup: system-packages $(STAMP)
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" != 0 ]; then \
+		echo "Missing Debian packages:$$missing; an administrator installs them with: sudo apt-get install$$missing"; \
+		exit 1; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kalab.cli.labtools import require_root
+from kalab.cli.labtools import add_lab_option, in_private_tree
 from kalab.model.vrrp import FailureKind
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--out", metavar="DIR", help="also write each trial's probe timeline and VIP events as CSV")
     parser.add_argument("--json", action="store_true", help="print one JSON object per trial, as a list")
     parser.add_argument("--scenario", action="store_true", help="use a throwaway data plane even if a lab is up")
-    parser.add_argument("--state-dir", help="the running lab's state directory (default /run/kalab-lab)")
+    add_lab_option(parser)
     parser.add_argument(
         "--kubeconfig",
         metavar="FILE",
@@ -67,15 +67,14 @@ def handle(args: argparse.Namespace) -> int:
         from kalab.cluster.sites import site_for
 
         site = site_for(connect(args.kubeconfig))
-        if site.client_netns is not None:
-            require_root("failover")
         target = site.failover_target(args.namespace, args.service)
         if args.kind in target.failure_kinds:  # otherwise run_experiment says why not, in one sentence
             print(f"Failing over {target.vip} with clients on {site.where} …", file=sys.stderr, flush=True)
         experiment = failover.run_experiment(target, args.kind, args.trials, args.rate, progress)
         return report(experiment, args)
-    require_root("failover")
-    info = None if args.scenario else control.status(args.state_dir)
+    from kalab.lab.dataplane import tree
+
+    info = None if args.scenario or tree.inside() else control.status(args.name)
     if info is not None and info.ready:
         from kalab.lab.running import RunningLab
 
@@ -83,6 +82,9 @@ def handle(args: argparse.Namespace) -> int:
         print(f"Using the running lab's demo VIP {target.vip} …", file=sys.stderr, flush=True)
         experiment = failover.run_experiment(target, args.kind, args.trials, args.rate, progress)
     else:
+        status = in_private_tree(args)  # the throwaway data plane lives (and dies) in a namespace tree of its own
+        if status is not None:
+            return status
         print("No lab is running: building the demo data plane (about 5 s) …", file=sys.stderr, flush=True)
         with scenario.start(spec) as scn:
             experiment = failover.run_experiment(scn, args.kind, args.trials, args.rate, progress)

@@ -1,74 +1,128 @@
-"""`kalab lab up|down|status`: the embedded lab as a cluster you can point any client at."""
+"""`kalab lab up|down|status|list|exec`: embedded labs as clusters you can point any client at."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 
 from kalab.model.errors import KalabError
+
+NAME_HELP = "which lab (default: $KALAB_LAB, else 'default'); each user has their own labs"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "lab",
-        help="start, stop or inspect the embedded lab (a local Kubernetes-compatible cluster)",
+        help="start, stop, list or enter embedded labs (local Kubernetes-compatible clusters)",
         description=(
-            "The lab is a small OpenShift-like cluster on this machine: an API server on 127.0.0.1 and three "
-            "nodes in network namespaces, with real keepalived, iptables and HTTP backends."
+            "A lab is a small OpenShift-like cluster on this machine: an API server on 127.0.0.1 and three nodes "
+            "in network namespaces of the lab's own, with real keepalived, iptables and HTTP backends. It needs no "
+            "root; every user may run several, side by side, each under its own name."
         ),
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb, text in (
         ("up", "start the lab in the background (a no-op when it is up) and print how to use it"),
-        ("down", "stop the lab and remove everything it created"),
+        ("down", "stop the lab: every process and namespace of it ends, and its files are removed"),
         ("status", "say whether the lab is up, where, and how to reach it"),
     ):
         sub = verbs.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ".")
-        sub.add_argument("--state-dir", help="where the lab keeps its files (default /run/kalab-lab)")
-        sub.add_argument("--prefix", default="kalab-", help=argparse.SUPPRESS)
+        sub.add_argument("--name", help=NAME_HELP)
         sub.add_argument("--json", action="store_true", help="print a JSON object")
         sub.set_defaults(handler=_HANDLERS[verb])
+    listing = verbs.add_parser("list", help="list this user's labs", description="List this user's labs.")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    listing.set_defaults(handler=_list)
+    enter = verbs.add_parser(
+        "exec",
+        help="run a command on a lab node (master-0..2, bastion), like `oc debug node/…`",
+        description=(
+            "Run COMMAND on a node of the lab (master-0, master-1, master-2) or on its bastion, the trainee's "
+            "machine where the seed types `curl http://VIP/`. Output and exit status are the command's."
+        ),
+    )
+    enter.add_argument("--name", help=NAME_HELP)
+    enter.add_argument("node", metavar="NODE", help="master-0, master-1, master-2 or bastion")
+    enter.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command and its arguments")
+    enter.set_defaults(handler=_exec)
 
 
 def _up(args: argparse.Namespace) -> int:
     from kalab.lab import control
 
     started = time.monotonic()
-    info = control.up(args.state_dir, args.prefix)
+    info = control.up(args.name)
     if args.json:
         print(json.dumps({**info.to_dict(), "seconds": round(time.monotonic() - started, 2)}, indent=2))
         return 0
-    print(f"The lab serves at {info.url} (took {time.monotonic() - started:.1f} s). Use it with:")
+    flag = "" if info.name == control.DEFAULT_NAME else f" --name {info.name}"
+    print(f"The lab {info.name} serves at {info.api} (took {time.monotonic() - started:.1f} s). Use it with:")
     print(f"  export KUBECONFIG={info.kubeconfig}")
     print("  kubectl get nodes")
-    print("Stop it with: kalab lab down")
+    print(f"  kalab lab exec{flag} bastion -- curl -s http://VIP/")
+    print(f"Stop it with: kalab lab down{flag}")
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
     from kalab.lab import control
 
-    was_up = control.down(args.state_dir, args.prefix)
+    name = control.lab_name(args.name)
+    was_up = control.down(name)
     if args.json:
-        print(json.dumps({"was_up": was_up}))
+        print(json.dumps({"name": name, "was_up": was_up}))
     else:
-        print("The lab is down; nothing of it is left." if was_up else "No lab was running; leftovers swept.")
+        print(f"The lab {name} is down; nothing of it is left." if was_up else f"No lab {name} was running.")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
     from kalab.lab import control
 
-    info = control.status(args.state_dir)
+    info = control.status(args.name)
     if args.json:
-        print(json.dumps(info.to_dict() if info else {"ready": False}, indent=2))
+        print(json.dumps(info.to_dict(), indent=2))
         return 0
-    if info is None:
-        raise KalabError("No lab is running; start one with `kalab lab up`.")
-    state = "ready" if info.ready else "starting"
-    print(f"The lab is {state}: API {info.url}, daemon PID {info.pid}, KUBECONFIG={info.kubeconfig}")
+    if info.state == "down":
+        flag = "" if info.name == control.DEFAULT_NAME else f" --name {info.name}"
+        raise KalabError(f"The lab {info.name} is not running; start it with `kalab lab up{flag}`.")
+    print(f"The lab {info.name} is {info.state}: API {info.api}, top process {info.pid}, KUBECONFIG={info.kubeconfig}")
     return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from kalab.lab import control
+
+    labs = control.list_labs()
+    if args.json:
+        print(json.dumps([info.to_dict() for info in labs], indent=2))
+        return 0
+    if not labs:
+        print("No labs; start one with `kalab lab up [--name NAME]`.")
+        return 0
+    print(f"{'NAME':<16} {'STATE':<9} {'PID':>8}  API")
+    for info in labs:
+        print(f"{info.name:<16} {info.state:<9} {info.pid or '-':>8}  {info.api or '-'}")
+    return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    from kalab.lab import control
+    from kalab.lab.dataplane.topology import Topology, TopologySpec
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise KalabError("Give the command to run after --, e.g. `kalab lab exec bastion -- curl -s http://VIP/`.")
+    topology = Topology(TopologySpec.seed())
+    namespaces = {**{node: topology.node_ns(node) for node in topology.node_names}, "bastion": topology.bastion_ns}
+    if args.node not in namespaces:
+        raise KalabError(f'The lab has no node "{args.node[:40]}"; pick one of {", ".join(namespaces)}.')
+    argv = control.status(args.name).entry().command(namespaces[args.node], command)
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)  # the command's own output and exit status, as `oc debug node` gives
 
 
 _HANDLERS = {"up": _up, "down": _down, "status": _status}

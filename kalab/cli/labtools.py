@@ -1,20 +1,45 @@
-"""What the lab commands share: the root check and finding the lab a command should act on."""
+"""What the lab-facing commands share: finding the lab a command acts on, and running throwaway labs."""
 
 from __future__ import annotations
 
-import os
+import argparse
+import subprocess
+import sys
 
+from kalab.model.clientsite import ClientPlace
 from kalab.model.errors import KalabError
 
 
-def require_root(command: str) -> None:
-    if os.geteuid() != 0:
-        raise KalabError(f"kalab {command} builds and enters network namespaces, which needs root; run it with sudo.")
+def add_lab_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", help="which lab (default: $KALAB_LAB, else 'default')")
 
 
-def running_bastion(prefix: str) -> str | None:
-    """The bastion namespace of the lab at `prefix`, if that lab is up."""
-    from kalab.lab.dataplane import naming, netlink
+def running_lab_clients(name: str | None) -> ClientPlace | None:
+    """Where the clients of the lab `name` live (its bastion), if that lab is up."""
+    from kalab.lab import control
+    from kalab.lab.bastion import bastion_clients
+    from kalab.lab.dataplane import naming
 
-    ns = naming.bastion_ns(prefix)
-    return ns if netlink.netns_exists(ns) else None
+    info = control.status(name)
+    if info.state != "ready":
+        return None
+    return bastion_clients(info.entry(), naming.bastion_ns(naming.DEFAULT_PREFIX))
+
+
+def in_private_tree(args: argparse.Namespace) -> int | None:
+    """Run this same command again as PID 1 of a private namespace tree, for a throwaway data plane.
+
+    Returns its exit status; None when this process already runs in a tree (then the caller does the work). The
+    kernel ends everything the command started when it ends, however it ends (Ctrl-C and kill -9 included).
+    """
+    from kalab.lab.dataplane import tree
+
+    if tree.inside():
+        return None
+    problem = tree.userns_problem()
+    if problem:
+        raise KalabError(problem)
+    try:
+        return subprocess.run(tree.tree_command([sys.executable, "-m", "kalab", *args.argv])).returncode
+    except KeyboardInterrupt:
+        return 130

@@ -44,12 +44,16 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])  # for commands that run again inside a lab
     handler: Handler = args.handler
     try:
         return handler(args)
     except KalabError as err:
         sys.stderr.write(f"kalab: error: {err}\n")
         return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("kalab: interrupted.\n")
+        return 130
     except BrokenPipeError:
         # `kalab render ... | head` closing the pipe early is not an error worth a traceback.
         return 0

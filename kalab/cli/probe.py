@@ -9,7 +9,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from kalab.cli.labtools import require_root, running_bastion
+from kalab.cli.labtools import add_lab_option, in_private_tree, running_lab_clients
+from kalab.model.clientsite import ClientPlace
 from kalab.model.errors import KalabError
 
 
@@ -18,7 +19,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "probe",
         help="probe a URL from the lab's bastion at a steady rate and record every request",
         description=(
-            "Requests go out from inside the lab's bastion namespace (the trainee's machine), never from this "
+            "Requests go out from inside a lab's bastion namespace (the trainee's machine), never from this "
             "host. Use --scenario to probe a throwaway copy of the seed's demo when no lab is running."
         ),
     )
@@ -28,30 +29,30 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--timeout", type=float, default=1.0, metavar="S", help="per request (default 1 s)")
     parser.add_argument("--out", metavar="CSV", help="write one row per request to this CSV file")
     parser.add_argument("--scenario", action="store_true", help="build the demo data plane for the probe")
-    parser.add_argument("--prefix", default="kalab-", help=argparse.SUPPRESS)  # tests run their own labs
+    add_lab_option(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(handler=handle)
 
 
 @contextlib.contextmanager
-def _bastion(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
-    """(bastion namespace, URL): the running lab's, or a throwaway scenario's for the duration of the probe."""
+def _bastion(args: argparse.Namespace) -> Iterator[tuple[ClientPlace, str]]:
+    """(where the clients are, URL): the running lab's bastion, or a throwaway scenario's for the probe."""
     if args.scenario:
         from kalab.lab import scenario
 
         print("Building the demo data plane (about 5 s) …", file=sys.stderr, flush=True)
         with scenario.start() as scn:
-            yield scn.bastion_ns, args.url or scn.url
+            yield scn.clients, args.url or scn.url
         return
     if not args.url:
         raise KalabError("Give the URL to probe, e.g. http://172.21.6.50/, or use --scenario for the demo's VIP.")
-    bastion = running_bastion(args.prefix)
-    if bastion is None:
+    clients = running_lab_clients(args.name)
+    if clients is None:
         raise KalabError(
             "No lab is running, and probes of lab addresses only leave from its bastion; "
             "add --scenario to probe a throwaway demo data plane."
         )
-    yield bastion, args.url
+    yield clients, args.url
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -60,9 +61,12 @@ def handle(args: argparse.Namespace) -> int:
     check_limits(args.duration, args.rate, args.timeout)
     if args.url:
         parse_url(args.url, resolve=False)
-    require_root("probe")
-    with _bastion(args) as (bastion, url):
-        frame = probe_timeline(url, args.duration, args.rate, args.timeout, netns=bastion)
+    if args.scenario:
+        status = in_private_tree(args)  # the throwaway data plane lives (and dies) in a namespace tree of its own
+        if status is not None:
+            return status
+    with _bastion(args) as (clients, url):
+        frame = probe_timeline(url, args.duration, args.rate, args.timeout, clients)
     if args.out:
         frame.to_csv(Path(args.out), index=False)
     summary = dict(frame.attrs.get("summary", {}))

@@ -55,9 +55,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="start a fresh lab first (down, then up), run the notebooks against it, and stop it at the end",
     )
-    # Tests run their own lab next to any other one: its state directory and name prefix.
-    parser.add_argument("--lab-state-dir", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--lab-prefix", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--name", help="with --lab: which lab (default: $KALAB_LAB, else 'default')")
     parser.set_defaults(handler=handle)
 
 
@@ -153,21 +151,19 @@ def gather_summary(executed: list[Path]) -> dict[str, Any]:
 
 
 def run_on_fresh_lab(notebooks: list[Path], out: Path, params: dict[str, Any], args: argparse.Namespace) -> int:
-    """Stop any lab in the state directory, start a fresh one, run against it, and stop it even on failure."""
+    """Stop the named lab if it runs, start it fresh, run against it, and stop it even on failure."""
     from kalab.lab import control
-    from kalab.lab.dataplane import naming
 
-    prefix = args.lab_prefix or naming.DEFAULT_PREFIX
-    state_dir = control.state_dir_for(args.lab_state_dir)
-    control.down(state_dir, prefix)
+    name = control.lab_name(args.name)
+    control.down(name)
     try:
-        print(f"▶ starting a fresh lab ({state_dir}) …", flush=True)
-        info = control.up(state_dir, prefix)
-        lab_params = {"kubeconfig": str(info.kubeconfig), "lab_state_dir": str(info.state_dir), "lab_prefix": prefix}
+        print(f"▶ starting a fresh lab {name} …", flush=True)
+        info = control.up(name)
+        lab_params = {"kubeconfig": str(info.kubeconfig), "lab_name": name}
         return run_all(notebooks, out, {**params, **lab_params}, args.kernel, args.timeout)
     finally:
-        control.down(state_dir, prefix)
-        print("▶ lab stopped", flush=True)
+        control.down(name)
+        print(f"▶ lab {name} stopped", flush=True)
 
 
 def handle(args: argparse.Namespace) -> int:

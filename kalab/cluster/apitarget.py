@@ -21,6 +21,7 @@ from kalab.cluster._common import as_dict, fail
 from kalab.cluster.connect import Cluster
 from kalab.cluster.exporter import scrape, states_from_frame
 from kalab.cluster.keepalived import GROUP, PLURAL, VERSION, keepalived_pods
+from kalab.model.clientsite import THIS_MACHINE, ClientPlace
 from kalab.model.errors import KalabError
 from kalab.model.operator import carried_service, vrrp_timing
 from kalab.model.vrrp import FailureKind, master_down_interval
@@ -114,11 +115,11 @@ class ApiTarget:
     """Implements kalab.cluster.failover.FailoverTarget for a LoadBalancer service on any cluster."""
 
     def __init__(
-        self, cluster: Cluster, namespace: str = "demo", service: str = "demo", client_netns: str | None = None
+        self, cluster: Cluster, namespace: str = "demo", service: str = "demo", clients: ClientPlace = THIS_MACHINE
     ):
         self.cluster = cluster
         self.instance = f"{namespace}/{service}"
-        self.client_netns = client_netns
+        self.clients = clients
         try:
             found = cluster.core.read_namespaced_service(service, namespace)
             svc = as_dict(cluster.api.sanitize_for_serialization(found))  # type: ignore[no-untyped-call]

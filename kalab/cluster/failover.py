@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from kalab.cluster.prober import start_probe
+from kalab.model.clientsite import ClientPlace
 from kalab.model.errors import KalabError
 from kalab.model.failover import analyse_outage, duplicate_vip_ms, trials_frame
 from kalab.model.vrrp import Expectation, FailureKind, expected_outage, parse_failure_kind
@@ -54,7 +55,7 @@ class FailoverTarget(Protocol):
     @property
     def url(self) -> str: ...
     @property
-    def client_netns(self) -> str | None: ...  # None: clients run on this machine (a real cluster's VIP)
+    def clients(self) -> ClientPlace: ...  # where requests come from: this machine for a real cluster's VIP
     @property
     def advert_int(self) -> float: ...
     @property
@@ -200,7 +201,7 @@ def run_trial(
     tail = max(1.5, expected.takeover_s * 0.5) + (CRASH_REPAIR_AFTER + 1.0 if kind is FailureKind.CRASH else 0.0)
     duration = LEAD_IN + expected.takeover_s + tail
     with target.watch_vip() as watcher:
-        job = start_probe(target.url, duration, rate, PROBE_TIMEOUT, netns=target.client_netns)
+        job = start_probe(target.url, duration, rate, PROBE_TIMEOUT, target.clients)
         try:
             started = job.wait_started()
             time.sleep(max(0.0, started + LEAD_IN - time.time()))  # keep the steady state in the timeline

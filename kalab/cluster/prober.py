@@ -3,9 +3,9 @@
 It is what a trainee's `while true; do curl VIP; sleep 0.01; done` measures, but trustworthy: request i is sent at
 start + i/rate whether or not earlier requests have answered (a client after a failover does not wait for the
 previous one either), every request gets a row even when it fails, and the summary reports how late sends really
-were. It runs as its own process: `start_probe` launches it from this machine, or, with `netns`, inside a network
-namespace through `ip netns exec` — the lab's clients live in its bastion namespace, and lab addresses must never be
-probed from the host's. Run directly it probes from whatever namespace it is in.
+were. It runs as its own process: `start_probe` launches it from this machine, or where a `ClientPlace` says the
+cluster's clients are (the lab's are in its bastion namespace, entered the lab's own way, and lab addresses must
+never be probed from the host's). Run directly it probes from whatever namespace it is in.
 
     python -m kalab.cluster.prober URL --for SECONDS --rate HZ --out FILE.csv [--timeout S]
 
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from kalab.model.clientsite import THIS_MACHINE, ClientPlace
 from kalab.model.errors import KalabError
 
 if TYPE_CHECKING:
@@ -54,7 +55,6 @@ _START_LEAD = 0.02  # seconds between planning and the first send, so the first 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
 )
-_NETNS_RUN = Path("/run/netns")
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,9 +442,8 @@ def read_csv(path: Path) -> pd.DataFrame:
 class ProbeJob:
     """A running prober (see `start_probe`); `result()` waits and reads its CSV."""
 
-    def __init__(self, ns: str | None, argv: list[str], workdir: Path, limit: float) -> None:
-        self.ns = ns
-        self.where = f"namespace {ns}" if ns else "this machine"
+    def __init__(self, place: ClientPlace, argv: list[str], workdir: Path, limit: float) -> None:
+        self.where = place.where
         self.workdir = workdir
         self.csv = workdir / "probe.csv"
         self.limit = limit
@@ -457,7 +456,7 @@ class ProbeJob:
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
         self.popen = subprocess.Popen(
-            [*(["ip", "netns", "exec", ns] if ns else []), *argv, "--out", str(self.csv)],
+            place.command([*argv, "--out", str(self.csv)]),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -519,13 +518,16 @@ class ProbeJob:
 
 
 def start_probe(
-    url: str, duration: float, rate: float, timeout: float = 1.0, netns: str | None = None, python: str | None = None
+    url: str,
+    duration: float,
+    rate: float,
+    timeout: float = 1.0,
+    place: ClientPlace = THIS_MACHINE,
+    python: str | None = None,
 ) -> ProbeJob:
-    """Start the prober, inside network namespace `netns` if given (the lab's bastion), and return at once."""
+    """Start the prober where `place` says (this machine, or e.g. the lab's bastion) and return at once."""
     check_limits(duration, rate, timeout)
     parse_url(url, resolve=False)  # names are resolved where the prober runs, where the client's view applies
-    if netns is not None and (not re.match(r"^[A-Za-z0-9_.-]{1,64}$", netns) or not (_NETNS_RUN / netns).exists()):
-        raise KalabError(f"Network namespace {netns!r} does not exist; bring the lab up first.")
     workdir = Path(tempfile.mkdtemp(prefix="kalab-probe-"))
     argv = [
         python or sys.executable,
@@ -540,19 +542,22 @@ def start_probe(
         repr(float(timeout)),
     ]
     try:
-        return ProbeJob(netns, argv, workdir, limit=duration + timeout + 60.0)
+        return ProbeJob(place, argv, workdir, limit=duration + timeout + 60.0)
     except OSError as err:
         shutil.rmtree(workdir, ignore_errors=True)
-        raise KalabError(
-            f"The prober could not be started on {netns or 'this machine'}: {err.strerror or err}."
-        ) from err
+        raise KalabError(f"The prober could not be started on {place.where}: {err.strerror or err}.") from err
 
 
 def probe_timeline(
-    url: str, duration: float, rate: float, timeout: float = 1.0, netns: str | None = None, python: str | None = None
+    url: str,
+    duration: float,
+    rate: float,
+    timeout: float = 1.0,
+    place: ClientPlace = THIS_MACHINE,
+    python: str | None = None,
 ) -> pd.DataFrame:
-    """Probe `url` (from `netns` if given) and return the timeline (summary in `frame.attrs["summary"]`)."""
-    return start_probe(url, duration, rate, timeout, netns, python).result()
+    """Probe `url` from `place` and return the timeline (summary in `frame.attrs["summary"]`)."""
+    return start_probe(url, duration, rate, timeout, place, python).result()
 
 
 # ---------------------------------------------------------------------------------------------------------------

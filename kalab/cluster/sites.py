@@ -20,7 +20,13 @@ from kalab.cluster.apitarget import ApiTarget
 from kalab.cluster.connect import Cluster
 from kalab.cluster.failover import FailoverTarget
 from kalab.cluster.prober import probe_timeline
-from kalab.model.clientsite import CLIENT_SITE_EXTENSION, ENTRY_POINT_GROUP, site_extension
+from kalab.model.clientsite import (
+    CLIENT_SITE_EXTENSION,
+    ENTRY_POINT_GROUP,
+    THIS_MACHINE,
+    ClientPlace,
+    site_extension,
+)
 from kalab.model.errors import KalabError
 
 
@@ -28,9 +34,7 @@ class SitePlugin(Protocol):
     """What a plugin gives: where clients run, and a failover target for a service."""
 
     @property
-    def where(self) -> str: ...
-    @property
-    def client_netns(self) -> str | None: ...
+    def clients(self) -> ClientPlace: ...
 
     def failover_target(self, namespace: str, service: str) -> FailoverTarget: ...
 
@@ -43,16 +47,16 @@ class Site:
     plugin: SitePlugin | None = None  # None: this machine
 
     @property
-    def where(self) -> str:
-        return self.plugin.where if self.plugin else "this machine (the notebook's host)"
+    def clients(self) -> ClientPlace:
+        return self.plugin.clients if self.plugin else THIS_MACHINE
 
     @property
-    def client_netns(self) -> str | None:
-        return self.plugin.client_netns if self.plugin else None
+    def where(self) -> str:
+        return self.clients.where
 
     def probe(self, url: str, duration: float, rate: float, timeout: float = 1.0) -> pd.DataFrame:
         """Requests to `url` for `duration` s at `rate`/s from this site; one row each (see kalab.cluster.prober)."""
-        return probe_timeline(url, duration, rate, timeout, netns=self.client_netns)
+        return probe_timeline(url, duration, rate, timeout, self.clients)
 
     def failover_target(self, namespace: str = "demo", service: str = "demo") -> FailoverTarget:
         """The service's VIP as a failover target: the plugin's if it has one, else through the API."""

@@ -1,162 +1,248 @@
-"""Starting, finding and stopping the lab: `kalab lab up|down|status` in Python.
+"""Starting, finding and stopping labs: `kalab lab up|down|status|list` in Python.
 
-The lab runs as one background process (the daemon) that owns the network namespaces, the programs and the API
-server. `up` starts it and returns once it serves; `down` asks it to stop and then sweeps anything a crash left;
-`status` reports. Everything is found through the state directory, which carries the lab's prefix.
+Every lab has a name (`default`, or $KALAB_LAB) and a state directory of the user who started it, mode 0700:
+``$XDG_RUNTIME_DIR/kalab/<name>``, else ``~/.local/state/kalab/<name>`` (``$KALAB_HOME`` replaces the parent).
+
+    lab.json     written by `up`: the lab's top process (PID and start time), what `down` ends
+    daemon.json  written by the lab itself: its API URL, its kubeconfig, whether it is ready
+    kubeconfig   0600, holding the bearer token;  daemon.log;  pki/, supervisor/, pods/ …
+
+A lab is one namespace tree (dataplane/tree.py) whose PID 1 is the lab daemon: ending that process ends every
+process of the lab and its network, so `down` is SIGTERM, a wait, SIGKILL if need be, and removing the directory.
+Only the API server's socket is on the host: `up` binds it on 127.0.0.1 (an ephemeral port) and hands it in.
+One lock per name (a file beside the directories) keeps two commands on one lab from interleaving.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from kalab.lab.dataplane import naming
-from kalab.lab.dataplane.supervisor import reap_recorded
-from kalab.lab.dataplane.topology import sweep
+from kalab.lab.dataplane import procfs, tree
+from kalab.lab.dataplane.entry import Entry
 from kalab.model.errors import KalabError
 
-DEFAULT_STATE_DIR = Path("/run/kalab-lab")
-STATE_FILE = "daemon.json"
+DEFAULT_NAME = "default"
+NAME_ENV = "KALAB_LAB"
+HOME_ENV = "KALAB_HOME"
+LAB_FILE = "lab.json"
+DAEMON_FILE = "daemon.json"
 START_TIMEOUT = 60.0
+LOCK_TIMEOUT = 120.0
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+
+LabState = Literal["ready", "starting", "down"]
+
+
+def lab_name(name: str | None = None) -> str:
+    """The lab a command acts on: `name`, else $KALAB_LAB, else `default`; checked like a DNS label."""
+    chosen = name or os.environ.get(NAME_ENV) or DEFAULT_NAME
+    if not _NAME.match(chosen):
+        shown = chosen if len(chosen) <= 40 else chosen[:40] + "…"
+        raise KalabError(
+            f'The lab name "{shown}" is not allowed; use 1–32 lower-case letters, digits and "-", e.g. "alice".'
+        )
+    return chosen
+
+
+def labs_home() -> Path:
+    """Where this user's labs keep their state directories."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV])
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir() and os.access(runtime, os.W_OK):
+        return Path(runtime) / "kalab"
+    return Path.home() / ".local" / "state" / "kalab"
+
+
+def state_dir(name: str | None = None) -> Path:
+    return labs_home() / lab_name(name)
 
 
 @dataclass(frozen=True)
 class LabInfo:
+    """One lab as `kalab lab status` shows it."""
+
+    name: str
+    state: LabState
     state_dir: Path
-    prefix: str
-    pid: int
-    url: str
-    kubeconfig: Path
-    started_at: float
-    ready: bool
+    pid: int | None = None  # the lab's top process (PID 1 of its tree, as the host numbers it)
+    top_start: int | None = None
+    api: str | None = None
+    kubeconfig: Path | None = None
+    started_at: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    @property
+    def url(self) -> str:
+        return self.api or ""
+
+    def entry(self) -> Entry:
+        """How to reach this lab's nodes from this process (see dataplane/entry.py)."""
+        if self.pid is None or self.state == "down":
+            raise KalabError(f"The lab {self.name} is not running; start it with `kalab lab up --name {self.name}`.")
+        return Entry(self.pid, self.top_start)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "state_dir": str(self.state_dir),
-            "prefix": self.prefix,
-            "pid": self.pid,
-            "url": self.url,
-            "kubeconfig": str(self.kubeconfig),
-            "started_at": self.started_at,
+            "name": self.name,
+            "state": self.state,
             "ready": self.ready,
+            "api": self.api,
+            "kubeconfig": str(self.kubeconfig) if self.kubeconfig else None,
+            "pid": self.pid,
+            "state_dir": str(self.state_dir),
+            "started_at": self.started_at,
         }
 
 
-def state_dir_for(state_dir: Path | str | None = None) -> Path:
-    path = Path(state_dir or os.environ.get("KALAB_STATE_DIR") or DEFAULT_STATE_DIR)
-    if not path.name.startswith("kalab-"):
-        raise KalabError(f"The lab's state directory must be named kalab-…, not {path.name}; pick another path.")
-    return path
-
-
-def _proc_start_time(pid: int) -> int | None:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(") ")[2].split()
-    return int(fields[19]) if len(fields) > 19 and fields[0] not in ("Z", "X") else None
-
-
-def read_info(state_dir: Path) -> LabInfo | None:
-    """The daemon's record, if its process is still the one that wrote it (PID and start time match)."""
-    try:
-        raw = json.loads((state_dir / STATE_FILE).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
-    pid = int(raw.get("pid", 0))
-    if pid <= 0 or _proc_start_time(pid) != raw.get("proc_start"):
-        return None
-    return LabInfo(
-        state_dir,
-        str(raw.get("prefix", naming.DEFAULT_PREFIX)),
-        pid,
-        str(raw.get("url", "")),
-        Path(raw.get("kubeconfig", state_dir / "kubeconfig")),
-        float(raw.get("started_at", 0.0)),
-        bool(raw.get("ready", False)),
-    )
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
-def write_info(state_dir: Path, **fields: Any) -> None:
-    """Written by the daemon itself: atomically, 0600 (it names the kubeconfig holding the token)."""
-    path = state_dir / STATE_FILE
-    current: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        current = json.loads(path.read_text())
-    current.update(fields)
-    current.setdefault("pid", os.getpid())
-    current.setdefault("proc_start", _proc_start_time(os.getpid()))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(current, indent=2) + "\n")
+def write_json(path: Path, fields: dict[str, Any]) -> None:
+    """Atomically, 0600 (these files name the kubeconfig that holds the token)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(fields, indent=2) + "\n")
     os.chmod(tmp, 0o600)
     tmp.replace(path)
 
 
-def recover(state_dir: Path, prefix: str) -> list[str]:
-    """Remove what a crashed lab left: its recorded processes (by PID), namespaces and state directory."""
-    removed: list[str] = []
-    if state_dir.exists():
-        reap_recorded(state_dir / "supervisor")
-    removed.extend(sweep(prefix).removed)
-    if state_dir.exists():
-        shutil.rmtree(state_dir, ignore_errors=True)
-        removed.append(str(state_dir))
-    return removed
+def write_info(path: Path, **fields: Any) -> None:
+    """What the lab daemon reports about itself (daemon.json), merged into what it reported before."""
+    write_json(path / DAEMON_FILE, {**_read_json(path / DAEMON_FILE), **fields})
 
 
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        raise KalabError("The lab builds network namespaces, which needs root; run it with sudo.")
+def status(name: str | None = None) -> LabInfo:
+    """The lab's state: ready, starting (its tree lives, its API does not serve yet) or down."""
+    return status_at(state_dir(name))
 
 
-def up(
-    state_dir: Path | str | None = None, prefix: str = naming.DEFAULT_PREFIX, timeout: float = START_TIMEOUT
-) -> LabInfo:
-    """Start the lab in the background and return once its API serves and its nodes are Ready; a no-op if up."""
-    _require_root()
-    naming.check_prefix(prefix)
-    path = state_dir_for(state_dir)
-    running = read_info(path)
-    if running is not None and running.ready:
-        return running
-    if running is not None:
-        return _wait_ready(path, running.pid, timeout)
-    recover(path, prefix)
-    path.mkdir(parents=True, mode=0o700)
-    log = open(path / "daemon.log", "ab")  # noqa: SIM115 - handed to the child, closed right after
+def status_at(path: Path) -> LabInfo:
+    """The state of the lab whose state directory is `path` (as a lab's kubeconfig names it)."""
+    name = path.name
+    top = _read_json(path / LAB_FILE)
+    pid, start = top.get("pid"), top.get("start")
+    if not isinstance(pid, int) or procfs.starttime(pid) != start:
+        return LabInfo(name, "down", path)
+    daemon = _read_json(path / DAEMON_FILE)
+    return LabInfo(
+        name,
+        "ready" if daemon.get("ready") else "starting",
+        path,
+        pid,
+        start,
+        daemon.get("url"),
+        Path(daemon["kubeconfig"]) if daemon.get("kubeconfig") else None,
+        top.get("started_at"),
+    )
+
+
+def list_labs() -> list[LabInfo]:
+    """Every lab of this user that has a state directory, running or not, by name."""
+    home = labs_home()
+    if not home.is_dir():
+        return []
+    return [status(p.name) for p in sorted(home.iterdir()) if p.is_dir() and _NAME.match(p.name)]
+
+
+@contextlib.contextmanager
+def _locked(name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the lab's lock; a second command on the same lab waits here for the first to finish."""
+    home = labs_home()
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(home / f".{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "kalab.lab.daemon", "--state-dir", str(path), "--prefix", prefix],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # the lab outlives this command; `down` ends it
-        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise KalabError(
+                        f"Another kalab command has been working on the lab {name} for {timeout:g} s; "
+                        "wait for it to finish, then try again."
+                    ) from None
+                time.sleep(0.05)
+        yield
     finally:
-        log.close()
-    return _wait_ready(path, child.pid, timeout)
+        os.close(fd)  # closing releases the lock
 
 
-def _wait_ready(path: Path, pid: int, timeout: float) -> LabInfo:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = read_info(path)
-        if info is not None and info.ready:
+def up(name: str | None = None, timeout: float = START_TIMEOUT) -> LabInfo:
+    """Start the lab in the background and return once its API serves and its nodes are Ready; a no-op if up."""
+    name = lab_name(name)
+    problem = tree.userns_problem()
+    if problem:
+        raise KalabError(problem)
+    with _locked(name):
+        info = status(name)
+        if info.state == "ready":
             return info
-        if _proc_start_time(pid) is None:
-            raise KalabError(f"The lab stopped while starting; its log is {path / 'daemon.log'}: {_last_line(path)}")
+        if info.state == "starting":  # an earlier `up` was interrupted after launching it
+            return _wait_ready(name, timeout)
+        path = state_dir(name)
+        shutil.rmtree(path, ignore_errors=True)  # what a killed lab left: files only, its tree is gone
+        path.mkdir(parents=True, mode=0o700)
+        _launch(name, path)
+        return _wait_ready(name, timeout)
+
+
+def _launch(name: str, path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+    daemon = [sys.executable, "-m", "kalab.lab.daemon", "--name", name, "--state-dir", str(path)]
+    try:
+        with open(path / "daemon.log", "ab") as log:
+            child = subprocess.Popen(
+                tree.tree_command([*daemon, "--listen-fd", str(listener.fileno())], keep=[path]),
+                pass_fds=[listener.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # the lab outlives this command; `down` ends it
+            )
+    finally:
+        listener.close()  # the lab holds its own copy
+    top = tree.top_process(child.pid)
+    started = time.time()
+    write_json(
+        path / LAB_FILE,
+        {"name": name, "pid": top, "start": procfs.starttime(top), "unshare": child.pid, "started_at": started},
+    )
+
+
+def _wait_ready(name: str, timeout: float) -> LabInfo:
+    deadline = time.monotonic() + timeout
+    path = state_dir(name)
+    while time.monotonic() < deadline:
+        info = status(name)
+        if info.state == "ready":
+            return info
+        if info.state == "down":
+            raise KalabError(f"The lab {name} stopped while starting: {_last_line(path)} (log: {path / 'daemon.log'}).")
         time.sleep(0.05)
-    raise KalabError(f"The lab did not become ready within {timeout:g} s; see {path / 'daemon.log'}.")
+    raise KalabError(f"The lab {name} did not become ready within {timeout:g} s; see {path / 'daemon.log'}.")
 
 
 def _last_line(path: Path) -> str:
@@ -164,25 +250,47 @@ def _last_line(path: Path) -> str:
         lines = [ln for ln in (path / "daemon.log").read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return "no log"
-    return lines[-1] if lines else "empty log"
+    return lines[-1].rstrip(".") if lines else "empty log"
 
 
-def down(state_dir: Path | str | None = None, prefix: str = naming.DEFAULT_PREFIX, timeout: float = 30.0) -> bool:
-    """Stop the lab (SIGTERM to the daemon's recorded PID), then sweep leftovers. True if a lab was running."""
-    _require_root()
-    path = state_dir_for(state_dir)
-    info = read_info(path)
-    if info is not None:
-        prefix = info.prefix
-        os.kill(info.pid, signal.SIGTERM)  # the PID is the daemon we started: read_info checked its start time
-        deadline = time.monotonic() + timeout
-        while _proc_start_time(info.pid) is not None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _proc_start_time(info.pid) is not None:
-            os.kill(info.pid, signal.SIGKILL)
-    recover(path, prefix)
-    return info is not None
+def down(name: str | None = None, timeout: float = 30.0) -> bool:
+    """Stop the lab (SIGTERM to its top process, SIGKILL after `timeout`) and remove its state directory.
+
+    True if it was running. The kernel ends the rest: every process of the tree, and with them its namespaces.
+    """
+    name = lab_name(name)
+    with _locked(name):
+        info = status(name)
+        if info.pid is not None and info.state != "down":
+            _end(info.pid, info.top_start, timeout)
+        _reap(_read_json(info.state_dir / LAB_FILE).get("unshare"))
+        shutil.rmtree(info.state_dir, ignore_errors=True)
+    return info.state != "down"
 
 
-def status(state_dir: Path | str | None = None) -> LabInfo | None:
-    return read_info(state_dir_for(state_dir))
+def _end(pid: int, start: int | None, timeout: float) -> None:
+    """End the tree whose PID 1 is `pid` (checked by start time, so a reused PID is never signalled)."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        if procfs.starttime(pid) != start:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while procfs.starttime(pid) == start and time.monotonic() < deadline:
+            time.sleep(0.02)
+    if procfs.starttime(pid) == start:
+        raise KalabError(f"The lab's top process {pid} survived SIGKILL; check it with `ps -p {pid}`.")
+
+
+def _reap(unshare_pid: object) -> None:
+    """Collect the lab's `unshare` when this very process started the lab (a test, a notebook), so no zombie stays."""
+    if not isinstance(unshare_pid, int):
+        return
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(unshare_pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:  # not our child (started by another command), or already collected
+            return
+        time.sleep(0.02)

@@ -1,8 +1,10 @@
 """The lab's background process: data plane, storage, controllers and the API server, until SIGTERM.
 
-`kalab lab up` starts it (see control.py). Start order matters: the network and the storage first, then what a
-fresh OpenShift cluster already holds (bootstrap, catalogs, admission), then the controllers, and the API server
-last, so that a client who sees the server also sees Ready nodes. Stopping runs in reverse and removes everything.
+`kalab lab up` starts it as PID 1 of the lab's own namespace tree (see control.py and dataplane/tree.py), handing
+it the API server's listening socket, already bound on the host's 127.0.0.1. Start order matters: the network and
+the storage first, then what a fresh OpenShift cluster already holds (bootstrap, catalogs, admission), then the
+controllers, and the API server last, so that a client who sees the server also sees Ready nodes. Stopping runs in
+reverse; whatever it misses, the kernel ends with the tree.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -33,6 +36,8 @@ from kalab.lab.controllers.scc import install_scc_admission
 from kalab.lab.controllers.serviceaccounts import ServiceAccountsController
 from kalab.lab.controllers.services import ExternalIPController, install_service_admission
 from kalab.lab.controllers.workloads import DaemonSetController, DeploymentController, ReplicaSetController, Scheduler
+from kalab.lab.dataplane import tree
+from kalab.lab.dataplane.naming import DEFAULT_PREFIX
 from kalab.lab.dataplane.supervisor import Supervisor
 from kalab.lab.dataplane.topology import Topology, TopologySpec, build
 from kalab.model.clientsite import CLIENT_SITE_EXTENSION
@@ -43,9 +48,11 @@ _log = logging.getLogger("kalab.lab")
 class Lab:
     """One running lab; `start()` brings it up, `stop()` takes all of it down again."""
 
-    def __init__(self, state_dir: Path, prefix: str) -> None:
+    def __init__(self, state_dir: Path, name: str, listener: socket.socket | None = None) -> None:
         self.state_dir = state_dir
-        self.prefix = prefix
+        self.name = name
+        self.prefix = DEFAULT_PREFIX  # the tree is private, so every lab uses the same names inside it
+        self.listener = listener
         self.topology: Topology | None = None
         self.supervisor: Supervisor | None = None
         self.controllers: list[Controller] = []
@@ -80,8 +87,15 @@ class Lab:
             controller.start()
         # The kubeconfig says where this cluster's clients live (the bastion namespace), so the runbook probes
         # from there whichever way it was handed the kubeconfig; see kalab.cluster.sites.
-        site = {CLIENT_SITE_EXTENSION: {"plugin": "lab", "stateDir": str(self.state_dir), "prefix": self.prefix}}
-        self.server = serve(ctx.store, kubelet, self.state_dir, crd_controller=False, kubeconfig_extensions=site)
+        site = {CLIENT_SITE_EXTENSION: {"plugin": "lab", "name": self.name, "stateDir": str(self.state_dir)}}
+        self.server = serve(
+            ctx.store,
+            kubelet,
+            self.state_dir,
+            crd_controller=False,
+            kubeconfig_extensions=site,
+            listener=self.listener,
+        )
         _log.info("lab up in %.2f s at %s", time.monotonic() - started, self.server.url)
         return self.server
 
@@ -104,18 +118,21 @@ class Lab:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kalab.lab.daemon")
     parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--prefix", default="kalab-")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--listen-fd", type=int, required=True, help="a listening TCP socket on 127.0.0.1")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not tree.inside():
+        parser.error("the lab daemon runs only inside a lab's namespace tree; start it with `kalab lab up`")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    lab = Lab(args.state_dir, args.prefix)
+    lab = Lab(args.state_dir, args.name, socket.socket(fileno=args.listen_fd))
     try:
         server = lab.start()
         write_info(
             args.state_dir,
-            prefix=args.prefix,
+            name=args.name,
             url=server.url,
             kubeconfig=str(server.kubeconfig),
             started_at=time.time(),

@@ -1,4 +1,8 @@
-"""What this machine needs to run the embedded lab and the runbook headless, checked without changing anything."""
+"""What this machine needs to run the embedded lab and the runbook headless, checked without changing anything.
+
+No root is needed: each lab runs in a namespace tree of its own (dataplane/tree.py), which an ordinary user may
+create where the kernel allows unprivileged user namespaces (Debian does; Ubuntu 24.04 restricts them by AppArmor).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
+from kalab.lab.dataplane import tree
 from kalab.model.clientsite import ENTRY_POINT_GROUP
 
 TOOLS = {
@@ -40,7 +45,7 @@ def _version(argv: list[str]) -> str:
 
 
 def machine_checks() -> list[Check]:
-    """Python, root, the Debian tools, network namespaces, the lab's client-site plugin and a Jupyter kernel."""
+    """Python, namespace trees, the Debian tools, the lab's client-site plugin and a Jupyter kernel."""
     checks = [
         Check(
             "Python ≥ 3.11",
@@ -48,20 +53,23 @@ def machine_checks() -> list[Check]:
             sys.version.split()[0],
             "use Python 3.11 or newer (PYTHON=python3.11 make …)",
         ),
-        Check(
-            "root",
-            os.geteuid() == 0,
-            "running as root" if os.geteuid() == 0 else f"uid {os.geteuid()}",
-            "the lab builds network namespaces: run it with sudo",
-        ),
     ]
+    problem = tree.userns_problem()
+    who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}, no root needed"
+    checks.append(
+        Check(
+            "private namespace trees",
+            problem is None,
+            f"user, mount, PID and network namespaces can be created ({who})" if problem is None else problem,
+            "" if problem is None else "see the sentence before; until then only `sudo kalab lab up` works",
+        )
+    )
+    search = tree.with_sbin(os.environ.get("PATH", ""))  # where the lab looks: an ordinary user's PATH lacks sbin
     for tool, why in TOOLS.items():
-        path = shutil.which(tool)
+        path = shutil.which(tool, path=search)
         version = _version([tool, "--version"] if tool != "ip" else [tool, "-V"]) if path else ""
         detail = f"{path} ({version})" if version else path or f"missing: {why}"
         checks.append(Check(tool, path is not None, detail, f"apt-get install {PACKAGES} (make test does it)"))
-    netns = os.path.isdir("/proc/self/ns") and os.path.exists("/proc/self/ns/net")
-    checks.append(Check("network namespaces", netns, "/proc/self/ns/net" if netns else "the kernel has none", ""))
     plugins = [ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)]
     checks.append(
         Check(

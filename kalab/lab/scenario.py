@@ -22,6 +22,7 @@ from typing import Any
 
 from kalab.lab.bastion import BastionClients
 from kalab.lab.dataplane import kubeproxy, netlink
+from kalab.lab.dataplane.entry import HERE, Entry
 from kalab.lab.dataplane.sandbox import Sandbox, create_sandbox
 from kalab.lab.dataplane.supervisor import ProcessSpec, Supervisor, reap_recorded
 from kalab.lab.dataplane.topology import Topology, TopologySpec, build, sweep
@@ -118,6 +119,10 @@ class Scenario(BastionClients):
     @property
     def bastion_ns(self) -> str:
         return self.topology.bastion_ns
+
+    @property
+    def entry(self) -> Entry:
+        return HERE  # the scenario runs in the tree it built (or, as root, among the host's namespaces)
 
     @property
     def advert_int(self) -> float:

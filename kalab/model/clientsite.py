@@ -7,6 +7,8 @@ from the host, however it was handed the kubeconfig.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 CLIENT_SITE_EXTENSION = "kalab.io/client-site"
@@ -24,3 +26,18 @@ def site_extension(kubeconfig: dict[str, Any], context: str | None = None) -> di
                 if ext.get("name") == CLIENT_SITE_EXTENSION and isinstance(ext.get("extension"), dict):
                     return dict(ext["extension"])
     return None
+
+
+@dataclass(frozen=True)
+class ClientPlace:
+    """Where a cluster's clients run, for a program to be started there: `prefix` is the command line that enters
+    that place (empty: this machine); `where` says it in words."""
+
+    where: str = "this machine (the notebook's host)"
+    prefix: tuple[str, ...] = ()
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        return [*self.prefix, *argv]
+
+
+THIS_MACHINE = ClientPlace()

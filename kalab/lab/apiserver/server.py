@@ -634,12 +634,20 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], api: _Api, tls: ssl.SSLContext) -> None:
+    def __init__(
+        self, address: tuple[str, int], api: _Api, tls: ssl.SSLContext, listener: socket.socket | None = None
+    ) -> None:
         self.api = api
         self.tls = tls
         self.connections: set[ssl.SSLSocket] = set()
         self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, bind_and_activate=listener is None)
+        if listener is not None:
+            # A socket bound and listening already (the lab's, bound on the host before the lab left its network).
+            self.socket.close()
+            self.socket = listener
+            self.server_address = listener.getsockname()
+            self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind asks getfqdn() for a name, which hangs where no resolver answers.
@@ -1134,21 +1142,26 @@ def serve(
     bookmark_interval: float = 30.0,
     namespace_grace: float = 1.0,
     kubeconfig_extensions: dict[str, dict[str, Any]] | None = None,
+    listener: socket.socket | None = None,
 ) -> RunningServer:
     """Serve `store` over HTTPS on host:port (loopback only; port 0 picks a free one) until `.shutdown()`.
 
     Writes `pki/` (CA and server certificate) and `kubeconfig` under `state_dir`, all 0600. With `crd_controller`
     (the default) it also starts the controller that serves CRDs found in the store and marks them Established.
     A namespace deleted through the API stays Terminating for `namespace_grace` seconds before it and its content
-    are deleted (0: at once).
+    are deleted (0: at once). A `listener` (a socket already listening on a loopback address) replaces host:port.
     """
     if not isinstance(ipaddress.ip_address(host), ipaddress.IPv4Address) or not ipaddress.ip_address(host).is_loopback:
         raise ValueError(f"the lab API server listens on loopback only, not {host}")
+    if listener is not None:
+        host = str(listener.getsockname()[0])
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"the lab API server listens on loopback only, not {host}")
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     material = make_tls(state_dir / "pki", host)
     token = new_token()
     api = _Api(store, hooks, token, bookmark_interval, namespace_grace)
-    server = _Server((host, port), api, _tls_context(material.cert_file, material.key_file))
+    server = _Server((host, port), api, _tls_context(material.cert_file, material.key_file), listener)
     bound_port = int(server.server_address[1])
     api.address = f"{host}:{bound_port}"
     url = f"https://{host}:{bound_port}"

@@ -48,7 +48,7 @@ from kalab.lab.apiserver.hooks import ExecRequest, ExecSession, LogRequest, Prox
 from kalab.lab.apiserver.store import Event, Obj, now_rfc3339
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.base import Controller, object_key, split_key
-from kalab.lab.dataplane.netlink import check_lab_ns
+from kalab.lab.dataplane.entry import HERE
 from kalab.lab.dataplane.sandbox import Sandbox, create_sandbox, delete_sandbox, host_network_sandbox
 from kalab.lab.dataplane.supervisor import ProcessSpec, ProcessStatus, RestartPolicy, Termination
 from kalab.lab.images.registry import (
@@ -688,7 +688,7 @@ class Kubelet(Controller):
             env.update(container_env(pod, container.spec, runtime.sandbox, self._lookup))
         if request.tty:
             env["TERM"] = "xterm"
-        argv = ["ip", "netns", "exec", check_lab_ns(runtime.sandbox.netns), *request.command]
+        argv = HERE.command(runtime.sandbox.netns, request.command)
         session = _ExecProcess(argv, env, stdin=request.stdin, tty=request.tty, cwd=runtime.root)
         with self._lock:
             self._sessions = [(key, s) for key, s in self._sessions if not s.finished()]
@@ -722,9 +722,8 @@ class Kubelet(Controller):
         if body:
             argv += ["--data-binary", "@-"]
         argv.append(url)
-        node_ns = check_lab_ns(self.topology.node_ns(runtime.node))
         done = subprocess.run(
-            ["ip", "netns", "exec", node_ns, *argv],
+            HERE.command(self.topology.node_ns(runtime.node), argv),
             input=body,
             capture_output=True,
             timeout=PROXY_TIMEOUT + 10,

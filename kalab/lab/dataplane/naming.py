@@ -49,6 +49,7 @@ _POD_ROLE = "pod-"
 POD_HASH_LENGTH = 9
 
 _PREFIX = re.compile(r"^kalab-(?:[a-z0-9]+-)*$")
+_LAB_NS = re.compile(rf"^{LINK_PREFIX}[a-z0-9-]+$")
 _NODE_NAME = re.compile(r"^(?P<role>[a-z]+)-(?P<index>[0-9]+)$")
 _POD_SUFFIX = re.compile(rf"^{_POD_ROLE}[0-9a-f]{{{POD_HASH_LENGTH}}}$")
 # Pod keys end up in `ip -batch` lines and link aliases: no spaces, quotes or '#' (a batch comment).
@@ -97,6 +98,13 @@ def check_pod_key(pod_key: str) -> str:
             'use "<namespace>/<name>".'
         )
     return pod_key
+
+
+def check_lab_ns(ns: str) -> str:
+    """Return `ns` if it is a lab namespace name; anything else (the host above all) is refused."""
+    if not _LAB_NS.match(ns):
+        raise KalabError(f'"{ns}" is not a lab namespace; lab namespaces are named "{LINK_PREFIX}…".')
+    return ns
 
 
 def segment_ns(prefix: str) -> str:

@@ -24,14 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kalab.lab.dataplane.naming import LINK_PREFIX
+from kalab.lab.dataplane.entry import HERE, Entry
+from kalab.lab.dataplane.naming import LINK_PREFIX, check_lab_ns
 from kalab.model.errors import KalabError
 
 NETNS_DIR = Path("/run/netns")
 TIMEOUT = 30.0
 
 _LAB_NAME = rf"{LINK_PREFIX}[a-z0-9-]+"
-_LAB_NS = re.compile(rf"^{_LAB_NAME}$")
 _HOST_LINE = re.compile(
     rf"^netns (?:add|del) {_LAB_NAME}$"
     rf"|^link add {_LAB_NAME} netns {_LAB_NAME} (?:\S+ )*type veth peer name {_LAB_NAME} netns {_LAB_NAME}(?: \S+)*$"
@@ -41,13 +41,6 @@ _HOST_LINE = re.compile(
 
 class NetlinkError(KalabError):
     """An `ip` or in-namespace command failed; the message names the namespace and the kernel's complaint."""
-
-
-def check_lab_ns(ns: str) -> str:
-    """Return `ns` if it is a lab namespace name; anything else (the host above all) is refused."""
-    if not _LAB_NS.match(ns):
-        raise NetlinkError(f'"{ns}" is not a lab namespace; lab namespaces are named "{LINK_PREFIX}…".')
-    return ns
 
 
 def list_netns() -> list[str]:
@@ -101,11 +94,11 @@ def _run_all(jobs: Sequence[tuple[str, list[str], str | None]]) -> list[str]:
     return [done.stdout for done in results]
 
 
-def ns_batches(batches: Mapping[str, Sequence[str]]) -> None:
+def ns_batches(batches: Mapping[str, Sequence[str]], entry: Entry = HERE) -> None:
     """Run one `ip -n <ns> -batch -` per namespace, all at once (they touch disjoint namespaces)."""
     _run_all(
         [
-            (f"Configuring namespace {ns}", ["ip", "-n", check_lab_ns(ns), "-batch", "-"], "\n".join(lines) + "\n")
+            (f"Configuring namespace {ns}", entry.ip(ns, "-batch", "-"), "\n".join(lines) + "\n")
             for ns, lines in batches.items()
         ]
     )
@@ -147,7 +140,7 @@ def run_in(
     With `check`, a non-zero exit raises NetlinkError carrying the command's stderr.
     """
     done = subprocess.run(
-        ["ip", "netns", "exec", check_lab_ns(ns), *argv],
+        HERE.command(ns, argv),
         input=input,
         capture_output=True,
         text=True,
@@ -159,37 +152,37 @@ def run_in(
     return done
 
 
-def ip_json(ns: str, *args: str) -> list[dict[str, Any]]:
+def ip_json(ns: str, *args: str, entry: Entry = HERE) -> list[dict[str, Any]]:
     """`ip -j -d -n <ns> <args>` parsed: e.g. ip_json(ns, "route", "show")."""
-    [parsed] = ip_json_each([(ns, args)])
+    [parsed] = ip_json_each([(ns, args)], entry)
     return parsed
 
 
-def ip_json_each(queries: Sequence[tuple[str, Sequence[str]]]) -> list[list[dict[str, Any]]]:
+def ip_json_each(queries: Sequence[tuple[str, Sequence[str]]], entry: Entry = HERE) -> list[list[dict[str, Any]]]:
     """Several `ip_json` queries (namespace, args) run at once; results in the same order."""
     outputs = _run_all(
         [
-            (f"ip {' '.join(args)} in {ns}", ["ip", "-j", "-d", "-n", check_lab_ns(ns), *args], None)
+            (f"ip {' '.join(args)} in {ns}", entry.ip(ns, "-j", "-d", *args), None)
             for ns, args in queries
         ]
     )
     return [json.loads(text) if text.strip() else [] for text in outputs]
 
 
-def addresses(ns: str, ifname: str) -> list[str]:
+def addresses(ns: str, ifname: str, entry: Entry = HERE) -> list[str]:
     """IPv4 addresses on `ifname` in `ns` as CIDRs, primary first (e.g. ["192.168.7.14/24", "172.21.6.50/32"])."""
     result = []
-    for link in ip_json(ns, "-4", "addr", "show", "dev", ifname):
+    for link in ip_json(ns, "-4", "addr", "show", "dev", ifname, entry=entry):
         for info in link.get("addr_info", []):
             if info.get("family") == "inet":
                 result.append(f"{info['local']}/{info['prefixlen']}")
     return result
 
 
-def set_link(ns: str, ifname: str, up: bool) -> None:
+def set_link(ns: str, ifname: str, up: bool, entry: Entry = HERE) -> None:
     """Bring `ifname` in `ns` up or down (down on a node's uplink is how the lab simulates losing that node)."""
     done = subprocess.run(
-        ["ip", "-n", check_lab_ns(ns), "link", "set", "dev", ifname, "up" if up else "down"],
+        entry.ip(ns, "link", "set", "dev", ifname, "up" if up else "down"),
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -231,7 +224,7 @@ def set_forwarding(forwarding: Mapping[str, bool]) -> None:
         [
             (
                 f"Setting ip_forward in {ns}",
-                ["ip", "netns", "exec", check_lab_ns(ns), "sysctl", "-qw", f"net.ipv4.ip_forward={int(on)}"],
+                HERE.command(ns, ["sysctl", "-qw", f"net.ipv4.ip_forward={int(on)}"]),
                 None,
             )
             for ns, on in forwarding.items()

@@ -34,13 +34,15 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
 
+from kalab.lab.dataplane.entry import HERE
+from kalab.lab.dataplane.procfs import all_pids, boot_id, read_stat
 from kalab.model.errors import KalabError
 
 RestartPolicy = Literal["Always", "OnFailure", "Never"]
@@ -107,7 +109,7 @@ class ProcessSpec:
 
     def command(self) -> list[str]:
         """The command line actually executed (`ip netns exec` replaces itself with the program)."""
-        return ["ip", "netns", "exec", self.netns, *self.argv] if self.netns else list(self.argv)
+        return HERE.command(self.netns, self.argv) if self.netns else list(self.argv)
 
 
 @dataclass(frozen=True)
@@ -157,28 +159,6 @@ class ProcessRecord:
 
 # ---------------------------------------------------------------------------------------------------------------
 # /proc helpers
-
-
-@dataclass(frozen=True)
-class _Stat:
-    state: str
-    pgrp: int
-    session: int
-    starttime: int
-
-
-def _read_stat(pid: int) -> _Stat | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name may hold spaces and parentheses, so split after its last ')'.
-    fields = raw[raw.rindex(b")") + 2 :].split()
-    return _Stat(fields[0].decode(), int(fields[2]), int(fields[3]), int(fields[19]))
-
-
-def _boot_id() -> str:
-    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 def _rfc3339(ts: float) -> str:
@@ -322,7 +302,7 @@ class Supervisor:
         self.logs_dir = self.state_dir / "logs"
         self.records_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self._boot_id = _boot_id()
+        self._boot_id = boot_id()
         self._cond = threading.Condition()
         self._procs: dict[str, _Proc] = {}
         self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
@@ -564,7 +544,7 @@ class Supervisor:
         proc.last_started = run.started_at
 
     def _write_record(self, proc: _Proc, pid: int) -> Path:
-        stat = _read_stat(pid)  # the child is ours and unreaped, so its /proc entry exists
+        stat = read_stat(pid)  # the child is ours and unreaped, so its /proc entry exists
         assert stat is not None
         record = ProcessRecord(
             name=proc.spec.name,
@@ -721,16 +701,10 @@ def write_record(state_dir: Path, record: ProcessRecord) -> Path:
 
 def record_for(name: str, pid: int, argv: Sequence[str] = (), netns: str | None = None) -> ProcessRecord:
     """A record describing the live process `pid` as it is now."""
-    stat = _read_stat(pid)
+    stat = read_stat(pid)
     if stat is None:
         raise KalabError(f"Process {pid} does not exist, so it cannot be recorded.")
-    return ProcessRecord(name, pid, stat.starttime, _boot_id(), tuple(argv), netns, _rfc3339(time.time()))
-
-
-def _all_pids() -> Iterator[int]:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            yield int(entry)
+    return ProcessRecord(name, pid, stat.starttime, boot_id(), tuple(argv), netns, _rfc3339(time.time()))
 
 
 def _session_members(record: ProcessRecord) -> list[int]:
@@ -741,12 +715,12 @@ def _session_members(record: ProcessRecord) -> list[int]:
     session ID is the recorded PID and that started no earlier than it is one of ours: a session ID cannot be
     handed to a new process while any member of the old session lives.
     """
-    leader = _read_stat(record.pid)
+    leader = read_stat(record.pid)
     if leader is not None and leader.starttime != record.starttime:
         return []
     members = []
-    for pid in _all_pids():
-        stat = _read_stat(pid)
+    for pid in all_pids():
+        stat = read_stat(pid)
         if stat and stat.session == record.pid and stat.state != "Z" and stat.starttime >= record.starttime:
             members.append(pid)
     return members
@@ -758,7 +732,7 @@ def _kill_verified(pid: int, record: ProcessRecord) -> int | None:
         pidfd = os.pidfd_open(pid)
     except OSError:
         return None
-    stat = _read_stat(pid)
+    stat = read_stat(pid)
     if stat is None or stat.session != record.pid or stat.starttime < record.starttime:
         os.close(pidfd)
         return None
@@ -774,7 +748,7 @@ def reap_recorded(state_dir: Path, timeout: float = 5.0) -> list[ProcessRecord]:
     records from an earlier boot are simply dropped.
     """
     reaped = []
-    boot = _boot_id()
+    boot = boot_id()
     deadline = time.monotonic() + timeout
     for record in read_records(state_dir):
         path = Path(state_dir) / "pids" / record.filename

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from kalab.lab.dataplane import naming, netlink
+from kalab.lab.dataplane.entry import HERE, Entry
 from kalab.model.errors import KalabError
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,8 @@ class Topology:
     spec: TopologySpec
     # Serialises pod address allocation (sandbox.py) so two pods created at once never get the same IP.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # How set_uplink reaches the nodes: from inside the lab's tree (the default), or from outside it.
+    entry: Entry = field(default=HERE, repr=False, compare=False)
 
     @property
     def prefix(self) -> str:
@@ -267,9 +270,9 @@ class Topology:
         node back also restores its routes, as the node's network manager would.
         """
         ns = self.node_ns(name)
-        netlink.set_link(ns, self.interface, up)
+        netlink.set_link(ns, self.interface, up, self.entry)
         if up:
-            netlink.ns_batches({ns: _node_routes(self.spec, self.spec.node(name))})
+            netlink.ns_batches({ns: _node_routes(self.spec, self.spec.node(name))}, self.entry)
 
     def namespaces(self) -> list[str]:
         """The fixed namespaces (segment, bastion, nodes); pod sandboxes come and go on top of these."""

@@ -15,14 +15,15 @@ from typing import IO
 
 import pandas as pd
 
-from kalab.lab.dataplane.netlink import addresses, check_lab_ns
+from kalab.lab.dataplane.entry import HERE, Entry
+from kalab.lab.dataplane.netlink import addresses
 from kalab.model.errors import KalabError
 
 
 class VipWatcher:
     """Follows one VIP on one interface across nodes; `events()` is a (t, node, holds) change log."""
 
-    def __init__(self, node_namespaces: Mapping[str, str], interface: str, vip: str) -> None:
+    def __init__(self, node_namespaces: Mapping[str, str], interface: str, vip: str, entry: Entry = HERE) -> None:
         self.interface = interface
         self.vip = vip
         self._needle = f"inet {vip}/"
@@ -35,7 +36,7 @@ class VipWatcher:
             for node, ns in node_namespaces.items():
                 # Listen first, then read the current state, so no change can fall between the two.
                 proc = subprocess.Popen(
-                    ["ip", "-n", check_lab_ns(ns), "monitor", "address", "dev", interface],
+                    entry.ip(ns, "monitor", "address", "dev", interface),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
@@ -48,7 +49,7 @@ class VipWatcher:
                 thread.start()
             now = time.time()
             for node, ns in node_namespaces.items():
-                self._record(node, any(a.startswith(vip + "/") for a in addresses(ns, interface)), now)
+                self._record(node, any(a.startswith(vip + "/") for a in addresses(ns, interface, entry)), now)
         except BaseException:
             self.close()
             raise
