@@ -158,8 +158,8 @@ def run_on_fresh_lab(notebooks: list[Path], out: Path, params: dict[str, Any], a
     control.down(name)
     try:
         print(f"▶ starting a fresh lab {name} …", flush=True)
-        info = control.up(name)
-        lab_params = {"kubeconfig": str(info.kubeconfig), "lab_name": name}
+        control.up(name)
+        lab_params = {"lab_name": name}  # the notebooks attach to it by name (its undo journal goes with it)
         return run_all(notebooks, out, {**params, **lab_params}, args.kernel, args.timeout)
     finally:
         control.down(name)

@@ -6,6 +6,7 @@ a patch is applied, so `undo_external_ip` can put it back exactly (removing the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -164,10 +165,14 @@ def record_journal(cluster: Cluster, journal: Path) -> bool:
     return True
 
 
-def default_journal(state_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where the undo journal lives unless you say otherwise: the lab's state directory, else a temp directory."""
-    folder = Path(state_dir) if state_dir else Path(tempfile.gettempdir()) / "kalab-journal"
-    return folder / "externalip-undo.json"
+def default_journal(state_dir: str | os.PathLike[str] | None = None, server: str | None = None) -> Path:
+    """Where the undo journal lives unless you say otherwise: the lab's state directory, else this user's state
+    directory, one journal per cluster (`server` is its API URL), so no other user or cluster can mix in."""
+    if state_dir:
+        return Path(state_dir) / "externalip-undo.json"
+    state_home = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    cluster = hashlib.sha256((server or "").encode()).hexdigest()[:12]
+    return state_home / "kalab" / "journals" / cluster / "externalip-undo.json"
 
 
 def undo_external_ip(cluster: Cluster, journal: Path, progress: Progress = None) -> dict[str, Any] | None:
