@@ -193,15 +193,15 @@ def _locked(name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
 def up(name: str | None = None, timeout: float = START_TIMEOUT) -> LabInfo:
     """Start the lab in the background and return once its API serves and its nodes are Ready; a no-op if up."""
     name = lab_name(name)
-    problem = tree.userns_problem()
-    if problem:
-        raise KalabError(problem)
     with _locked(name):
         info = status(name)
         if info.state == "ready":
             return info
         if info.state == "starting":  # an earlier `up` was interrupted after launching it
             return _wait_ready(name, timeout)
+        problem = tree.userns_problem()
+        if problem:
+            raise KalabError(problem)
         path = state_dir(name)
         shutil.rmtree(path, ignore_errors=True)  # what a killed lab left: files only, its tree is gone
         path.mkdir(parents=True, mode=0o700)
