@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,34 @@ sys.path.insert(0, str(Path(__file__).parent))
 FIXTURES = Path(__file__).parent / "fixtures"
 # The source document the runbook follows; its commands and outputs are golden fixtures.
 SEED = FIXTURES / "seed.md"
+_HOME = pytest.StashKey[str]()  # the KALAB_HOME of this test session
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every lab a test starts lives under a fresh KALAB_HOME, never among a real user's labs.
+
+    Set here (a hook pytest calls once) rather than at import: test modules also import this file as `conftest`.
+    Subprocesses (`kalab …`, papermill kernels) inherit it.
+    """
+    home = tempfile.mkdtemp(prefix="kalab-tests-")
+    config.stash[_HOME] = home
+    os.environ["KALAB_HOME"] = home
+    os.environ.pop("KALAB_LAB", None)  # a test names its labs; none falls back to the user's choice
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop any lab a failed test left running, then remove the labs' home."""
+    home = config.stash.get(_HOME, None)
+    if home is None:
+        return
+    from kalab.lab import control
+
+    try:
+        for info in control.list_labs():
+            if info.state != "down":
+                control.down(info.name)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,21 +1,66 @@
-"""A whole lab (`kalab lab up`) for a test module, taken down afterwards with nothing left behind."""
+"""A whole lab (`kalab lab up --name …`) for a test module, taken down afterwards with nothing left behind."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from kalab.lab import control
-from kalab.lab.dataplane.topology import lab_namespaces
+from kalab.lab.dataplane import netlink, procfs
+
+
+def _pid_namespace(pid: int) -> tuple[int, int]:
+    st = os.stat(f"/proc/{pid}/ns/pid")
+    return st.st_dev, st.st_ino
+
+
+def processes_in_pid_namespace(ns: tuple[int, int]) -> list[int]:
+    """Every live process whose PID namespace is `ns` (a (device, inode) pair of /proc/PID/ns/pid)."""
+    found = []
+    for pid in procfs.all_pids():
+        try:
+            if _pid_namespace(pid) == ns and procfs.starttime(pid) is not None:
+                found.append(pid)
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains `text` (e.g. a lab's state directory, which its daemon names)."""
+    found = []
+    for pid in procfs.all_pids():
+        try:
+            if text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes() and procfs.starttime(pid) is not None:
+                found.append(pid)
+        except OSError:  # ended meanwhile
+            continue
+    return found
 
 
 @contextmanager
-def running_lab(state_dir: Path, prefix: str) -> Iterator[control.LabInfo]:
-    """A started lab; afterwards its state directory and every namespace with `prefix` must be gone."""
+def running_lab(name: str) -> Iterator[control.LabInfo]:
+    """The lab `name`, started (under the session's KALAB_HOME, see conftest.py); afterwards its state directory,
+    its top process and every process of its PID namespace must be gone, and the host's named network namespaces
+    must be as they were (the lab keeps its own)."""
+    host_namespaces = netlink.list_netns()
+    info: control.LabInfo | None = None
+    pid_ns: tuple[int, int] | None = None
     try:
-        yield control.up(state_dir, prefix)
+        info = control.up(name)
+        assert info.ready and info.name == name and info.pid is not None
+        assert info.state_dir == control.state_dir(name) and info.state_dir.is_relative_to(control.labs_home())
+        pid_ns = _pid_namespace(info.pid)
+        assert pid_ns != _pid_namespace(os.getpid()), "the lab should have a PID namespace of its own"
+        yield info
     finally:
-        control.down(state_dir, prefix)
-        assert not state_dir.exists()
-        assert lab_namespaces(prefix) == []
+        control.down(name)
+        assert not control.state_dir(name).exists()
+        assert control.status(name).state == "down"
+        if info is not None and info.pid is not None:
+            assert procfs.starttime(info.pid) is None, f"the lab's top process {info.pid} outlived `down`"
+        if pid_ns is not None:
+            assert processes_in_pid_namespace(pid_ns) == [], "processes of the lab outlived `down`"
+        assert netlink.list_netns() == host_namespaces, "the lab touched the host's named network namespaces"

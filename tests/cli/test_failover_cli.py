@@ -8,9 +8,12 @@ import pytest
 from conftest import needs_root_tools
 from kalabcli import run_kalab as kalab
 
+from kalab.lab.dataplane import netlink
+
 
 @needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 def test_failover_json_reports_every_field_the_notebooks_plot() -> None:
+    host_namespaces = netlink.list_netns()
     done = kalab("failover", "--kind", "link-down", "--advert-int", "0.1", "--vrrp-version", "3", "--json")
     assert done.returncode == 0, done.stderr
     (trial,) = json.loads(done.stdout)
@@ -20,16 +23,19 @@ def test_failover_json_reports_every_field_the_notebooks_plot() -> None:
     assert trial["expected_ms"] == pytest.approx(360.9, abs=0.1)
     assert 0 < trial["outage_ms"] < 1000
     assert "Traceback" not in done.stderr
+    assert netlink.list_netns() == host_namespaces  # the throwaway data plane lived in a tree of its own
 
 
 @needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 def test_probe_of_the_demo_scenario_sees_both_pods() -> None:
+    host_namespaces = netlink.list_netns()
     done = kalab("probe", "--scenario", "--for", "1", "--rate", "200", "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["failed"] == 0
     assert summary["requests"] == 200
     assert len(summary["backends"]) == 2
+    assert netlink.list_netns() == host_namespaces
 
 
 @pytest.mark.parametrize(
@@ -41,7 +47,7 @@ def test_probe_of_the_demo_scenario_sees_both_pods() -> None:
         (["probe", "--for", "1"], "Give the URL to probe"),
         (["probe", "ftp://172.21.6.50/", "--for", "1"], "http"),
         (["probe", "http://172.21.6.50/", "--for", "100000"], "600"),
-        (["probe", "http://172.21.6.50/", "--for", "1", "--prefix", "kalab-none-"], "No lab is running"),
+        (["probe", "http://172.21.6.50/", "--for", "1", "--name", "t-no-such-lab"], "No lab is running"),
     ],
 )
 def test_bad_requests_get_one_sentence(argv: list[str], needle: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +22,12 @@ class SeededLab:
     cluster: Cluster
     vip: str
     state_dir: Path
-    prefix: str
 
 
 def seeded_lab(tag: str) -> Iterator[SeededLab]:
-    """Start a lab whose names carry `tag`, walk the seed through the verbs, yield it, and take it down."""
-    prefix = f"kalab-t{os.getpid()}-{tag}-"
-    state_dir = Path("/tmp") / f"kalab-t{os.getpid()}-{tag}-state"
-    with running_lab(state_dir, prefix) as info:
+    """Start the lab t-seeded-`tag`, walk the seed through the verbs, yield it, and take it down."""
+    with running_lab(f"t-seeded-{tag}") as info:
+        state_dir = info.state_dir
         cluster = connect(str(info.kubeconfig))
         olm.install_operator(cluster, timeout=60)
         nodes.label_nodes(cluster, ["master-1", "master-2"])
@@ -41,4 +38,4 @@ def seeded_lab(tag: str) -> Iterator[SeededLab]:
         demo.deploy_demo(cluster, timeout=60)
         vip = demo.service_vip(cluster, timeout=30)
         exporter.wait_for_master(cluster, timeout=30)  # keepalived carries the VIP: clients can reach it
-        yield SeededLab(info, cluster, vip, state_dir, prefix)
+        yield SeededLab(info, cluster, vip, state_dir)

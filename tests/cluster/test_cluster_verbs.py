@@ -22,14 +22,13 @@ from kalab.lab.dataplane.naming import POD_INTERFACE
 from kalab.model.errors import KalabError
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
-PREFIX = f"kalab-t{os.getpid()}-cl-"
-STATE_DIR = Path("/tmp") / f"kalab-t{os.getpid()}-cl-state"
+LAB = "t-verbs"
 NS = "keepalived-operator"
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[control.LabInfo]:
-    with running_lab(STATE_DIR, PREFIX) as info:
+    with running_lab(LAB) as info:
         yield info
 
 

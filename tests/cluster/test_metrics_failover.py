@@ -22,7 +22,7 @@ from kalab.cluster.connect import connect
 from kalab.cluster.sites import site_for
 from kalab.lab.dataplane import naming
 from kalab.lab.running import RunningLab
-from kalab.model.clientsite import CLIENT_SITE_EXTENSION
+from kalab.model.clientsite import CLIENT_SITE_EXTENSION, THIS_MACHINE
 from kalab.model.errors import KalabError
 from kalab.model.operator import VERBATIM_ANNOTATION
 from kalab.model.prometheus import advert_rates
@@ -50,8 +50,12 @@ def kubeconfig_with(seeded: SeededLab, tmp_path: Path, extension: dict[str, str]
 
 def test_the_labs_kubeconfig_sends_probes_from_the_bastion(seeded: SeededLab) -> None:
     site = site_for(seeded.cluster)
-    assert site.client_netns == naming.bastion_ns(seeded.prefix)
-    assert "bastion" in site.where and site.client_netns in site.where
+    bastion = naming.bastion_ns(naming.DEFAULT_PREFIX)
+    assert "bastion" in site.where and bastion in site.where and site.clients.where == site.where
+    # Entered through the lab's own tree (its top process), then its bastion namespace: never the host's network.
+    assert "nsenter" in site.clients.prefix and f"--target={seeded.info.pid}" in site.clients.prefix
+    assert site.clients.prefix == tuple(seeded.info.entry().command(bastion, []))
+    assert list(site.clients.prefix[-4:]) == ["ip", "netns", "exec", bastion]
     frame = site.probe(f"http://{seeded.vip}/", duration=1.0, rate=50.0)
     assert len(frame) == 50 and frame["ok"].all()
     assert set(frame["backend"]) == set(demo.demo_pods(seeded.cluster)["pod_ip"])
@@ -61,10 +65,10 @@ def test_the_labs_kubeconfig_sends_probes_from_the_bastion(seeded: SeededLab) ->
 def test_a_kubeconfig_without_a_site_means_this_machine_and_graceful_only(seeded: SeededLab, tmp_path: Path) -> None:
     plain = connect(str(kubeconfig_with(seeded, tmp_path, None)))
     site = site_for(plain)
-    assert site.client_netns is None and site.where.startswith("this machine")
+    assert site.clients == THIS_MACHINE and site.clients.prefix == () and site.where.startswith("this machine")
     target = site.failover_target()  # probing from here would leave the lab's namespaces: not done here
     assert isinstance(target, ApiTarget) and target.vip == seeded.vip
-    assert target.failure_kinds == (FailureKind.GRACEFUL,) and target.client_netns is None
+    assert target.failure_kinds == (FailureKind.GRACEFUL,) and target.clients == THIS_MACHINE
     with pytest.raises(KalabError, match="needs access to the nodes") as crash:
         failover.run_experiment(target, "crash")
     one_sentence(crash)
@@ -80,7 +84,7 @@ def test_an_unknown_site_plugin_is_one_sentence(seeded: SeededLab, tmp_path: Pat
 
 def test_graceful_failover_through_the_api_alone(seeded: SeededLab) -> None:
     """The real-cluster path (delete the MASTER's pod, watch the exporters), with clients in the lab's bastion."""
-    target = ApiTarget(seeded.cluster, client_netns=naming.bastion_ns(seeded.prefix))
+    target = ApiTarget(seeded.cluster, clients=site_for(seeded.cluster).clients)
     before = keepalived.keepalived_pods(seeded.cluster)
     experiment = failover.run_experiment(target, "graceful", trials=1, rate=100.0)
     (result,) = experiment.results

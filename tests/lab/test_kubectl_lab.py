@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -19,10 +18,12 @@ from labs import running_lab
 from waiting import wait_for
 
 from kalab.lab import control
+from kalab.lab.dataplane import naming
 from kalab.model import manifests
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
-PREFIX = f"kalab-t{os.getpid()}-kc-"
+LAB = "t-kubectl"
+BASTION = naming.bastion_ns(naming.DEFAULT_PREFIX)
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 T = TypeVar("T")
 
@@ -34,7 +35,7 @@ def until(what: str, probe: Callable[[], T], timeout: float = 60.0) -> T:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[control.LabInfo]:
-    with running_lab(Path(tempfile.gettempdir()) / f"kalab-t{os.getpid()}-kc-state", PREFIX) as info:
+    with running_lab(LAB) as info:
         yield info
 
 
@@ -97,7 +98,7 @@ def test_the_seed_with_kubectl(lab: control.LabInfo, kubectl: Callable[..., str]
     until(
         "the VIP to answer from the bastion",
         lambda: subprocess.run(
-            ["ip", "netns", "exec", f"{lab.prefix}bastion", "curl", "-s", "--max-time", "2", f"http://{vip}/"],
+            lab.entry().command(BASTION, ["curl", "-s", "--max-time", "2", f"http://{vip}/"]),
             capture_output=True, text=True, timeout=30,
         ).stdout or None,
     )  # fmt: skip

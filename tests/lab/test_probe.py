@@ -25,9 +25,16 @@ from kalab.cluster.prober import (
     start_probe,
     summarise,
 )
+from kalab.lab.dataplane.entry import HERE
 from kalab.lab.dataplane.supervisor import ManagedProcess, ProcessSpec, Supervisor
+from kalab.model.clientsite import ClientPlace
 from kalab.model.errors import KalabError
 from kalab.model.failover import analyse_outage
+
+
+def place(ns: str) -> ClientPlace:
+    """Clients in the test namespace `ns` (these tests run as root among the host's namespaces)."""
+    return ClientPlace(f"namespace {ns}", tuple(HERE.command(ns, [])))
 
 
 def one_sentence(message: str) -> bool:
@@ -46,7 +53,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[Ns, Ns, ManagedProcess]]:
 @needs_root_tools("ip")
 def test_200_hz_for_2_s_gets_every_answer_from_the_pod(lab: tuple[Ns, Ns, ManagedProcess]) -> None:
     client, pod, _ = lab
-    frame = probe_timeline(f"http://{pod.ip}/", duration=2.0, rate=200.0, timeout=1.0, netns=client.name)
+    frame = probe_timeline(f"http://{pod.ip}/", duration=2.0, rate=200.0, timeout=1.0, place=place(client.name))
     summary = frame.attrs["summary"]
     print("probe 200 Hz x 2 s:", json.dumps(summary))  # the performance figures, for the test log
 
@@ -65,7 +72,7 @@ def test_200_hz_for_2_s_gets_every_answer_from_the_pod(lab: tuple[Ns, Ns, Manage
 @needs_root_tools("ip")
 def test_a_server_that_goes_away_shows_up_as_failed_rows(lab: tuple[Ns, Ns, ManagedProcess]) -> None:
     client, pod, demo = lab
-    job = start_probe(f"http://{pod.ip}/", duration=3.0, rate=100.0, timeout=0.5, netns=client.name)
+    job = start_probe(f"http://{pod.ip}/", duration=3.0, rate=100.0, timeout=0.5, place=place(client.name))
     try:
         t0 = job.wait_started()
         wait_for(lambda: time.time() > t0 + 1.0, 10, "a second of healthy probing")
@@ -91,7 +98,7 @@ def test_a_server_that_goes_away_shows_up_as_failed_rows(lab: tuple[Ns, Ns, Mana
 def test_no_answer_at_all_is_a_timeout(lab: tuple[Ns, Ns, ManagedProcess]) -> None:
     client, _, _ = lab
     # An address on the client's subnet that nobody holds: ARP gets no reply, so the connect never completes.
-    frame = probe_timeline("http://10.254.1.99/", duration=0.2, rate=50.0, timeout=0.3, netns=client.name)
+    frame = probe_timeline("http://10.254.1.99/", duration=0.2, rate=50.0, timeout=0.3, place=place(client.name))
     assert len(frame) == 10
     assert not frame["ok"].any()
     assert set(frame["error"]) <= {"timeout", "EHOSTUNREACH"}
@@ -144,8 +151,8 @@ def test_planned_requests_are_rate_times_duration() -> None:
 
 @needs_root_tools("ip")
 def test_a_missing_namespace_is_refused() -> None:
-    with pytest.raises(KalabError, match="does not exist"):
-        probe_timeline("http://10.0.0.1/", 1.0, 10.0, netns="kalab-no-such-namespace")
+    with pytest.raises(KalabError, match="namespace kalab-no-such-namespace failed: Cannot open network namespace"):
+        probe_timeline("http://10.0.0.1/", 1.0, 10.0, place=place("kalab-no-such-namespace"))
 
 
 def test_cli_reports_bad_input_without_sending_anything(tmp_path: Path) -> None:

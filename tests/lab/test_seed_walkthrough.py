@@ -9,11 +9,8 @@ demo and see the VIP leave every node.
 from __future__ import annotations
 
 import ipaddress
-import os
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -26,13 +23,14 @@ from waiting import wait_for
 
 from kalab.cluster import failover
 from kalab.lab import control
-from kalab.lab.dataplane import netlink
+from kalab.lab.dataplane import naming, netlink
 from kalab.lab.running import RunningLab
 from kalab.model import manifests
 from kalab.model.prometheus import parse_exposition
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
-PREFIX = f"kalab-t{os.getpid()}-e2e-"
+LAB = "t-seed"
+BASTION = naming.bastion_ns(naming.DEFAULT_PREFIX)  # every lab has its own, by the same name
 DEMO_BODY = "Hello!<br>Welcome to RedHat Developer<br>Enjoy all of the ad-free articles<br>"
 T = TypeVar("T")
 
@@ -44,9 +42,7 @@ def until(what: str, probe: Callable[[], T], timeout: float = 60.0) -> T:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[control.LabInfo]:
-    state_dir = Path(tempfile.mkdtemp(prefix=f"kalab-t{os.getpid()}-state-"))
-    state_dir.rmdir()  # `up` creates it, 0700
-    with running_lab(state_dir, PREFIX) as info:
+    with running_lab(LAB) as info:
         yield info
 
 
@@ -89,7 +85,7 @@ def exec_out(api: client.ApiClient, ns: str, pod: str, container: str, command: 
 
 def curl_vip(lab: control.LabInfo, vip: str) -> str:
     done = subprocess.run(
-        ["ip", "netns", "exec", f"{lab.prefix}bastion", "curl", "-s", "--max-time", "2", f"http://{vip}/"],
+        lab.entry().command(BASTION, ["curl", "-s", "--max-time", "2", f"http://{vip}/"]),
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     return done.stdout if done.returncode == 0 else ""
@@ -200,10 +196,11 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
     for obj in manifests.demo():
         kind, name = obj["kind"], obj["metadata"]["name"]
         (core.delete_namespaced_service if kind == "Service" else core.delete_namespaced_pod)(name, "demo")
-    nodes = [f"{lab.prefix}{n}" for n in ("master-0", "master-1", "master-2")]
+    nodes = [naming.node_ns(naming.DEFAULT_PREFIX, n) for n in ("master-0", "master-1", "master-2")]
+    entry = lab.entry()
     until(
         "the VIP to leave every node",
-        lambda: not any(a.startswith(vip + "/") for ns in nodes for a in netlink.addresses(ns, lab_interface())),
+        lambda: not any(a.startswith(vip + "/") for ns in nodes for a in netlink.addresses(ns, lab_interface(), entry)),
         30,
     )
 

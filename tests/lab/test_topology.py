@@ -175,7 +175,7 @@ def test_spec_validation(make: Callable[[], object], message: str) -> None:
 
 
 def test_host_commands_are_refused() -> None:
-    with pytest.raises(netlink.NetlinkError, match="not a lab namespace"):
+    with pytest.raises(KalabError, match="not a lab namespace"):
         run_in("default", ["true"])
     with pytest.raises(netlink.NetlinkError, match="Refusing"):
         netlink.host_batch(["link add kalab-x type veth peer name kalab-y"])

@@ -14,16 +14,16 @@ import nbformat
 import pytest
 from conftest import needs_root_tools
 from kalabcli import run_kalab as kalab
-from labs import running_lab
+from labs import processes_mentioning, running_lab
 
 from kalab.cluster import network
 from kalab.cluster.connect import connect
 from kalab.lab import control
-from kalab.lab.dataplane.topology import lab_namespaces
+from kalab.lab.dataplane import netlink
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
-PREFIX = f"kalab-t{os.getpid()}-nb-"
-STATE_DIR = Path("/tmp") / f"kalab-t{os.getpid()}-nb-state"
+LAB = "t-runbook"
+FRESH = "t-fresh"  # the lab `kalab run --lab` starts and stops, beside LAB
 NOTEBOOKS = [
     "00-connect",
     "01-install-operator",
@@ -54,12 +54,13 @@ def images(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[control.LabInfo]:
-    with running_lab(STATE_DIR, PREFIX) as info:
+    with running_lab(LAB) as info:
         yield info
 
 
 def run_all(lab: control.LabInfo, out: Path) -> dict[str, str]:
-    params = ["-p", f"kubeconfig={lab.kubeconfig}", "-p", f"lab_state_dir={STATE_DIR}", "-p", f"lab_prefix={PREFIX}"]
+    # By name only: each notebook attaches to the running lab (`control.up` is a no-op), as in JupyterLab.
+    params = ["-p", f"lab_name={lab.name}"]
     result = kalab("run", "--out", str(out), *params)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "❌" not in result.stdout and "Summary (also in summary.json):" in result.stdout
@@ -71,9 +72,11 @@ def run_all(lab: control.LabInfo, out: Path) -> dict[str, str]:
 def test_notebooks_run_in_order_and_a_second_run_changes_nothing(lab: control.LabInfo, tmp_path: Path) -> None:
     first = run_all(lab, tmp_path / "first")
 
-    assert "✅ nodes Ready: 3 nodes Ready: master-0, master-1, master-2" in first["00-connect"]
-    assert "✅ OpenShift-like" in first["00-connect"]
-    assert "Requests to VIPs will be sent from the lab's bastion (network namespace kalab-t" in first["00-connect"]
+    connected = first["00-connect"]
+    assert "✅ nodes Ready: 3 nodes Ready: master-0, master-1, master-2" in connected
+    assert "✅ OpenShift-like" in connected
+    assert "Requests to VIPs will be sent from the lab's bastion (network namespace kalab-bastion" in connected
+    assert f"{lab.state_dir}/kubeconfig" in connected  # the lab of that name, not another one
 
     install = first["01-install-operator"]
     assert re.search(r"✅ operator installed: CSV keepalived-operator\.v[\d.]+ Succeeded", install)
@@ -91,7 +94,7 @@ def test_notebooks_run_in_order_and_a_second_run_changes_nothing(lab: control.La
     assert "✅ network config holds the CIDRs: autoAssignCIDRs 172.21.6.33/27, allowedCIDRs 172.21.6.33/27; " \
         "2 field(s) changed now" in cidr  # fmt: skip
     assert "Plan the externalIP CIDRs" in (tmp_path / "first" / "02-externalip-cidr.html").read_text()
-    journal = STATE_DIR / "externalip-undo.json"
+    journal = lab.state_dir / "externalip-undo.json"
     assert json.loads(journal.read_text())["externalIP"] is None  # the lab started without externalIP
 
     deploy = first["03-demo-deploy"]
@@ -174,7 +177,7 @@ def test_notebooks_run_in_order_and_a_second_run_changes_nothing(lab: control.La
     assert "skipped (restore_cluster = False)" in second["06-troubleshooting"]
 
     # The end of a workshop: 06 with restore_cluster deletes the demo and undoes 02's patch.
-    params = ["-p", f"kubeconfig={lab.kubeconfig}", "-p", f"lab_state_dir={STATE_DIR}", "-p", f"lab_prefix={PREFIX}"]
+    params = ["-p", f"lab_name={lab.name}"]
     result = kalab("run", "--only", "06", "--out", str(tmp_path / "restore"), "-p", "restore_cluster=true", *params)
     assert result.returncode == 0, result.stderr + result.stdout
     restored = outputs_text(tmp_path / "restore" / "06-troubleshooting.ipynb")
@@ -185,13 +188,24 @@ def test_notebooks_run_in_order_and_a_second_run_changes_nothing(lab: control.La
 
 
 def test_lab_flag_starts_a_fresh_lab_and_always_stops_it(tmp_path: Path) -> None:
-    lab_args = ["--lab", "--lab-prefix", PREFIX, "--lab-state-dir", str(STATE_DIR)]
+    state_dir = control.state_dir(FRESH)
+    host_namespaces = netlink.list_netns()
+    lab_args = ["--lab", "--name", FRESH]
     result = kalab("run", "--only", "00", "--out", str(tmp_path), *lab_args)
     assert result.returncode == 0, result.stderr
-    assert f"kubeconfig    {STATE_DIR}/kubeconfig" in outputs_text(tmp_path / "00-connect.ipynb")
-    assert not STATE_DIR.exists() and lab_namespaces(PREFIX) == []
+    assert f"starting a fresh lab {FRESH}" in result.stdout and f"lab {FRESH} stopped" in result.stdout
+    assert f"kubeconfig    {state_dir}/kubeconfig" in outputs_text(tmp_path / "00-connect.ipynb")
+    assert_gone(FRESH, host_namespaces)
 
     # A failing notebook still stops the lab.
     failed = kalab("run", "--only", "02", "--out", str(tmp_path), *lab_args, "-p", "auto_assign_cidr=172.30.0.0/24")
     assert failed.returncode == 1 and "02-externalip-cidr.ipynb failed" in failed.stderr
-    assert not STATE_DIR.exists() and lab_namespaces(PREFIX) == []
+    assert_gone(FRESH, host_namespaces)
+
+
+def assert_gone(name: str, host_namespaces: list[str]) -> None:
+    """Nothing of the lab `name` is left: no state directory, no process of its daemon, no namespace on the host."""
+    state_dir = control.state_dir(name)
+    assert control.status(name).state == "down" and not state_dir.exists()
+    assert processes_mentioning(str(state_dir)) == []  # the lab daemon's command line names its state directory
+    assert netlink.list_netns() == host_namespaces
