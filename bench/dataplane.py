@@ -40,7 +40,7 @@ def topology_timing(rounds: int) -> dict[str, Any]:
 
 def probe_rate(rate: float, seconds: float) -> dict[str, Any]:
     with scenario.start(scenario.ScenarioSpec(prefix=PREFIX)) as scn:
-        frame = probe_timeline(scn.url, seconds, rate, 1.0, netns=scn.bastion_ns)
+        frame = probe_timeline(scn.url, seconds, rate, 1.0, place=scn.clients)
     return dict(frame.attrs["summary"])
 
 

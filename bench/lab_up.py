@@ -1,6 +1,8 @@
 """Lab start-up benchmark: `kalab lab up` until the API serves and every node is Ready, then `down` (JSON out).
 
-sudo .venv/bin/python bench/lab_up.py [--rounds 5] [--out bench/results/lab_up.json]
+.venv/bin/python bench/lab_up.py [--rounds 5] [--out bench/results/lab_up.json]
+
+The lab is named bench-up and lives under a fresh temporary $KALAB_HOME, so no real lab is seen or touched.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -17,7 +20,7 @@ from kubernetes import client, config
 
 from kalab.lab import control
 
-PREFIX = "kalab-bench-"
+NAME = "bench-up"
 
 
 def nodes_ready(kubeconfig: Path) -> bool:
@@ -28,14 +31,15 @@ def nodes_ready(kubeconfig: Path) -> bool:
     )
 
 
-def one_round(state_dir: Path) -> dict[str, float]:
+def one_round() -> dict[str, float]:
     started = time.perf_counter()
-    info = control.up(state_dir, PREFIX)
+    info = control.up(NAME)
     served = time.perf_counter()
+    assert info.kubeconfig is not None
     while not nodes_ready(info.kubeconfig):  # `up` returns when it serves; the nodes are Ready from the start
         time.sleep(0.01)
     ready = time.perf_counter()
-    control.down(state_dir, PREFIX)
+    control.down(NAME)
     return {"up_s": served - started, "ready_s": ready - started, "down_s": time.perf_counter() - ready}
 
 
@@ -44,8 +48,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default="bench/results/lab_up.json")
     args = parser.parse_args()
-    state_dir = Path(tempfile.gettempdir()) / f"kalab-bench-{os.getpid()}-state"
-    rounds = [one_round(state_dir) for _ in range(args.rounds)]
+    home = tempfile.mkdtemp(prefix="kalab-bench-up-")
+    os.environ["KALAB_HOME"] = home  # read by `control` at each call
+    try:
+        rounds = [one_round() for _ in range(args.rounds)]
+    finally:
+        control.down(NAME)  # a no-op unless a round failed half-way
+        shutil.rmtree(home, ignore_errors=True)
     report = {
         key: {
             "median": round(statistics.median(r[key] for r in rounds), 3),

@@ -1,15 +1,17 @@
 """Runbook benchmark: the whole runbook headless on a fresh lab, `rounds` times; per-notebook time and the summary.
 
-sudo .venv/bin/python bench/runbook.py [--rounds 3] [--out bench/results/runbook.json]
+.venv/bin/python bench/runbook.py [--rounds 3] [--out bench/results/runbook.json]
 
-Each round is `kalab run --lab` (what `make demo` does): a fresh lab, notebooks 00–06, the lab taken down. It reports
-how long each notebook took and what notebook 05 measured, against VRRP's formulas, round by round.
+Each round is `kalab run --lab --name bench-runbook` (what `make demo` does): a fresh lab, notebooks 00–06, the lab
+taken down. It reports how long each notebook took and what notebook 05 measured, against VRRP's formulas, round by
+round. The lab lives under a temporary $KALAB_HOME, so no real lab is seen or touched.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -18,15 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-PREFIX = "kalab-benchrb-"
+NAME = "bench-runbook"
 
 
 def one_round(work: Path, number: int) -> dict[str, Any]:
     out = work / f"round{number}"
-    argv = [sys.executable, "-m", "kalab", "run", "--lab", "--out", str(out),
-            "--lab-state-dir", str(work / "kalab-benchrb-state"), "--lab-prefix", PREFIX]  # fmt: skip
+    argv = [sys.executable, "-m", "kalab", "run", "--lab", "--name", NAME, "--out", str(out)]
+    env = {**os.environ, "KALAB_HOME": str(work / "labs")}  # `kalab run --lab` takes its lab down even on failure
     started = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, env=env)
     if done.returncode != 0:
         raise SystemExit(f"round {number} failed: {done.stderr.strip().splitlines()[-1:]}")
     runs = json.loads((out / "run.json").read_text())
