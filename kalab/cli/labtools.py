@@ -33,10 +33,11 @@ def in_private_tree(args: argparse.Namespace) -> int | None:
     kernel ends everything the command started when it ends, however it ends (Ctrl-C and kill -9 included).
     """
     from kalab.lab.dataplane import tree
+    from kalab.lab.prerequisites import lab_problem
 
     if tree.inside():
         return None
-    problem = tree.userns_problem()
+    problem = lab_problem()
     if problem:
         raise KalabError(problem)
     try:

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from kalab.lab.dataplane import procfs, tree
 from kalab.lab.dataplane.entry import Entry
+from kalab.lab.prerequisites import lab_problem
 from kalab.model.errors import KalabError
 
 DEFAULT_NAME = "default"
@@ -199,7 +200,7 @@ def up(name: str | None = None, timeout: float = START_TIMEOUT) -> LabInfo:
             return info
         if info.state == "starting":  # an earlier `up` was interrupted after launching it
             return _wait_ready(name, timeout)
-        problem = tree.userns_problem()
+        problem = lab_problem()
         if problem:
             raise KalabError(problem)
         path = state_dir(name)

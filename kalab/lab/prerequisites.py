@@ -17,14 +17,34 @@ from importlib.metadata import entry_points
 from kalab.lab.dataplane import tree
 from kalab.model.clientsite import ENTRY_POINT_GROUP
 
+# tool: (the Debian package holding it, what the lab needs it for)
 TOOLS = {
-    "keepalived": "the VRRP daemon the lab's keepalived pods run",
-    "iptables-restore": "loads kube-proxy's rules into each node",
-    "iptables-save": "reads them back for traces",
-    "ip": "builds the lab's network namespaces and links (iproute2)",
-    "curl": "what the seed's bastion uses to curl the VIP",
+    "keepalived": ("keepalived", "the VRRP daemon the lab's keepalived pods run"),
+    "iptables-restore": ("iptables", "loads kube-proxy's rules into each node"),
+    "iptables-save": ("iptables", "reads them back for traces"),
+    "ip": ("iproute2", "builds the lab's network namespaces and links"),
+    "curl": ("curl", "what the seed's bastion uses to curl the VIP"),
+    "unshare": ("util-linux", "makes each lab's private namespace tree"),
+    "nsenter": ("util-linux", "enters a lab's nodes from outside it (kalab lab exec, probes)"),
+    "setpriv": ("util-linux", "ends a command in a lab together with whoever started it"),
 }
-PACKAGES = "keepalived iptables iproute2 curl"
+
+
+def _search_path() -> str:
+    return tree.with_sbin(os.environ.get("PATH", ""))  # where the lab looks: an ordinary user's PATH lacks sbin
+
+
+def lab_problem() -> str | None:
+    """Why a lab cannot start on this machine, as one sentence with the administrator's fix; None when it can."""
+    missing = [tool for tool in TOOLS if shutil.which(tool, path=_search_path()) is None]
+    if missing:
+        packages = sorted({TOOLS[tool][0] for tool in missing})
+        verb, them = ("is", "it") if len(missing) == 1 else ("are", "them")
+        return (
+            f"The lab needs {', '.join(missing)}, which {verb} missing here; an administrator installs {them} with "
+            f"`apt-get install {' '.join(packages)}`."
+        )
+    return tree.userns_problem()
 
 
 @dataclass(frozen=True)
@@ -61,15 +81,13 @@ def machine_checks() -> list[Check]:
             "private namespace trees",
             problem is None,
             f"user, mount, PID and network namespaces can be created ({who})" if problem is None else problem,
-            "" if problem is None else "see the sentence before; until then only `sudo kalab lab up` works",
         )
     )
-    search = tree.with_sbin(os.environ.get("PATH", ""))  # where the lab looks: an ordinary user's PATH lacks sbin
-    for tool, why in TOOLS.items():
-        path = shutil.which(tool, path=search)
-        version = _version([tool, "--version"] if tool != "ip" else [tool, "-V"]) if path else ""
+    for tool, (package, why) in TOOLS.items():
+        path = shutil.which(tool, path=_search_path())
+        version = _version([path, "--version"] if tool != "ip" else [path, "-V"]) if path else ""
         detail = f"{path} ({version})" if version else path or f"missing: {why}"
-        checks.append(Check(tool, path is not None, detail, f"apt-get install {PACKAGES} (make test does it)"))
+        checks.append(Check(tool, path is not None, detail, f"apt-get install {package} (make test does it)"))
     plugins = [ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)]
     checks.append(
         Check(

@@ -29,7 +29,7 @@ def test_a_missing_tool_is_named_with_its_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A PATH that has every tool but keepalived (and no sbin directories added behind it).
-    for tool in ("iptables-restore", "iptables-save", "ip", "curl", "unshare"):
+    for tool in ("iptables-restore", "iptables-save", "ip", "curl", "unshare", "nsenter", "setpriv"):
         found = shutil.which(tool)
         assert found
         (tmp_path / tool).symlink_to(found)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,22 @@ def test_sbin_is_searched_after_the_users_path() -> None:
     assert tree.with_sbin("/home/a/bin:/usr/bin").split(":")[:2] == ["/home/a/bin", "/usr/bin"]
     assert "/usr/sbin" in tree.with_sbin("/usr/bin").split(":")
     assert tree.with_sbin("/usr/sbin:/usr/bin").split(":").count("/usr/sbin") == 1
+
+
+def test_a_missing_package_stops_lab_up_with_the_install_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("iptables-restore", "iptables-save", "ip", "curl", "unshare", "nsenter", "setpriv"):
+        found = shutil.which(tool, path=tree.with_sbin(os.environ.get("PATH", "")))
+        assert found
+        (tools / tool).symlink_to(found)
+    monkeypatch.setenv("PATH", str(tools))
+    monkeypatch.setattr(tree, "SBIN", ())
+    monkeypatch.setenv(control.HOME_ENV, str(tmp_path / "labs"))
+    with pytest.raises(KalabError) as err:
+        control.up("t-no-keepalived")
+    assert one_sentence(err) == (
+        "The lab needs keepalived, which is missing here; an administrator installs it with "
+        "`apt-get install keepalived`."
+    )
+    assert not control.state_dir("t-no-keepalived").exists()
