@@ -25,6 +25,8 @@ bench: setup
 	$(BIN)/python bench/lab_up.py
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/runbook.py
+	$(BIN)/python bench/labs.py
+	$(BIN)/python bench/classroom.py
 
 # The notebooks start (or attach to) the lab themselves; `kalab lab down` stops it.
 lab: setup
