@@ -373,3 +373,10 @@ def test_kalab_doctor_diagnoses_a_clusters_service(seeded: SeededLab) -> None:
     assert "✅ VIP nowhere · a MASTER exists: " in healthy.stdout and "all checks ok" in healthy.stdout
     missing = run_kalab("doctor", "--kubeconfig", str(seeded.info.kubeconfig), "--service", "nope")
     assert missing.returncode == 1 and "There is no service demo/nope to diagnose" in one_stderr_line(missing)
+    by_name = run_kalab("doctor", "--name", seeded.info.name)  # the lab's own kubeconfig, found by its name
+    assert by_name.returncode == 0 and f"The cluster at {seeded.info.api}" in by_name.stdout, by_name.stdout
+    gone = run_kalab("doctor", "--name", "t-no-such-lab")
+    assert gone.returncode == 1
+    assert one_stderr_line(gone) == (
+        "kalab: error: The lab t-no-such-lab is not running; start it with `kalab lab up --name t-no-such-lab`."
+    )

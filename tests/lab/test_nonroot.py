@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import needs_root_tools
-from users import User, processes_of, run_as, shared_venv, throwaway_users
+from users import User, notebooks_copy, processes_of, run_as, shared_venv, throwaway_users
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl", "unshare", "nsenter", "useradd")
 
@@ -66,3 +66,18 @@ def test_the_throwaway_failover_scenario_runs_as_an_ordinary_user(user: User) ->
     assert 0 < trial["takeover_ms"] < 5000, trial
     assert processes_of(user.uid) == []
     assert host_netns() == netns_before
+
+
+def test_the_whole_runbook_runs_as_an_ordinary_user(user: User) -> None:
+    """What `make demo` runs (`kalab run --lab`: notebooks 00–06 on a fresh lab, then down), without sudo."""
+    with notebooks_copy() as notebooks:
+        done = kalab_as(user, "run", "--lab", "--notebooks", str(notebooks), "--out", "demo", timeout=900)
+    assert done.returncode == 0, done.stderr + done.stdout[-3000:]
+    summary = json.loads((user.home / "demo" / "summary.json").read_text())
+    compared = summary["failover"]["comparison"]
+    kinds = [(f["kind"], f["advert_int"]) for f in compared]
+    assert kinds == [("graceful", 1.0), ("crash", 1.0), ("link-down", 1.0), ("link-down", 0.1)], compared
+    assert all(f["takeover_ms"] is not None and f["takeover_ms"] > 0 for f in compared), compared
+    assert summary["traffic"]["failed"] == 0 and len(summary["traffic"]["pods"]) == 2, summary["traffic"]
+    assert "lab default stopped" in done.stdout
+    assert processes_of(user.uid) == []
