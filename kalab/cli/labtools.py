@@ -40,7 +40,9 @@ def in_private_tree(args: argparse.Namespace) -> int | None:
     problem = lab_problem()
     if problem:
         raise KalabError(problem)
+    # setpriv: if this command is killed, its tree goes too (unshare then SIGKILLs the tree's PID 1).
+    command = ["setpriv", "--pdeathsig", "KILL", "--", *tree.tree_command([sys.executable, "-m", "kalab", *args.argv])]
     try:
-        return subprocess.run(tree.tree_command([sys.executable, "-m", "kalab", *args.argv])).returncode
+        return subprocess.run(command).returncode
     except KeyboardInterrupt:
         return 130

@@ -75,7 +75,13 @@ def events(cp: ControlPlane, namespace: str, reason: str) -> list[Obj]:
 
 def test_daemon_set_puts_one_seed_like_pod_on_each_labelled_node(cp: ControlPlane) -> None:
     ds = group_daemon_set(cp)
-    on = wait_for(lambda: bound(cp, GROUP_NS, 2), what="a pod on master-1 and master-2")
+
+    def scheduled() -> dict[str, Obj]:
+        # The binding and the PodScheduled condition are written separately: wait for both.
+        on = bound(cp, GROUP_NS, 2)
+        return on if all((p.get("status") or {}).get("conditions") for p in on.values()) else {}
+
+    on = wait_for(scheduled, what="a scheduled pod on master-1 and master-2")
     assert sorted(on) == ["master-1", "master-2"]
     for node, pod in on.items():
         meta, spec = pod["metadata"], pod["spec"]
@@ -94,7 +100,12 @@ def test_daemon_set_puts_one_seed_like_pod_on_each_labelled_node(cp: ControlPlan
         assert spec["affinity"] == seed_affinity
         assert pinned_node(pod) == node
         assert [c["type"] for c in pod["status"]["conditions"]] == ["PodScheduled"]
-    status = wait_for(lambda: (cp.get("apps/daemonsets", "keepalivedgroup-workers", GROUP_NS) or {}).get("status"))
+    def counted() -> Obj | None:
+        # The DaemonSet's status catches up with its pods in its own reconcile: wait until it counts both.
+        status = (cp.get("apps/daemonsets", "keepalivedgroup-workers", GROUP_NS) or {}).get("status") or {}
+        return status if status.get("currentNumberScheduled") == 2 else None
+
+    status = wait_for(counted, what="the DaemonSet's status to count both pods")
     assert status["desiredNumberScheduled"] == 2 and status["currentNumberScheduled"] == 2
     assert status["updatedNumberScheduled"] == 2 and status["numberReady"] == 0
     assert status["observedGeneration"] == 1 and status["numberUnavailable"] == 2
