@@ -1,7 +1,9 @@
 """Starting, finding and stopping labs: `kalab lab up|down|status|list` in Python.
 
 Every lab has a name (`default`, or $KALAB_LAB) and a state directory of the user who started it, mode 0700:
-``$XDG_RUNTIME_DIR/kalab/<name>``, else ``~/.local/state/kalab/<name>`` (``$KALAB_HOME`` replaces the parent).
+``$XDG_STATE_HOME/kalab/<name>``, i.e. ``~/.local/state/kalab/<name>`` (``$KALAB_HOME`` replaces the parent).
+Not $XDG_RUNTIME_DIR: systemd removes it when the user's last session ends, while a lab (like any process of the
+user) runs on, and would then be running with nobody able to find it.
 
     lab.json     written by `up`: the lab's top process (PID and start time), what `down` ends
     daemon.json  written by the lab itself: its API URL, its kubeconfig, whether it is ready
@@ -63,10 +65,7 @@ def labs_home() -> Path:
     """Where this user's labs keep their state directories."""
     if os.environ.get(HOME_ENV):
         return Path(os.environ[HOME_ENV])
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and Path(runtime).is_dir() and os.access(runtime, os.W_OK):
-        return Path(runtime) / "kalab"
-    return Path.home() / ".local" / "state" / "kalab"
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "kalab"
 
 
 def state_dir(name: str | None = None) -> Path:
