@@ -377,6 +377,19 @@ def test_kill_9_of_the_unshare_parent_ends_the_whole_lab(seeded: dict[str, Seede
     answers(witness.name, witness.vip)
 
 
+def test_kill_9_of_the_lab_daemon_ends_the_whole_lab(home: Path) -> None:
+    """The daemon is the top process's one child: when it dies, PID 1 leaves with it and the kernel ends the rest."""
+    up("d")
+    info = status("d")
+    processes = lab_processes(info["pid"])
+    (daemon,) = procfs.children(info["pid"])
+    assert "kalab.lab.daemon" in " ".join(cmdline(daemon))
+    os.kill(daemon, signal.SIGKILL)
+    wait_for(lambda: not alive(processes), 2, "every process of lab d to end")
+    assert status("d")["state"] == "down"
+    kalab("lab", "down", "--name", "d", timeout=60)
+
+
 def test_sigkill_of_the_top_process_ends_the_lab_and_others_keep_serving(
     seeded: dict[str, Seeded], host_before: dict[str, str]
 ) -> None:
