@@ -42,7 +42,5 @@ def in_private_tree(args: argparse.Namespace) -> int | None:
         raise KalabError(problem)
     # setpriv: if this command is killed, its tree goes too (unshare then SIGKILLs the tree's PID 1).
     command = ["setpriv", "--pdeathsig", "KILL", "--", *tree.tree_command([sys.executable, "-m", "kalab", *args.argv])]
-    try:
-        return subprocess.run(command).returncode
-    except KeyboardInterrupt:
-        return 130
+    # On Ctrl-C, subprocess.run kills the tree's `setpriv`/`unshare` (the kernel ends the rest) and re-raises here.
+    return subprocess.run(command).returncode

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import needs_root_tools
 from kalabcli import run_kalab as kalab
+from waiting import wait_for
 
-from kalab.lab.dataplane import netlink
+from kalab.lab.dataplane import netlink, procfs
 
 
 @needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
@@ -56,3 +63,49 @@ def test_bad_requests_get_one_sentence(argv: list[str], needle: str) -> None:
     assert done.stderr.count("\n") == 1, done.stderr
     assert needle in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _tree_of(command: subprocess.Popen[str]) -> set[tuple[int, int]]:
+    """Once it exists: the private tree `command` re-ran itself in (its unshare and everything in its PID namespace)."""
+    unshare = [pid for pid in procfs.children(command.pid) if "unshare" in Path(f"/proc/{pid}/comm").read_text()]
+    tops = procfs.children(unshare[0]) if unshare else []
+    if not tops:
+        return set()
+    wanted = os.stat(f"/proc/{tops[0]}/ns/pid")
+    found = {(unshare[0], procfs.starttime(unshare[0]))}
+    for pid in procfs.all_pids():
+        with contextlib.suppress(OSError):
+            st = os.stat(f"/proc/{pid}/ns/pid")
+            if (st.st_dev, st.st_ino) == (wanted.st_dev, wanted.st_ino):
+                found.add((pid, procfs.starttime(pid)))
+    return {(pid, start) for pid, start in found if start is not None}
+
+
+@needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_an_interrupted_throwaway_failover_leaves_nothing_behind(sig: signal.Signals) -> None:
+    host_namespaces = netlink.list_netns()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "kalab", "failover", "--scenario", "--kind", "graceful", "--trials", "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, so Ctrl-C reaches it and its tree as a terminal's would
+    )
+    try:
+        # Interrupted while its data plane runs: keepalived and the demo pods are up by then.
+        tree = wait_for(lambda: (t := _tree_of(command)) and len(t) > 8 and t, 30, "the scenario's tree to fill")
+        if sig == signal.SIGINT:
+            os.killpg(command.pid, sig)
+        else:
+            command.send_signal(sig)
+        _, stderr = command.communicate(timeout=30)
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.communicate()
+    wait_for(lambda: not {p for p, s in tree if procfs.starttime(p) == s}, 5, "every process of the tree to end")
+    assert netlink.list_netns() == host_namespaces
+    assert "Traceback" not in stderr
+    if sig == signal.SIGINT:
+        assert command.returncode == 130 and stderr.strip().splitlines()[-1] == "kalab: interrupted."
