@@ -11,23 +11,6 @@ from kalab.lab import control
 from kalab.lab.dataplane import netlink, procfs
 
 
-def _pid_namespace(pid: int) -> tuple[int, int]:
-    st = os.stat(f"/proc/{pid}/ns/pid")
-    return st.st_dev, st.st_ino
-
-
-def processes_in_pid_namespace(ns: tuple[int, int]) -> list[int]:
-    """Every live process whose PID namespace is `ns` (a (device, inode) pair of /proc/PID/ns/pid)."""
-    found = []
-    for pid in procfs.all_pids():
-        try:
-            if _pid_namespace(pid) == ns and procfs.starttime(pid) is not None:
-                found.append(pid)
-        except OSError:  # ended meanwhile
-            continue
-    return found
-
-
 def processes_mentioning(text: str) -> list[int]:
     """Live processes whose command line contains `text` (e.g. a lab's state directory, which its daemon names)."""
     found = []
@@ -52,8 +35,8 @@ def running_lab(name: str) -> Iterator[control.LabInfo]:
         info = control.up(name)
         assert info.ready and info.name == name and info.pid is not None
         assert info.state_dir == control.state_dir(name) and info.state_dir.is_relative_to(control.labs_home())
-        pid_ns = _pid_namespace(info.pid)
-        assert pid_ns != _pid_namespace(os.getpid()), "the lab should have a PID namespace of its own"
+        pid_ns = procfs.pid_namespace(info.pid)
+        assert pid_ns is not None and pid_ns != procfs.pid_namespace(os.getpid()), "the lab needs its own PID ns"
         yield info
     finally:
         control.down(name)
@@ -62,5 +45,5 @@ def running_lab(name: str) -> Iterator[control.LabInfo]:
         if info is not None and info.pid is not None:
             assert procfs.starttime(info.pid) is None, f"the lab's top process {info.pid} outlived `down`"
         if pid_ns is not None:
-            assert processes_in_pid_namespace(pid_ns) == [], "processes of the lab outlived `down`"
+            assert procfs.pid_namespace_members(pid_ns) == [], "processes of the lab outlived `down`"
         assert netlink.list_netns() == host_namespaces, "the lab touched the host's named network namespaces"

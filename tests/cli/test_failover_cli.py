@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -71,13 +70,9 @@ def _tree_of(command: subprocess.Popen[str]) -> set[tuple[int, int]]:
     tops = procfs.children(unshare[0]) if unshare else []
     if not tops:
         return set()
-    wanted = os.stat(f"/proc/{tops[0]}/ns/pid")
-    found = {(unshare[0], procfs.starttime(unshare[0]))}
-    for pid in procfs.all_pids():
-        with contextlib.suppress(OSError):
-            st = os.stat(f"/proc/{pid}/ns/pid")
-            if (st.st_dev, st.st_ino) == (wanted.st_dev, wanted.st_ino):
-                found.add((pid, procfs.starttime(pid)))
+    namespace = procfs.pid_namespace(tops[0])
+    members = procfs.pid_namespace_members(namespace) if namespace else []
+    found = {(pid, procfs.starttime(pid)) for pid in [unshare[0], *members]}
     return {(pid, start) for pid, start in found if start is not None}
 
 

@@ -69,16 +69,9 @@ Process = tuple[int, int]  # (host PID, start time): a PID alone may be reused
 
 def lab_processes(top: int) -> set[Process]:
     """Every process in the PID namespace of the lab's top process, plus the `unshare` that started it."""
-    wanted = os.stat(f"/proc/{top}/ns/pid")
-    found: set[Process] = set()
-    for pid in procfs.all_pids():
-        try:
-            st = os.stat(f"/proc/{pid}/ns/pid")
-        except OSError:
-            continue
-        start = procfs.starttime(pid)
-        if (st.st_dev, st.st_ino) == (wanted.st_dev, wanted.st_ino) and start is not None:
-            found.add((pid, start))
+    namespace = procfs.pid_namespace(top)
+    assert namespace is not None, f"the lab's top process {top} is gone"
+    found = {(pid, start) for pid in procfs.pid_namespace_members(namespace) if (start := procfs.starttime(pid))}
     parent = parent_of(top)
     start = procfs.starttime(parent)
     assert start is not None and cmdline(parent)[0].endswith("unshare"), cmdline(parent)

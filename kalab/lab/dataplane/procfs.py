@@ -47,12 +47,18 @@ def all_pids() -> Iterator[int]:
             yield int(entry)
 
 
-def _ns_id(pid: int, kind: str) -> tuple[int, int] | None:
+def pid_namespace(pid: int) -> tuple[int, int] | None:
+    """Which PID namespace `pid` lives in, as (device, inode) of /proc/<pid>/ns/pid; None when it is gone."""
     try:
-        st = os.stat(f"/proc/{pid}/ns/{kind}")
+        st = os.stat(f"/proc/{pid}/ns/pid")
     except OSError:  # gone meanwhile, or another user's process
         return None
     return st.st_dev, st.st_ino
+
+
+def pid_namespace_members(namespace: tuple[int, int]) -> list[int]:
+    """The live processes of a PID namespace (as pid_namespace names it), as this process numbers them."""
+    return [pid for pid in all_pids() if pid_namespace(pid) == namespace and starttime(pid) is not None]
 
 
 def pid_in_namespace_of(top: int, inner_pid: int) -> int | None:
@@ -60,12 +66,10 @@ def pid_in_namespace_of(top: int, inner_pid: int) -> int | None:
 
     /proc/<pid>/status lists a process's PID in each nested PID namespace (NSpid); the last one is its own.
     """
-    wanted = _ns_id(top, "pid")
+    wanted = pid_namespace(top)
     if wanted is None:
         return None
-    for pid in all_pids():
-        if _ns_id(pid, "pid") != wanted:
-            continue
+    for pid in pid_namespace_members(wanted):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
