@@ -659,6 +659,9 @@ class _Server(ThreadingHTTPServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs here, in the connection's own thread, so one slow client cannot stall accept().
         try:
+            # Headers and body go out in separate writes; with Nagle's algorithm the body then waits for the
+            # client's delayed ACK (~40 ms a response). Go's net/http, hence kube-apiserver, sets TCP_NODELAY too.
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             request.settimeout(HANDSHAKE_TIMEOUT)
             conn = self.tls.wrap_socket(request, server_side=True)
         except (OSError, ssl.SSLError) as err:
