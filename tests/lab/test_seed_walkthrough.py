@@ -130,7 +130,9 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
     sccs = dynamic.resources.get(api_version="security.openshift.io/v1", kind="SecurityContextConstraints")
     sccs.patch(name="privileged", body=patch, content_type="application/json-patch+json")
     running = lambda: [  # noqa: E731
-        p for p in keepalived_pods(api) if p.status.phase == "Running"
+        p
+        for p in keepalived_pods(api)
+        if p.status and p.status.phase == "Running"  # status comes after creation
     ]
     pods = until("two running keepalived pods", lambda: len(running()) == 2 and running())
     assert sorted(p.spec.node_name for p in pods) == ["master-1", "master-2"]
@@ -146,14 +148,25 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
     for obj in manifests.demo():
         create_any(api, obj)
     svc = until(
-        "an EXTERNAL-IP", lambda: (s := core.read_namespaced_service("demo", "demo")).status.load_balancer.ingress and s
+        "an EXTERNAL-IP",
+        lambda: (
+            (s := core.read_namespaced_service("demo", "demo")).status
+            and s.status.load_balancer
+            and s.status.load_balancer.ingress
+            and s
+        ),
     )
     vip = svc.status.load_balancer.ingress[0].ip
     assert ipaddress.ip_address(vip) in ipaddress.ip_network("172.21.6.32/27")
     assert svc.spec.external_ips == [vip]
 
     # 6. curl it from the bastion: the seed's page, from both pods over repeated requests.
-    pod_ips = {p.status.pod_ip for p in core.list_namespaced_pod("demo").items}
+    def both_pod_ips() -> set[str]:
+        # The kubelet gives each pod its IP when it starts it, after the pod exists: wait for both addresses.
+        ips = {p.status.pod_ip if p.status else None for p in core.list_namespaced_pod("demo").items}
+        return ips if len(ips) == 2 and None not in ips else set()
+
+    pod_ips = until("both demo pods to have an IP", both_pod_ips)
     until("the VIP to answer", lambda: curl_vip(lab, vip).startswith(DEMO_BODY), 60)
     answered: set[str] = set()
     for _ in range(80):
@@ -176,16 +189,23 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
     line = next(ln for ln in listing.splitlines() if "KUBE-FW-ZFZLPEKTCJ3DBGAL" in ln)
     assert "/* demo/demo:http loadbalancer IP */" in line and vip in line and "dpt:80" in line
 
-    # 8. The exporter through the API proxy: exactly one MASTER for demo/demo.
-    states = []
-    for pod in keepalived_pods(api):
-        text = core.connect_get_namespaced_pod_proxy_with_path(
-            f"{pod.metadata.name}:9650", "keepalived-operator", "metrics"
-        )
-        frame = parse_exposition(text)
-        sent = frame[(frame["metric"] == "keepalived_vrrp_advert_sent") & (frame["name"] == "demo/demo")]
-        states += sent["state"].tolist()
-    assert sorted(states) == ["BACKUP", "MASTER"]
+    # 8. The exporter through the API proxy: exactly one MASTER for demo/demo, once each node's reloader has given
+    # its keepalived the demo's instance (it polls the config every 5 s, so the backup may still lack it).
+    def demo_states() -> list[str]:
+        states = []
+        for pod in keepalived_pods(api):
+            text = core.connect_get_namespaced_pod_proxy_with_path(
+                f"{pod.metadata.name}:9650", "keepalived-operator", "metrics"
+            )
+            frame = parse_exposition(text)
+            if "name" not in frame:
+                return []
+            sent = frame[(frame["metric"] == "keepalived_vrrp_advert_sent") & (frame["name"] == "demo/demo")]
+            states += sent["state"].tolist()
+        return sorted(states) if len(states) == 2 else []
+
+    states = until("both exporters to report demo/demo", demo_states, 30)
+    assert states == ["BACKUP", "MASTER"]
 
     # 9. A graceful failover on the running lab: the backup claims the VIP after Skew_Time.
     result, _, _ = failover.run_trial(RunningLab(lab), "graceful")
