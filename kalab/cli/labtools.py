@@ -15,15 +15,12 @@ def add_lab_option(parser: argparse.ArgumentParser) -> None:
 
 
 def running_lab_clients(name: str | None) -> ClientPlace | None:
-    """Where the clients of the lab `name` live (its bastion), if that lab is up."""
+    """Where the clients of the lab `name` live (its bastion, as its kubeconfig's site says), if that lab is up."""
     from kalab.lab import control
-    from kalab.lab.bastion import bastion_clients
-    from kalab.lab.dataplane import naming
+    from kalab.lab.site import LabSite
 
     info = control.status(name)
-    if info.state != "ready":
-        return None
-    return bastion_clients(info.entry(), naming.bastion_ns(naming.DEFAULT_PREFIX))
+    return LabSite(info.state_dir).clients if info.ready else None
 
 
 def in_private_tree(args: argparse.Namespace) -> int | None:

@@ -89,10 +89,6 @@ class LabInfo:
     def ready(self) -> bool:
         return self.state == "ready"
 
-    @property
-    def url(self) -> str:
-        return self.api or ""
-
     def entry(self) -> Entry:
         """How to reach this lab's nodes from this process (see dataplane/entry.py)."""
         if self.pid is None or self.state == "down":

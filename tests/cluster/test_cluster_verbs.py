@@ -46,7 +46,7 @@ def journal_path() -> Iterator[Path]:
 
 
 def test_connect(lab: control.LabInfo, cluster: Cluster, tmp_path: Path) -> None:
-    assert cluster.server == lab.url and cluster.context and cluster.is_openshift()
+    assert cluster.server == lab.api and cluster.context and cluster.is_openshift()
     frame = nodes.nodes(cluster)
     assert frame["name"].tolist() == ["master-0", "master-1", "master-2"]
     assert frame["internal_ip"].tolist() == ["192.168.7.13", "192.168.7.14", "192.168.7.15"]
@@ -58,7 +58,7 @@ def test_connect(lab: control.LabInfo, cluster: Cluster, tmp_path: Path) -> None
 
     config = lab.kubeconfig.read_text()
     unreachable = tmp_path / "unreachable"
-    unreachable.write_text(config.replace(lab.url, "https://127.0.0.1:9"))
+    unreachable.write_text(config.replace(str(lab.api), "https://127.0.0.1:9"))
     with pytest.raises(KalabError, match="Cannot reach the API server") as down:
         connect(str(unreachable))
     one_sentence(down)

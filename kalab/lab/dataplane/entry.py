@@ -12,7 +12,6 @@ namespaces, may configure them (and only them), and ends with the lab. It is wha
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,7 +19,6 @@ from kalab.lab.dataplane import procfs
 from kalab.lab.dataplane.naming import check_lab_ns
 from kalab.model.errors import KalabError
 
-TIMEOUT = 30.0
 _DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--")
 
 
@@ -30,10 +28,6 @@ class Entry:
 
     top_pid: int | None = None
     top_start: int | None = None  # the top process's start time, so a reused PID is never entered
-
-    @property
-    def outside(self) -> bool:
-        return self.top_pid is not None
 
     def alive(self) -> bool:
         return self.top_pid is None or procfs.starttime(self.top_pid) == self.top_start
@@ -69,16 +63,6 @@ class Entry:
     def ip(self, ns: str, *args: str) -> list[str]:
         """`ip -n <ns> <args>`: iproute2 entering the namespace itself (cheaper than `ip netns exec ns ip …`)."""
         return [*self.prefix(), "ip", "-n", check_lab_ns(ns), *args]
-
-    def run(
-        self, argv: Sequence[str], *, input: str | None = None, timeout: float = TIMEOUT, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        """Run a command line built by `command` or `ip`, capturing text; with `check` a failure raises."""
-        done = subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=timeout)
-        if check and done.returncode != 0:
-            detail = " ".join(line.strip() for line in (done.stderr or done.stdout).strip().splitlines()[:3])
-            raise KalabError(f"{' '.join(argv[-4:])} failed in the lab: {detail or f'exit {done.returncode}'}.")
-        return done
 
     def host_pid(self, pid: int) -> int | None:
         """The PID to signal from this process for `pid` as the lab's processes see it (None: no such process)."""
