@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from waiting import wait_for as wait_for  # re-exported: the tests import it from here
 
+from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.apiserver.patch import merge_patch
 from kalab.lab.apiserver.resources import Registry, ResourceType
 from kalab.lab.apiserver.store import Store
@@ -43,13 +45,30 @@ class ControlPlane:
         return self.store.try_get(self.rt(key), namespace, name)
 
     def patch(self, key: str, name: str, patch: Obj, namespace: str | None = None) -> Obj:
-        current = self.store.get(self.rt(key), namespace, name)
-        return self.store.update(self.rt(key), merge_patch(current, patch), namespace)
+        def write() -> Obj:
+            current = self.store.get(self.rt(key), namespace, name)
+            return self.store.update(self.rt(key), merge_patch(current, patch), namespace)
+
+        return _retrying_conflicts(write)
 
     def patch_status(self, key: str, name: str, status: Obj, namespace: str | None = None) -> Obj:
-        current = self.store.get(self.rt(key), namespace, name)
-        current["status"] = status
-        return self.store.update(self.rt(key), current, namespace, subresource="status")
+        def write() -> Obj:
+            current = self.store.get(self.rt(key), namespace, name)
+            current["status"] = status
+            return self.store.update(self.rt(key), current, namespace, subresource="status")
+
+        return _retrying_conflicts(write)
 
     def namespace(self, name: str) -> Obj:
         return self.create("/namespaces", {"metadata": {"name": name}})
+
+
+def _retrying_conflicts(write: Callable[[], Obj], attempts: int = 5) -> Obj:
+    """A patch as the API server applies one: read, merge, write, and again if a controller wrote in between."""
+    for _ in range(attempts - 1):
+        try:
+            return write()
+        except ApiError as err:
+            if err.reason != "Conflict":
+                raise
+    return write()

@@ -226,8 +226,12 @@ def test_exhausted_router_ids_report_an_error(lab: Lab) -> None:
     assert "needs 1 router IDs but only 0 are free" in condition["message"]
     # The group alone may have been rendered before the service arrived; the failing render is never written.
     assert "vrrp_instance" not in (lab.config() or "")
-    events = lab.store.list(lab.rt("/events"), NS)[0]
-    assert any(e["reason"] == "ProcessingError" and e["type"] == "Warning" for e in events)
+    # The event is recorded after the condition: wait for it rather than read it at once.
+    warned = wait_for(
+        lambda: [e for e in lab.store.list(lab.rt("/events"), NS)[0] if e["reason"] == "ProcessingError"],
+        what="a ProcessingError event",
+    )
+    assert all(e["type"] == "Warning" for e in warned)
 
 
 def test_password_auth_waits_for_its_secret(lab: Lab) -> None:
