@@ -20,13 +20,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from kalab.lab.apiserver.errors import ApiError, already_exists, bad_request, conflict, gone, invalid, not_found
 from kalab.lab.apiserver.resources import Registry, ResourceType
 from kalab.lab.apiserver.selectors import Predicate, field_selector, label_selector
 
 Obj = dict[str, Any]
+T = TypeVar("T")
 Operation = Literal["CREATE", "UPDATE", "DELETE"]
 EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
 HISTORY = 20000  # watch events kept for resuming; older resourceVersions get 410 Expired
@@ -44,6 +45,22 @@ class Event:
 # An admission hook may change the object it is given (mutating) or raise ApiError (validating).
 Admission = Callable[[Operation, ResourceType, Obj, Obj | None], None]
 Subscriber = Callable[[Event], None]
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of a JSON value: several times faster than copy.deepcopy, which matters because every object
+    handed out is a copy and controllers list whole kinds (255 services listed for each of 255 creates)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: clone(item) for key, item in value.items()}
+    if kind is list:
+        return [clone(item) for item in value]
+    if kind in _SCALARS:
+        return value
+    return copy.deepcopy(value)  # not JSON (a tuple a controller put in): still a safe copy
 
 
 def now_rfc3339() -> str:
@@ -89,7 +106,7 @@ class Store:
             found = self._objects.get(rt.key, {}).get((self._ns(rt, namespace), name))
             if found is None:
                 raise not_found(rt.plural, name, rt.group)
-            return copy.deepcopy(found)
+            return clone(found)
 
     def try_get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
         try:
@@ -108,11 +125,19 @@ class Store:
         match = self._matcher(labels, fields)
         with self._cond:
             items = [
-                copy.deepcopy(obj)
+                clone(obj)
                 for (ns, _), obj in sorted(self._objects.get(rt.key, {}).items())
                 if (not namespace or not rt.namespaced or ns == namespace) and match(obj)
             ]
             return items, self._last_rv
+
+    def collect(self, rt: ResourceType, read: Callable[[Obj], T | None]) -> builtins.list[T]:
+        """`read` applied to every stored object of `rt`, the Nones left out: for hot paths (admission, event
+        handlers) that need a few values of every object, without copying each. `read` gets the stored object
+        itself, so it must neither change it nor keep any part of it that can change (return scalars)."""
+        with self._cond:
+            found = (read(obj) for obj in self._objects.get(rt.key, {}).values())
+            return [value for value in found if value is not None]
 
     @staticmethod
     def _matcher(labels: str | None, fields: str | None) -> Predicate:
@@ -122,7 +147,7 @@ class Store:
     # -- writes ------------------------------------------------------------------------------------------------
 
     def create(self, rt: ResourceType, obj: Obj, namespace: str | None = None) -> Obj:
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         meta = _meta(obj)
         ns = self._ns(rt, namespace or meta.get("namespace"))
         if rt.namespaced and not ns:
@@ -151,11 +176,11 @@ class Store:
             meta.pop("deletionTimestamp", None)
             event = self._commit("ADDED", rt, obj, bucket, ns)
         self._notify([event])
-        return copy.deepcopy(event.object)
+        return clone(event.object)
 
     def update(self, rt: ResourceType, obj: Obj, namespace: str | None = None, subresource: str | None = None) -> Obj:
         """Replace an object (or only its status with `subresource="status"`); a stale resourceVersion conflicts."""
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         meta = _meta(obj)
         ns = self._ns(rt, namespace or meta.get("namespace"))
         name = meta.get("name") or ""
@@ -163,7 +188,7 @@ class Store:
             old = self._objects.get(rt.key, {}).get((ns, name))
             if old is None:
                 raise not_found(rt.plural, name, rt.group)
-            old = copy.deepcopy(old)
+            old = clone(old)
         wanted_rv = meta.get("resourceVersion")
         if wanted_rv and str(wanted_rv) != old["metadata"]["resourceVersion"]:
             raise conflict(rt.plural, name, rt.group)
@@ -178,15 +203,15 @@ class Store:
             if current["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"]:
                 raise conflict(rt.plural, name, rt.group)
             if merged == current:
-                return copy.deepcopy(current)  # no-op updates keep their resourceVersion, as in Kubernetes
+                return clone(current)  # no-op updates keep their resourceVersion, as in Kubernetes
             event = self._commit("MODIFIED", rt, merged, bucket, ns)
         self._notify([event])
-        return copy.deepcopy(event.object)
+        return clone(event.object)
 
     @staticmethod
     def _merge_update(rt: ResourceType, old: Obj, new: Obj, subresource: str | None) -> Obj:
         if subresource == "status":
-            merged = copy.deepcopy(old)
+            merged = clone(old)
             merged["status"] = new.get("status", {})
             return merged
         merged = new
@@ -221,7 +246,7 @@ class Store:
                 raise not_found(rt.plural, name, rt.group)
             victim = bucket.pop((ns, name))
             for hook in self._admission:
-                hook("DELETE", rt, copy.deepcopy(victim), None)
+                hook("DELETE", rt, clone(victim), None)
             events.append(self._record("DELETED", rt, victim))
             owners = [victim["metadata"]["uid"]]
             if rt.key == "/namespaces":
@@ -229,7 +254,7 @@ class Store:
             while owners:
                 owners += self._drop_dependents(owners.pop(), events)
         self._notify(events)
-        return copy.deepcopy(victim)
+        return clone(victim)
 
     def _drop_dependents(self, owner_uid: str, events: builtins.list[Event]) -> builtins.list[str]:
         dropped: builtins.list[str] = []
@@ -283,7 +308,7 @@ class Store:
                 cursor = event.rv
                 ns = event.object["metadata"].get("namespace", "")
                 if event.rt.key == rt.key and (not namespace or ns == namespace) and match(event.object):
-                    yield Event(event.type, rt, copy.deepcopy(event.object), event.rv)
+                    yield Event(event.type, rt, clone(event.object), event.rv)
             now = time.monotonic()
             if now >= deadline:
                 return
@@ -316,7 +341,7 @@ class Store:
         obj["metadata"]["resourceVersion"] = str(rv)
         bucket[(ns, obj["metadata"]["name"])] = obj
         self._last_rv = rv
-        event = Event(type_, rt, copy.deepcopy(obj), rv)
+        event = Event(type_, rt, clone(obj), rv)
         self._history.append(event)
         self._cond.notify_all()
         return event
@@ -324,7 +349,7 @@ class Store:
     def _record(self, type_: EventType, rt: ResourceType, obj: Obj) -> Event:
         rv = next(self._rv)
         self._last_rv = rv
-        deleted = copy.deepcopy(obj)
+        deleted = clone(obj)
         deleted["metadata"]["resourceVersion"] = str(rv)
         event = Event(type_, rt, deleted, rv)
         self._history.append(event)

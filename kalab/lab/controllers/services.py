@@ -173,6 +173,23 @@ def _ident(svc: Mapping[str, Any]) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------- admission
 
 
+@dataclass(frozen=True)
+class Allocated:
+    """What a service holds of the shared ranges: its cluster IP and its node ports (health check port included)."""
+
+    cluster_ip: str
+    node_ports: frozenset[int]
+
+
+def _allocated(svc: Mapping[str, Any]) -> Allocated:
+    spec = svc.get("spec") or {}
+    ports = {int(p["nodePort"]) for p in spec.get("ports") or [] if p.get("nodePort")}
+    if spec.get("healthCheckNodePort"):
+        ports.add(int(spec["healthCheckNodePort"]))
+    return Allocated(str(spec.get("clusterIP")), frozenset(ports))
+
+
+
 class ServiceAdmission:
     """The admission hook; holds short-lived reservations so two creates at once never get the same address."""
 
@@ -211,7 +228,8 @@ class ServiceAdmission:
         if kind not in TYPES:
             supported = ", ".join(f'"{t}"' for t in TYPES)
             raise invalid("Service", name, f'spec.type: Unsupported value: "{kind}": supported values: {supported}')
-        others = [s for s in self.ctx.store.list(self.ctx.rt("/services"))[0] if _ident(s) != _ident(svc)]
+        me = _ident(svc)
+        others = self.ctx.store.collect(self.ctx.rt("/services"), lambda s: None if _ident(s) == me else _allocated(s))
         self._default_ports(name, spec, kind)
         self._cluster_ip(owner, name, spec, old, config, others)
         self._node_ports(owner, name, spec, old, others)
@@ -247,7 +265,13 @@ class ServiceAdmission:
                 )
 
     def _cluster_ip(
-        self, owner: str, name: str, spec: dict[str, Any], old: Obj | None, config: Obj | None, others: Sequence[Obj]
+        self,
+        owner: str,
+        name: str,
+        spec: dict[str, Any],
+        old: Obj | None,
+        config: Obj | None,
+        others: Sequence[Allocated],
     ) -> None:
         if spec["type"] == "ExternalName":
             spec.pop("clusterIP", None)
@@ -267,7 +291,7 @@ class ServiceAdmission:
             spec["clusterIP"], spec["clusterIPs"] = "None", ["None"]
             return
         network = service_network(config)
-        used = {str((s.get("spec") or {}).get("clusterIP")) for s in others} | self._reserved(self._ips, owner)
+        used = {a.cluster_ip for a in others} | self._reserved(self._ips, owner)
         if wanted:
             problem = None
             try:
@@ -291,7 +315,9 @@ class ServiceAdmission:
         self._reserve(self._ips, chosen, owner)
         spec["clusterIP"], spec["clusterIPs"] = chosen, [chosen]
 
-    def _node_ports(self, owner: str, name: str, spec: dict[str, Any], old: Obj | None, others: Sequence[Obj]) -> None:
+    def _node_ports(
+        self, owner: str, name: str, spec: dict[str, Any], old: Obj | None, others: Sequence[Allocated]
+    ) -> None:
         kind = spec["type"]
         ports: list[dict[str, Any]] = spec.get("ports") or []
         if kind not in ("NodePort", "LoadBalancer"):
@@ -301,10 +327,7 @@ class ServiceAdmission:
             return
         used: set[int] = set(self._reserved(self._ports, owner))
         for other in others:
-            other_spec = other.get("spec") or {}
-            used |= {int(p["nodePort"]) for p in other_spec.get("ports") or [] if p.get("nodePort")}
-            if other_spec.get("healthCheckNodePort"):
-                used.add(int(other_spec["healthCheckNodePort"]))
+            used |= other.node_ports
         old_spec = (old or {}).get("spec") or {}
         old_ports = old_spec.get("ports") or []
         taken: dict[tuple[int, str], int] = {}
@@ -410,12 +433,12 @@ class ExternalIPController(Controller):
         return self.ctx.store.list(self.ctx.rt("/services"))[0]
 
     def _pending_keys(self) -> list[str]:
-        return [
-            f"{ns}/{n}"
-            for s in self._services()
-            if _type(s) == "LoadBalancer" and not _ingress_ips(s)
-            for ns, n in [_ident(s)]
-        ]
+        # Runs for every service event, inside the writer's request: read without copying every service.
+        def pending(svc: Obj) -> str | None:
+            ns, name = _ident(svc)
+            return f"{ns}/{name}" if _type(svc) == "LoadBalancer" and not _ingress_ips(svc) else None
+
+        return self.ctx.store.collect(self.ctx.rt("/services"), pending)
 
     def _service_keys(self, event: Event) -> list[str]:
         keys = object_key(event)
@@ -482,8 +505,8 @@ class ExternalIPController(Controller):
 
     def _used(self, svc: Obj, releasing: Sequence[str]) -> set[str]:
         """Addresses held by any service; the ones `svc` is giving up count as free (unless another holds them)."""
+        me = _ident(svc)
         used = _holds(svc) - set(releasing)
-        for other in self._services():
-            if _ident(other) != _ident(svc):
-                used |= _holds(other)
+        for held in self.ctx.store.collect(self.ctx.rt("/services"), lambda s: None if _ident(s) == me else _holds(s)):
+            used |= held
         return used
