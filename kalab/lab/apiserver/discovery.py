@@ -86,6 +86,8 @@ def _subresource(rt: ResourceType, sub: str) -> Doc:
         doc["verbs"] = ["get"]
     elif sub == "exec":
         doc.update(kind="PodExecOptions", verbs=["create", "get"])
+    elif sub == "portforward":
+        doc.update(kind="PodPortForwardOptions", verbs=["create", "get"])
     elif sub == "proxy":
         doc.update(kind=f"{rt.kind}ProxyOptions", verbs=_PROXY_VERBS)
     else:

@@ -1,11 +1,13 @@
 """What the API server asks of the kubelet for pod subresources it cannot answer from storage.
 
-`pods/log`, `pods/exec` and `pods/{name}:{port}/proxy` need the running programs; the kubelet controller provides
-an implementation, the API server only speaks the protocols (HTTP streaming, websocket channels, proxying).
+`pods/log`, `pods/exec`, `pods/portforward` and `pods/{name}:{port}/proxy` need the running programs; the kubelet
+controller provides an implementation, the API server only speaks the protocols (HTTP streaming, websocket channels,
+SPDY streams, proxying).
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -66,4 +68,12 @@ class PodHooks(Protocol):
         body: bytes,
     ) -> ProxyResponse:  # fmt: skip
         """An HTTP request to the pod's IP:port, made from inside the lab (the pod's node namespace)."""
+        ...
+
+    def port_forward(self, namespace: str, pod: str, port: int) -> socket.socket:
+        """A TCP connection to `port` on the pod's localhost, opened inside the pod's network namespace.
+
+        The caller owns (and closes) the socket. Raises ApiError when the pod cannot be reached and OSError when
+        nothing accepts the connection; the API server reports either on the port forward's error stream.
+        """
         ...

@@ -84,7 +84,7 @@ ALL = ("all",)
 BUILTINS: tuple[ResourceType, ...] = (
     _rt("v1", "Namespace", "namespaces", False, ("ns",), ("status",)),
     _rt("v1", "Node", "nodes", False, ("no",), ("status", "proxy")),
-    _rt("v1", "Pod", "pods", True, ("po",), ("status", "log", "exec", "proxy"), ALL),
+    _rt("v1", "Pod", "pods", True, ("po",), ("status", "log", "exec", "portforward", "proxy"), ALL),
     _rt("v1", "Service", "services", True, ("svc",), ("status", "proxy"), ALL),
     _rt("v1", "Endpoints", "endpoints", True, ("ep",)),
     _rt("v1", "ConfigMap", "configmaps", True, ("cm",)),

@@ -40,7 +40,7 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kalab.lab.apiserver import discovery, streams, tables
+from kalab.lab.apiserver import discovery, portforward, streams, tables
 from kalab.lab.apiserver.crds import CrdController, start_crd_controller
 from kalab.lab.apiserver.errors import ApiError, bad_request, conflict, not_found
 from kalab.lab.apiserver.hooks import ExecRequest, LogRequest, PodHooks
@@ -835,7 +835,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve_resource(self, req: _Request) -> None:
         api, method = self.api, req.method
-        if req.rt.kind == "Pod" and req.sub in ("log", "exec", "proxy"):
+        if req.rt.kind == "Pod" and req.sub in ("log", "exec", "portforward", "proxy"):
             self._serve_pod_stream(req)
             return
         if req.sub == "proxy":
@@ -1044,6 +1044,11 @@ class _Handler(BaseHTTPRequestHandler):
                 tty=req.flag("tty"),
             )
             call = functools.partial(streams.serve_exec, self, hooks, command)
+        elif req.sub == "portforward":
+            if not (pod.get("spec") or {}).get("nodeName"):
+                raise bad_request(f"pod {name} does not have a host assigned")
+            uid = str(pod["metadata"].get("uid", ""))
+            call = functools.partial(portforward.serve_port_forward, self, hooks, namespace, name, uid)
         else:
             port = port or _default_port(pod, req.proxy_target)
             call = functools.partial(

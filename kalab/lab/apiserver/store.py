@@ -22,16 +22,32 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from kalab.lab.apiserver.errors import ApiError, already_exists, bad_request, conflict, gone, invalid, not_found
+from kalab.lab.apiserver import fieldmanager
+from kalab.lab.apiserver.errors import (
+    ApiError,
+    already_exists,
+    bad_request,
+    conflict,
+    forbidden_on,
+    gone,
+    invalid,
+    not_found,
+)
 from kalab.lab.apiserver.resources import Registry, ResourceType
 from kalab.lab.apiserver.selectors import Predicate, field_selector, label_selector
 
 Obj = dict[str, Any]
 T = TypeVar("T")
 Operation = Literal["CREATE", "UPDATE", "DELETE"]
+Propagation = Literal["Background", "Foreground", "Orphan"]
 EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
 HISTORY = 20000  # watch events kept for resuming; older resourceVersions get 410 Expired
 _NAME_CHARS = string.ascii_lowercase + string.digits
+# The manager named in managedFields for writes made inside the lab (its controllers) that name none.
+LAB_MANAGER = "kalab-controllers"
+FOREGROUND = "foregroundDeletion"
+ORPHAN = "orphan"
+NAMESPACE_FINALIZER = "kubernetes"
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,47 @@ def clone(value: Any) -> Any:
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def initial_status(rt: ResourceType, obj: Obj) -> Obj | None:
+    """The status kube-apiserver gives an object it creates (what the client's `status` is replaced with)."""
+    if rt.key == "/services":
+        return {"loadBalancer": {}}
+    if rt.key == "/namespaces":
+        return {"phase": "Active"}
+    if rt.key == "/pods":
+        return {"phase": "Pending", "qosClass": _qos_class(obj)}
+    if rt.key == "apps/daemonsets":
+        return {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}
+    if rt.key == "apps/replicasets":
+        return {"replicas": 0}
+    if "status" in rt.subresources:
+        return {} if rt.group in fieldmanager.COMPILED_GROUPS else None
+    return obj.get("status")
+
+
+def _qos_class(pod: Obj) -> str:
+    containers = list((pod.get("spec") or {}).get("containers") or [])
+    resources = [c.get("resources") or {} for c in containers if isinstance(c, dict)]
+    if not any(r.get("requests") or r.get("limits") for r in resources):
+        return "BestEffort"
+    guaranteed = all(
+        all((r.get("limits") or {}).get(k) for k in ("cpu", "memory"))
+        and all((r.get("requests") or {}).get(k, (r.get("limits") or {}).get(k)) == r["limits"][k] for k in ("cpu", "memory"))
+        for r in resources
+    )
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def _finalizers(obj: Obj) -> builtins.list[str]:
+    return builtins.list(obj.get("metadata", {}).get("finalizers") or [])
+
+
+def _blocked(rt: ResourceType, obj: Obj) -> bool:
+    """Whether deleting `obj` must wait: it has finalizers (a namespace also its spec.finalizers)."""
+    if _finalizers(obj):
+        return True
+    return rt.key == "/namespaces" and bool((obj.get("spec") or {}).get("finalizers"))
 
 
 def _meta(obj: Obj) -> dict[str, Any]:
@@ -192,6 +249,7 @@ class Store:
         wanted_rv = meta.get("resourceVersion")
         if wanted_rv and str(wanted_rv) != old["metadata"]["resourceVersion"]:
             raise conflict(rt.plural, name, rt.group)
+        if subresource is None:
         merged = self._merge_update(rt, old, obj, subresource)
         for hook in self._admission:
             hook("UPDATE", rt, merged, old)

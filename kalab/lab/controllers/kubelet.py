@@ -13,8 +13,9 @@ For each pod with `spec.nodeName` on a lab node it does what a node's kubelet an
 A deleted pod's processes get SIGTERM (SIGKILL after the grace period), its sandbox and directory are removed.
 
 It is also the API server's PodHooks: `pods/log` from the supervisor's log files, `pods/exec` as
-`ip netns exec <pod's namespace> <command>`, and the pod proxy as an HTTP request made with curl from inside the
-pod's node namespace — lab addresses are never contacted from the host namespace.
+`ip netns exec <pod's namespace> <command>`, the pod proxy as an HTTP request made with curl from inside the
+pod's node namespace, and `pods/portforward` as a socket connected from inside the pod's namespace
+(netns_socket.py) — lab addresses are never contacted from the host namespace.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import termios
@@ -49,6 +51,7 @@ from kalab.lab.apiserver.store import Event, Obj, now_rfc3339
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.base import Controller, object_key, split_key
 from kalab.lab.dataplane.entry import HERE
+from kalab.lab.dataplane.netns_socket import connect_in
 from kalab.lab.dataplane.sandbox import Sandbox, create_sandbox, delete_sandbox, host_network_sandbox
 from kalab.lab.dataplane.supervisor import ProcessSpec, ProcessStatus, RestartPolicy, Termination
 from kalab.lab.images.registry import (
@@ -733,6 +736,16 @@ class Kubelet(Controller):
             reason = done.stderr.decode(errors="replace").strip().removeprefix("curl: ")
             raise ApiError(503, "ServiceUnavailable", f"error trying to reach service: {reason or 'no answer'}")
         return parse_http_response(done.stdout)
+
+    # -- PodHooks: port forward --------------------------------------------------------------------------------
+
+    def port_forward(self, namespace: str, pod: str, port: int) -> socket.socket:
+        """A connection to localhost:port in the pod's network namespace (the node's, for hostNetwork pods)."""
+        found = self._pod(namespace, pod)
+        runtime = self._runtime_of(found)
+        if runtime is None or runtime.sandbox is None:
+            raise ApiError(404, "NotFound", f'pod "{pod}" is not running on its node')
+        return connect_in(HERE, runtime.sandbox.netns, int(port))
 
 
 def parse_http_response(raw: bytes) -> ProxyResponse:
