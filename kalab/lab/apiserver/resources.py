@@ -84,7 +84,7 @@ ALL = ("all",)
 BUILTINS: tuple[ResourceType, ...] = (
     _rt("v1", "Namespace", "namespaces", False, ("ns",), ("status",)),
     _rt("v1", "Node", "nodes", False, ("no",), ("status", "proxy")),
-    _rt("v1", "Pod", "pods", True, ("po",), ("status", "log", "exec", "portforward", "proxy"), ALL),
+    _rt("v1", "Pod", "pods", True, ("po",), ("status", "log", "exec", "attach", "portforward", "proxy"), ALL),
     _rt("v1", "Service", "services", True, ("svc",), ("status", "proxy"), ALL),
     _rt("v1", "Endpoints", "endpoints", True, ("ep",)),
     _rt("v1", "ConfigMap", "configmaps", True, ("cm",)),
@@ -109,6 +109,15 @@ BUILTINS: tuple[ResourceType, ...] = (
     _rt("operators.coreos.com/v1alpha1", "InstallPlan", "installplans", True, ("ip",), ("status",)),
     _rt("operators.coreos.com/v1alpha1", "CatalogSource", "catalogsources", True, ("catsrc",), ("status",)),
     _rt("monitoring.coreos.com/v1", "PodMonitor", "podmonitors", True, ("pmon",)),
+    # Create-only reviews (what `kubectl auth can-i` and `kubectl auth whoami` post): answered, never stored.
+    *(ResourceType(group, version, kind, plural, namespaced, kind.lower(), verbs=("create",))
+      for group, version, kind, plural, namespaced in (
+          ("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False),
+          ("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False),
+          ("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", False),
+          ("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", True),
+          ("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False),
+      )),
 )
 # fmt: on
 

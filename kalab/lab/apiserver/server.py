@@ -40,7 +40,7 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kalab.lab.apiserver import discovery, portforward, streams, tables
+from kalab.lab.apiserver import access, discovery, portforward, streams, tables
 from kalab.lab.apiserver.crds import CrdController, start_crd_controller
 from kalab.lab.apiserver.errors import ApiError, bad_request, conflict, not_found
 from kalab.lab.apiserver.hooks import ExecRequest, LogRequest, PodHooks
@@ -800,6 +800,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # its body, if any, is left unread
             raise ApiError(401, "Unauthorized", "Unauthorized")
         body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+        access.set_requester(access.impersonated(access.ADMIN, self.headers))
         if not segments:
             if method != "GET":
                 raise _method_not_allowed()
@@ -835,6 +836,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve_resource(self, req: _Request) -> None:
         api, method = self.api, req.method
+        user = access.requester() or access.ADMIN
+        if user != access.ADMIN:  # an impersonated user may do only what RBAC grants
+            attrs = access.request_attributes(method, req.rt, req.namespace, req.name, req.sub, req.watch)
+            access.check(api.store, user, attrs)
         if req.rt.kind == "Pod" and req.sub in ("log", "exec", "portforward", "proxy"):
             self._serve_pod_stream(req)
             return
@@ -851,6 +856,11 @@ class _Handler(BaseHTTPRequestHandler):
                 f"`kubectl create -f` - accepted media types include: application/json, application/yaml, "
                 f"{', '.join(PATCH_TYPES)}",
             )
+        if access.serves(req.rt):  # create-only reviews: answered, never stored
+            if method != "POST" or req.name is not None or req.sub is not None:
+                raise _method_not_allowed()
+            self.send_json(201, access.review(api.store, req.rt, api._body_object(req), req.namespace, user))
+            return
         if method in ("GET", "HEAD"):
             output = negotiate(self.headers.get("Accept"))
             if req.watch:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from kalab.lab.apiserver import fieldmanager
+from kalab.lab.apiserver import defaults, fieldmanager
 from kalab.lab.apiserver.errors import (
     ApiError,
     already_exists,
@@ -221,6 +221,7 @@ class Store:
             meta["namespace"] = ns
         else:
             meta.pop("namespace", None)
+        defaults.apply(rt, obj)
         for hook in self._admission:
             hook("CREATE", rt, obj, None)
         with self._cond:
@@ -250,6 +251,8 @@ class Store:
         if wanted_rv and str(wanted_rv) != old["metadata"]["resourceVersion"]:
             raise conflict(rt.plural, name, rt.group)
         if subresource is None:
+        if subresource is None:
+            defaults.apply(rt, obj)  # before the generation is decided, as kube-apiserver decodes with defaults
         merged = self._merge_update(rt, old, obj, subresource)
         for hook in self._admission:
             hook("UPDATE", rt, merged, old)

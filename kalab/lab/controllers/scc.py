@@ -10,8 +10,11 @@ recorded in the pod's `openshift.io/scc` annotation; when none admits, the creat
 "unable to validate against any security context constraint" message, which the DaemonSet controller turns into
 FailedCreate events.
 
-The SCC is checked against the pod's service account only. The lab does not know which user sent a request, so a
-privileged pod created directly by a cluster admin is refused here where OpenShift would admit it (as admin).
+As on OpenShift, an SCC admits a pod when the pod's service account or the user creating the pod may use it: a
+cluster admin's privileged pod (`kubectl debug node/…`, `oc debug node/…`) is admitted, while the same pod made by
+a controller (a DaemonSet's pods) or by an impersonated user without the grant is checked against what the service
+account may use. The API server says who sends a request (kalab.lab.apiserver.access); the lab's own controllers
+write to the store directly and so are never taken for the admin.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kalab.lab.apiserver import access
+from kalab.lab.apiserver.access import MASTERS, UserInfo
 from kalab.lab.apiserver.errors import forbidden
 from kalab.lab.apiserver.resources import ResourceType
 from kalab.lab.apiserver.store import Obj, Operation, Store
@@ -34,22 +39,6 @@ SCC_RESOURCE = "securitycontextconstraints"
 NOT_USABLE = "Forbidden: not usable by user or serviceaccount"
 
 
-@dataclass(frozen=True)
-class Account:
-    """A pod's identity for SCC purposes: its service account as a user name and the groups that implies."""
-
-    namespace: str
-    name: str
-
-    @property
-    def user(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:{self.name}"
-
-    @property
-    def groups(self) -> tuple[str, ...]:
-        return ("system:serviceaccounts", f"system:serviceaccounts:{self.namespace}", "system:authenticated")
-
-
 def service_account(pod: Mapping[str, Any]) -> str:
     spec = pod.get("spec") or {}
     return str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
@@ -58,55 +47,15 @@ def service_account(pod: Mapping[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------- who may use what
 
 
-def _rule_grants(rule: Mapping[str, Any], scc: str) -> bool:
-    groups, resources = rule.get("apiGroups") or [], rule.get("resources") or []
-    verbs, names = rule.get("verbs") or [], rule.get("resourceNames") or []
-    return (
-        ("*" in groups or SCC_GROUP in groups)
-        and ("*" in resources or SCC_RESOURCE in resources)
-        and ("*" in verbs or "use" in verbs)
-        and (not names or scc in names)
-    )
-
-
-def _subject_matches(subject: Mapping[str, Any], account: Account, binding_ns: str) -> bool:
-    kind, name = subject.get("kind"), subject.get("name")
-    if kind == "ServiceAccount":
-        return name == account.name and (subject.get("namespace") or binding_ns) == account.namespace
-    if kind == "User":
-        return name == account.user
-    if kind == "Group":
-        return name in account.groups
-    return False
-
-
-def granted_rules(store: Store, account: Account) -> list[Mapping[str, Any]]:
-    """The RBAC rules bound to `account` that can matter for it: bindings in its namespace and cluster-wide."""
-    registry = store.registry
-    role_bindings, _ = store.list(registry.by_key("rbac.authorization.k8s.io/rolebindings"), account.namespace)
-    cluster_bindings, _ = store.list(registry.by_key("rbac.authorization.k8s.io/clusterrolebindings"))
-    rules: list[Mapping[str, Any]] = []
-    for binding in [*role_bindings, *cluster_bindings]:
-        binding_ns = binding["metadata"].get("namespace") or ""
-        if not any(_subject_matches(s, account, binding_ns) for s in binding.get("subjects") or []):
-            continue
-        ref = binding.get("roleRef") or {}
-        if ref.get("kind") == "Role" and binding_ns:
-            role = store.try_get(registry.by_key("rbac.authorization.k8s.io/roles"), binding_ns, ref.get("name", ""))
-        else:
-            role = store.try_get(registry.by_key("rbac.authorization.k8s.io/clusterroles"), None, ref.get("name", ""))
-        if role is not None:
-            rules.extend(role.get("rules") or [])
-    return rules
-
-
-def usable(scc: Mapping[str, Any], account: Account, rules: Iterable[Mapping[str, Any]]) -> bool:
+def usable(scc: Mapping[str, Any], user: UserInfo, rules: Iterable[Mapping[str, Any]]) -> bool:
+    """Named in the SCC's users, one of its groups in the SCC's groups, or RBAC's `use` on it."""
     name = scc["metadata"]["name"]
-    if account.user in (scc.get("users") or []):
+    if user.username in (scc.get("users") or []):
         return True
-    if set(account.groups) & set(scc.get("groups") or []):
+    if set(user.groups) & set(scc.get("groups") or []):
         return True
-    return any(_rule_grants(rule, name) for rule in rules)
+    use = access.Attributes("use", SCC_GROUP, SCC_RESOURCE, name=name)
+    return MASTERS in user.groups or any(access.rule_allows(rule, use) for rule in rules)
 
 
 # ------------------------------------------------------------------------------------------- what a pod asks for
@@ -222,21 +171,25 @@ class Decision:
     reasons: tuple[str, ...] = ()
 
 
-def decide(store: Store, pod: Mapping[str, Any]) -> Decision:
+def decide(store: Store, pod: Mapping[str, Any], requester: UserInfo | None = None) -> Decision:
+    """The first SCC (in OpenShift's order) that the pod's service account or `requester` may use and that allows
+    everything the pod asks for."""
     meta = pod.get("metadata") or {}
     namespace = str(meta.get("namespace") or "default")
-    account = Account(namespace, service_account(pod))
+    account = access.service_account_user(namespace, service_account(pod))
+    subjects = [(account, access.granted_rules(store, account, namespace))]
+    if requester is not None:
+        subjects.append((requester, access.granted_rules(store, requester, namespace)))
     registry = store.registry
     sccs = ordered(store.list(registry.by_key(f"{SCC_GROUP}/{SCC_RESOURCE}"))[0])
     required = (meta.get("annotations") or {}).get(REQUIRED_SCC_ANNOTATION)
     if required:
         sccs = [s for s in sccs if s["metadata"]["name"] == required]
-    rules = granted_rules(store, account)
     uids = uid_range(store.try_get(registry.by_key("/namespaces"), None, namespace), namespace)
     reasons: list[str] = []
     for scc in sccs:
         name = scc["metadata"]["name"]
-        if not usable(scc, account, rules):
+        if not any(usable(scc, user, rules) for user, rules in subjects):
             reasons.append(f'provider "{name}": {NOT_USABLE}')
             continue
         problems = violations(scc, pod, uids)
@@ -274,7 +227,7 @@ def admit_pod(store: Store, pod: Obj) -> str:
     # OpenShift's ServiceAccount admission runs first and fills both fields; the lab folds that in here.
     spec["serviceAccountName"] = service_account(pod)
     spec["serviceAccount"] = spec["serviceAccountName"]
-    decision = decide(store, pod)
+    decision = decide(store, pod, access.requester())
     if decision.scc is None:
         raise forbidden(scc_error_message(pod, decision.reasons))
     pod.setdefault("metadata", {}).setdefault("annotations", {})[SCC_ANNOTATION] = decision.scc

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from waiting import wait_for
 
+from kalab.lab.apiserver import defaults
 from kalab.lab.apiserver.crds import CrdController
 from kalab.lab.apiserver.resources import Registry
 from kalab.lab.apiserver.store import Obj, Store
@@ -146,7 +147,9 @@ def test_seed_group_and_demo_service(lab: Lab) -> None:
     group = lab.group()
     assert group is not None
     ds = lab.store.get(lab.rt("apps/daemonsets"), NS, GROUP)
-    assert ds["spec"] == om.daemon_set(group)["spec"]  # the seed's pod template (see test_operator_manifests)
+    expected = om.daemon_set(group)
+    defaults.daemon_set(expected)  # what the API server fills in on every DaemonSet
+    assert ds["spec"] == expected["spec"]  # the seed's pod template (see test_operator_manifests)
     assert ds["metadata"]["ownerReferences"][0]["uid"] == group["metadata"]["uid"]
     cm = lab.store.get(lab.rt("/configmaps"), NS, GROUP)
     assert cm["metadata"]["ownerReferences"][0]["kind"] == "KeepalivedGroup"
