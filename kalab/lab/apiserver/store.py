@@ -251,7 +251,6 @@ class Store:
         if wanted_rv and str(wanted_rv) != old["metadata"]["resourceVersion"]:
             raise conflict(rt.plural, name, rt.group)
         if subresource is None:
-        if subresource is None:
             defaults.apply(rt, obj)  # before the generation is decided, as kube-apiserver decodes with defaults
         merged = self._merge_update(rt, old, obj, subresource)
         for hook in self._admission:
