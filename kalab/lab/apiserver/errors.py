@@ -1,8 +1,27 @@
-"""API errors as kube-apiserver returns them: a `Status` object with code, reason and message."""
+"""API errors as kube-apiserver returns them: a `Status` object with code, reason, message and details.
+
+Messages and details follow k8s.io/apimachinery's errors package word for word (NewNotFound, NewAlreadyExists,
+NewConflict, NewInvalid, NewForbidden, …), since clients match on them.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# field.ErrorType texts → the StatusCause reason kube-apiserver reports for them
+_CAUSES = {
+    "Invalid value": "FieldValueInvalid",
+    "Required value": "FieldValueRequired",
+    "Unsupported value": "FieldValueNotSupported",
+    "Duplicate value": "FieldValueDuplicate",
+    "Forbidden": "FieldValueForbidden",
+    "Too long": "FieldValueTooLong",
+    "Too many": "FieldValueTooMany",
+    "Not found": "FieldValueNotFound",
+    "Internal error": "InternalError",
+}
+_FIELD_ERROR = re.compile(r"^(?P<field>[^\s:]+): (?P<body>(?P<type>" + "|".join(_CAUSES) + r")\b.*)$", re.S)
 
 
 class ApiError(Exception):
@@ -14,6 +33,7 @@ class ApiError(Exception):
         self.details = details or {}
 
     def status(self) -> dict[str, Any]:
+        # Keys in metav1.Status's order, as kube-apiserver serialises it.
         status: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
@@ -21,36 +41,72 @@ class ApiError(Exception):
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         }
         if self.details:
             status["details"] = self.details
+        status["code"] = self.code
         return status
 
 
+def details(name: str, resource: str, group: str = "", causes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """metav1.StatusDetails: name, group (when not core), kind (the resource, as the errors package puts it)."""
+    out: dict[str, Any] = {"name": name}
+    if group:
+        out["group"] = group
+    out["kind"] = resource
+    if causes:
+        out["causes"] = causes
+    return out
+
+
+def _qualified(resource: str, group: str) -> str:
+    return f"{resource}.{group}" if group else resource
+
+
 def not_found(resource: str, name: str, group: str = "") -> ApiError:
-    qualified = f"{resource}.{group}" if group else resource
-    return ApiError(404, "NotFound", f'{qualified} "{name}" not found', {"name": name, "kind": resource})
-
-
-def already_exists(resource: str, name: str, group: str = "") -> ApiError:
-    qualified = f"{resource}.{group}" if group else resource
-    return ApiError(409, "AlreadyExists", f'{qualified} "{name}" already exists', {"name": name, "kind": resource})
-
-
-def conflict(resource: str, name: str, group: str = "") -> ApiError:
-    qualified = f"{resource}.{group}" if group else resource
     return ApiError(
-        409,
-        "Conflict",
-        f'Operation cannot be fulfilled on {qualified} "{name}": the object has been modified; '
-        "please apply your changes to the latest version and try again",
-        {"name": name, "kind": resource},
+        404, "NotFound", f'{_qualified(resource, group)} "{name}" not found', details(name, resource, group)
     )
 
 
-def invalid(kind: str, name: str, message: str) -> ApiError:
-    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {message}', {"name": name, "kind": kind})
+def already_exists(resource: str, name: str, group: str = "") -> ApiError:
+    return ApiError(
+        409, "AlreadyExists", f'{_qualified(resource, group)} "{name}" already exists', details(name, resource, group)
+    )
+
+
+MODIFIED = "the object has been modified; please apply your changes to the latest version and try again"
+
+
+def conflict(resource: str, name: str, group: str = "", why: str = MODIFIED) -> ApiError:
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {_qualified(resource, group)} "{name}": {why}',
+        details(name, resource, group),
+    )
+
+
+def field_causes(message: str) -> list[dict[str, Any]]:
+    """StatusCauses of a field error list as NewInvalid words it (`spec.x: Invalid value: …`)."""
+    parts = message[1:-1].split(", ") if message.startswith("[") and message.endswith("]") else [message]
+    causes = []
+    for part in parts:
+        match = _FIELD_ERROR.match(part)
+        if match:
+            causes.append({"reason": _CAUSES[match["type"]], "message": match["body"], "field": match["field"]})
+    return causes
+
+
+def invalid(kind: str, name: str, message: str, group: str = "") -> ApiError:
+    """422 Invalid: `Kind[.group] "name" is invalid: <field errors>`; details name the kind, not the resource."""
+    qualified = f"{kind}.{group}" if group else kind
+    return ApiError(
+        422,
+        "Invalid",
+        f'{qualified} "{name}" is invalid: {message}',
+        details(name, kind, group, field_causes(message)),
+    )
 
 
 def bad_request(message: str) -> ApiError:
@@ -59,6 +115,18 @@ def bad_request(message: str) -> ApiError:
 
 def forbidden(message: str) -> ApiError:
     return ApiError(403, "Forbidden", message)
+
+
+def forbidden_on(
+    resource: str, name: str, why: str, group: str = "", causes: list[dict[str, Any]] | None = None
+) -> ApiError:
+    """403 Forbidden about one object: `resource "name" is forbidden: why`."""
+    return ApiError(
+        403,
+        "Forbidden",
+        f'{_qualified(resource, group)} "{name}" is forbidden: {why}',
+        details(name, resource, group, causes),
+    )
 
 
 def gone(message: str) -> ApiError:
