@@ -5,6 +5,8 @@ additionalPrinterColumns as Columns). The Registry follows the store synchronous
 client that creates a CRD and then its first custom object in the next request never sees a 404; the
 status conditions a client waits on (NamesAccepted, Established) are written by a small controller.
 Deleting a CRD deletes its custom objects, as kube-apiserver does, before the resource stops being served.
+Custom objects are defaulted and pruned from their version's openAPIV3Schema on every write (kalab.lab.apiserver.
+structural), and so are the OpenShift kinds the lab serves as built-ins, which are CRDs on OpenShift.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from kalab.lab.apiserver.errors import ApiError, invalid
+from kalab.lab.apiserver.openshift_schemas import openshift_schemas
 from kalab.lab.apiserver.resources import Column, ResourceType
 from kalab.lab.apiserver.store import Event, Obj, Operation, now_rfc3339
+from kalab.lab.apiserver.structural import apply_defaults, prune
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.base import Controller, object_key
 
@@ -97,6 +101,14 @@ def _admission(op: Operation, rt: ResourceType, obj: Obj, old: Obj | None) -> No
         validate(obj)
 
 
+def _schema_of(crd: Obj, version: str) -> dict[str, Any] | None:
+    for served in (crd.get("spec") or {}).get("versions") or []:
+        if served.get("name") == version:
+            schema = (served.get("schema") or {}).get("openAPIV3Schema")
+            return schema if isinstance(schema, dict) else None
+    return None
+
+
 class CrdController(Controller):
     """Keeps the Registry in step with CRDs and marks each CRD NamesAccepted and Established."""
 
@@ -107,6 +119,11 @@ class CrdController(Controller):
         self.watches[CRD_KEY] = object_key
         self._served: dict[str, tuple[str, str, frozenset[str]]] = {}  # CRD name → (group, plural, versions)
         self._serving = threading.RLock()  # writers in many request threads notify at once
+        # (group, version, kind) → structural schema: the served CRDs', and those of the OpenShift kinds the lab
+        # serves as built-ins (CRDs on OpenShift, so defaulted and pruned the same way).
+        self._builtin_schemas = openshift_schemas()
+        self._schemas: dict[tuple[str, str, str], dict[str, Any]] = dict(self._builtin_schemas)
+        self._schema_owner: dict[tuple[str, str, str], str] = {}  # which CRD a schema came from
 
     # The Registry changes in the writer's thread, right after the store commits.
     def _on_event(self, event: Event) -> None:
@@ -120,14 +137,33 @@ class CrdController(Controller):
 
     def start(self) -> None:
         self.ctx.store.add_admission(_admission)
+        self.ctx.store.add_admission(self._structural)
         with self._serving:
             for crd in self.ctx.store.list(self.ctx.rt(CRD_KEY))[0]:
                 self._serve(crd)
         super().start()
 
+    def _structural(self, op: Operation, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
+        """Default, then prune, a custom object on every write, as kube-apiserver does for CRDs."""
+        if op == "DELETE":
+            return
+        with self._serving:
+            schema = self._schemas.get((rt.group, rt.version, rt.kind))
+        if schema is not None:
+            prune(obj, schema)
+            apply_defaults(obj, schema)
+
     def _serve(self, crd: Obj) -> None:
         name = crd["metadata"]["name"]
         types = resource_types(crd)
+        for key in [k for k, owner in self._schema_owner.items() if owner == name]:
+            del self._schema_owner[key]
+            self._restore_schema(key)
+        for rt in types:
+            schema = _schema_of(crd, rt.version)
+            if schema is not None:
+                self._schemas[(rt.group, rt.version, rt.kind)] = schema
+                self._schema_owner[(rt.group, rt.version, rt.kind)] = name
         versions = frozenset(rt.version for rt in types)
         previous = self._served.get(name)
         if previous is not None:
@@ -142,8 +178,17 @@ class CrdController(Controller):
         else:
             self._served.pop(name, None)
 
+    def _restore_schema(self, key: tuple[str, str, str]) -> None:
+        if key in self._builtin_schemas:
+            self._schemas[key] = self._builtin_schemas[key]
+        else:
+            self._schemas.pop(key, None)
+
     def _unserve(self, crd: Obj) -> None:
         name = crd["metadata"]["name"]
+        for key in [k for k, owner in self._schema_owner.items() if owner == name]:
+            del self._schema_owner[key]
+            self._restore_schema(key)
         served = self._served.pop(name, None)
         if served is None:
             return

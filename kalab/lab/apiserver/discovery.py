@@ -7,8 +7,6 @@ The plain (non-aggregated) forms are enough: kubectl asks for aggregated discove
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from typing import Any
 
@@ -126,56 +124,3 @@ def resource_list(registry: Registry, group: str, version: str) -> Doc | None:
         "resources": resources,
     }
 
-
-# -- OpenAPI v3 -----------------------------------------------------------------------------------------------------
-# kubectl apply/create validate with the server's help when the server's OpenAPI v3 document says PATCH takes the
-# `fieldValidation` parameter; otherwise they fetch the full OpenAPI v2 schema and fail without it ("failed to
-# download openapi"). These documents say exactly that and nothing more: an operation per object path with its
-# group-version-kind and parameters, no schemas. Without schemas kubectl computes apply patches from its compiled-in
-# types (strategic merge) or, for custom resources, as JSON merge patches, as it does against any cluster whose
-# OpenAPI lacks a kind.
-
-_PATCH_PARAMETERS = ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
-
-
-def _gv_path(group: str, version: str) -> str:
-    return f"apis/{group}/{version}" if group else f"api/{version}"
-
-
-def openapi_v3_group(registry: Registry, gv_path: str) -> Doc | None:
-    """The OpenAPI v3 document of one group version (`api/v1`, `apis/apps/v1`), or None when not served."""
-    types = sorted((rt for rt in registry if _gv_path(rt.group, rt.version) == gv_path), key=lambda r: r.plural)
-    if not types:
-        return None
-    paths: Doc = {}
-    for rt in types:
-        gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
-        parameters = [{"name": p, "in": "query", "schema": {"type": "string"}} for p in _PATCH_PARAMETERS]
-        name_path = rt.path("{namespace}", "{name}")
-        paths[name_path] = {
-            "patch": {
-                "operationId": f"patch{rt.kind}",
-                "x-kubernetes-action": "patch",
-                "x-kubernetes-group-version-kind": gvk,
-                "parameters": parameters,
-                "responses": {"200": {"description": "OK"}},
-            }
-        }
-    return {
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": GIT_VERSION},
-        "paths": paths,
-        "components": {"schemas": {}},
-    }
-
-
-def openapi_v3_root(registry: Registry) -> Doc:
-    """`/openapi/v3`: where each group version's document is; the hash changes whenever the document does."""
-    paths: Doc = {}
-    for group, versions in registry.groups().items():
-        for version in versions:
-            gv_path = _gv_path(group, version)
-            doc = openapi_v3_group(registry, gv_path)
-            digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest().upper()[:32]
-            paths[gv_path] = {"serverRelativeURL": f"/openapi/v3/{gv_path}?hash={digest}"}
-    return {"paths": paths}

@@ -40,7 +40,7 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kalab.lab.apiserver import access, discovery, portforward, streams, tables
+from kalab.lab.apiserver import access, discovery, openapi, portforward, streams, tables
 from kalab.lab.apiserver.crds import CrdController, start_crd_controller
 from kalab.lab.apiserver.errors import ApiError, bad_request, conflict, not_found
 from kalab.lab.apiserver.hooks import ExecRequest, LogRequest, PodHooks
@@ -820,19 +820,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve_resource(req)
 
     def _serve_openapi(self, method: str, segments: list[str]) -> None:
-        # Only v3, and only what kubectl needs to validate on the server (see discovery.openapi_v3_group);
-        # /openapi/v2 stays 404, which kubectl then never needs.
+        # /openapi/v2 and /openapi/v3[/<group version>], built and cached by kalab.lab.apiserver.openapi.
         if method not in ("GET", "HEAD"):
             raise _method_not_allowed()
-        if segments[:2] != ["openapi", "v3"]:
+        answer = openapi.respond(
+            self.api.store,
+            segments,
+            urlsplit(self.path).query,
+            self.headers.get("Accept") or "",
+            self.headers.get("If-None-Match") or "",
+        )
+        if answer is None:
             raise _no_such_path()
-        if len(segments) == 2:
-            self.send_json(200, discovery.openapi_v3_root(self.api.registry))
-            return
-        found = discovery.openapi_v3_group(self.api.registry, "/".join(segments[2:]))
-        if found is None:
-            raise _no_such_path()
-        self.send_json(200, found)
+        self.send_response(answer.status)
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        if answer.status != 301:
+            self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        if self.command != "HEAD" and answer.body:
+            self.wfile.write(answer.body)
 
     def _serve_resource(self, req: _Request) -> None:
         api, method = self.api, req.method

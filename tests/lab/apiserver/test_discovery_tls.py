@@ -103,19 +103,6 @@ def test_resource_lists_carry_names_verbs_and_subresources() -> None:
     assert discovery.api_group(registry, "nothere.example.com") is None
 
 
-def test_openapi_v3_declares_server_side_field_validation() -> None:
-    registry = Registry()
-    root = discovery.openapi_v3_root(registry)
-    assert root["paths"]["api/v1"]["serverRelativeURL"].startswith("/openapi/v3/api/v1?hash=")
-    doc = discovery.openapi_v3_group(registry, "api/v1")
-    assert doc is not None
-    patch = doc["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"]
-    assert patch["x-kubernetes-group-version-kind"] == {"group": "", "version": "v1", "kind": "ConfigMap"}
-    assert {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}} in patch["parameters"]
-    assert "/api/v1/nodes/{name}" in doc["paths"]
-    assert discovery.openapi_v3_group(registry, "apis/nothere/v1") is None
-
-
 def crd(scope: str = "Namespaced", **spec: Any) -> dict[str, Any]:
     return {
         "metadata": {"name": "keepalivedgroups.redhatcop.redhat.io"},
