@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -25,6 +28,7 @@ pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 LAB = "t-kubectl"
 BASTION = naming.bastion_ns(naming.DEFAULT_PREFIX)
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+MACHINE_KUBECTL = "/usr/bin/kubectl"  # picks a release that matches the server (1.30 for the lab)
 T = TypeVar("T")
 
 
@@ -52,6 +56,42 @@ def kubectl(lab: control.LabInfo, tmp_path_factory: pytest.TempPathFactory) -> C
         return done.stdout
 
     return run
+
+
+@contextlib.contextmanager
+def port_forward(binary: str, env: dict[str, str], *args: str) -> Iterator[int]:
+    """`kubectl port-forward … :PORT` running; yields the local port it listens on, and ends it by PID after."""
+    process = subprocess.Popen(
+        [binary, "port-forward", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    timer = threading.Timer(60, process.kill)  # bounds the wait for its first line
+    try:
+        timer.start()
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        timer.cancel()
+        found = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) ->", line)
+        assert found, f"kubectl port-forward: {line!r} {process.stderr.read() if process.poll() is not None else ''}"
+        yield int(found.group(1))
+    finally:
+        timer.cancel()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def get_local(port: int, path: str) -> str:
+    """An HTTP GET to 127.0.0.1:`port` (kubectl's end of the forward, on the host's loopback)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.settimeout(30)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data.decode("utf-8", "replace")
 
 
 def write(tmp_path: Path, name: str, docs: list[dict[str, object]]) -> str:
@@ -111,6 +151,19 @@ def test_the_seed_with_kubectl(lab: control.LabInfo, kubectl: Callable[..., str]
     assert len(pods) == 2
     addresses = kubectl("exec", "-n", "keepalived-operator", pods[0], "-c", "keepalived", "--", "ip", "addr")
     assert re.search(r"inet 192\.168\.7\.1[45]/24", addresses)
+
+    # `port-forward` to a keepalived pod's exporter (hostNetwork: its node's namespace) and to a demo pod (its own
+    # namespace), with the venv's kubectl and the machine's: the bytes cross into the lab only through the kubelet.
+    env = {"PATH": os.environ.get("PATH", ""), "KUBECONFIG": str(lab.kubeconfig), "HOME": str(tmp_path)}
+    pod_ip = kubectl("get", "pod", "-n", "demo", "test-0", "-o", "jsonpath={.status.podIP}")
+    for binary in (KUBECTL, *([MACHINE_KUBECTL] if os.path.exists(MACHINE_KUBECTL) else [])):
+        with port_forward(binary, env, "-n", "keepalived-operator", f"pod/{pods[0]}", ":9650") as local:
+            metrics = get_local(local, "/metrics")
+            assert metrics.startswith("HTTP/1.") and " 200 " in metrics.splitlines()[0], metrics[:200]
+            assert "keepalived_up" in metrics
+        with port_forward(binary, env, "-n", "demo", "pod/test-0", ":80") as local:
+            page = get_local(local, "/")
+            assert " 200 " in page.splitlines()[0] and pod_ip in page, page[:300]  # the page names its pod's IP
 
     kubectl("delete", "-f", demo)
     until("the demo service to go", lambda: None if "demo" in kubectl("get", "svc", "-A") else "gone")

@@ -32,6 +32,7 @@ for family, host, label in ((socket.AF_INET, "127.0.0.1", "IPv4"), (socket.AF_IN
         failures.append(f"{label}: dial {host} port {port}: {exc.strerror or exc}")
         conn.close()
         continue
+    conn.setblocking(True)  # the timeout made the shared file description non-blocking
     socket.send_fds(channel, [b"ok"], [conn.fileno()])
     sys.exit(0)
 sys.stderr.write(" ".join(failures))
@@ -66,6 +67,8 @@ def connect_in(entry: Entry, ns: str, port: int, timeout: float = 5.0) -> socket
         except BlockingIOError:
             fds = []
     if fds:
-        return socket.socket(fileno=fds[0])
+        connected = socket.socket(fileno=fds[0])
+        connected.settimeout(None)  # blocking, whatever the child left set on the file description
+        return connected
     reason = stderr.decode("utf-8", "replace").strip() or f"the connecting process exited with {child.returncode}"
     raise OSError(errno.ECONNREFUSED, f"failed to connect to localhost:{port} inside namespace {ns!r}, {reason}")

@@ -29,6 +29,7 @@ from kalab.lab.apiserver.hooks import ExecRequest, ExecSession, LogRequest, Prox
 from kalab.lab.apiserver.server import RunningServer
 
 POD_PORT = 9650
+ECHO_PORT = 7000
 OLD_KUBECTLS = [Path(f"/usr/lib/google-cloud-sdk/bin/kubectl.{v}") for v in ("1.27", "1.30")]
 WAIT = 20.0  # every wait on a client is bounded by this
 
@@ -94,7 +95,40 @@ def metrics() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def served(metrics: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, LoopbackHooks]]:
+def echo() -> Iterator[int]:
+    """A port that sends back whatever it gets, and closes once the client has closed its side."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(WAIT)
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+@pytest.fixture(scope="module")
+def served(
+    metrics: int, echo: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningServer, LoopbackHooks]]:
     store = seeded_store()
     pods = store.registry.by_key("/pods")
     for name, node in (("exporter", "master-0"), ("pending", None)):
@@ -106,7 +140,7 @@ def served(metrics: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         current = store.get(pods, "demo", name)
         current["status"] = {"phase": phase}
         store.update(pods, current, subresource="status")
-    hooks = LoopbackHooks({POD_PORT: metrics})
+    hooks = LoopbackHooks({POD_PORT: metrics, ECHO_PORT: echo})
     with running_server(store, tmp_path_factory.mktemp("pf"), hooks) as server:
         yield server, hooks
 
@@ -176,6 +210,31 @@ def test_kubectl_port_forward_reaches_the_pod_port(
             assert status == 200
             assert body == f"keepalived_up 1\n# path {path}\n".encode()
         assert process.poll() is None, "kubectl port-forward stopped after the connections"
+
+
+def test_kubectl_port_forward_carries_megabytes_both_ways(
+    served: tuple[RunningServer, LoopbackHooks], tmp_path: Path
+) -> None:
+    # More than any SPDY flow-control window: nothing may wait for WINDOW_UPDATEs neither side sends.
+    payload = bytes(range(256)) * (16 * 1024)  # 4 MiB
+    kubectl = make_kubectl(served[0], tmp_path)
+    received = bytearray()
+    with (
+        port_forward(kubectl, None, "-n", "demo", "pod/exporter", f":{ECHO_PORT}") as (_, local),
+        socket.create_connection(("127.0.0.1", local), timeout=WAIT) as sock,
+    ):
+
+        def read_back() -> None:
+            while chunk := sock.recv(1 << 20):
+                received.extend(chunk)
+
+        reader = threading.Thread(target=read_back, daemon=True)
+        reader.start()
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)  # half-close: the echo still answers, then closes
+        reader.join(timeout=WAIT * 3)
+        assert not reader.is_alive(), f"{len(received)} of {len(payload)} bytes came back"
+    assert bytes(received) == payload
 
 
 def test_kubectl_port_forward_reports_a_closed_port(
