@@ -30,7 +30,8 @@ from kalab.lab.apiserver.server import RunningServer
 
 POD_PORT = 9650
 ECHO_PORT = 7000
-OLD_KUBECTLS = [Path(f"/usr/lib/google-cloud-sdk/bin/kubectl.{v}") for v in ("1.27", "1.30")]
+# Before 1.31 kubectl upgrades to SPDY at once; from 1.31 it tries a websocket tunnel first and falls back.
+OTHER_KUBECTLS = [Path(f"/usr/lib/google-cloud-sdk/bin/kubectl.{v}") for v in ("1.27", "1.30", "1.33")]
 WAIT = 20.0  # every wait on a client is bounded by this
 
 
@@ -194,7 +195,7 @@ def http_get(port: int, path: str = "/metrics") -> tuple[int, bytes]:
 
 
 def kubectls() -> list[str | None]:
-    return [None, *(str(p) for p in OLD_KUBECTLS if p.exists())]
+    return [None, *(str(p) for p in OTHER_KUBECTLS if p.exists())]
 
 
 @pytest.mark.parametrize("binary", kubectls(), ids=lambda b: "venv" if b is None else Path(b).name)
@@ -389,6 +390,22 @@ def test_a_client_reset_closes_the_pod_connection(
     deadline = time.monotonic() + WAIT
     while pod_side.fileno() != -1:
         assert time.monotonic() < deadline, "the pod connection stayed open after the reset"
+        time.sleep(0.05)
+
+
+def test_a_departed_client_closes_its_pod_connections(served: tuple[RunningServer, LoopbackHooks]) -> None:
+    hooks = served[1]
+    client = SpdyClient(served[0])
+    try:
+        client.open_pair(1, ECHO_PORT, "0")
+        client.send(spdy.DataFrame(3, b"ping"))
+        assert client.next() == spdy.DataFrame(3, b"ping")  # the connection is up, and echoing
+        pod_side = hooks.connections[-1]
+    finally:
+        client.close()
+    deadline = time.monotonic() + WAIT
+    while pod_side.fileno() != -1:
+        assert time.monotonic() < deadline, "the pod connection outlived its client"
         time.sleep(0.05)
 
 
