@@ -8,8 +8,9 @@ to the port from inside the pod's network namespace, and bytes are copied until 
 is written as text on the error stream, worded as the kubelet words it, which kubectl prints and then stops on.
 
 kubectl 1.31 and later first ask for a WebSocket upgrade carrying the same SPDY frames (subprotocol
-`SPDY/3.1+portforward.k8s.io`) and fall back to plain SPDY when that upgrade is refused with any non-101 answer,
-which is what this server does: every kubectl since 1.0 speaks the plain SPDY upgrade.
+`SPDY/3.1+portforward.k8s.io`) and fall back to plain SPDY when that upgrade is refused with any non-101 answer.
+This server refuses it, as kube-apiserver 1.30 (the release the lab reports) does: its PortForwardWebsockets gate
+is alpha and off until 1.31 (kubernetes/kubernetes#125528). Every kubectl speaks the plain SPDY upgrade.
 
 There is no flow control, as in moby/spdystream on both ends of a real cluster: WINDOW_UPDATEs are ignored.
 """
