@@ -216,7 +216,8 @@ class Session:
             self._end_all()
 
     def _end_all(self) -> None:
-        forwards = {id(f): f for f in self.requests.values()}.values()
+        # One C-level copy: connection threads drop their entries meanwhile (see _forget).
+        forwards = list(self.requests.values())
         for forward in forwards:
             self._abort(forward)
         for forward in forwards:
