@@ -183,13 +183,6 @@ def secret(obj: Obj) -> None:
     obj.setdefault("type", "Opaque")
 
 
-def namespace(obj: Obj) -> None:
-    name = (obj.get("metadata") or {}).get("name")
-    if name:  # the NamespaceLifecycle admission labels every namespace with its name
-        _dict(_dict(obj, "metadata"), "labels").setdefault("kubernetes.io/metadata.name", name)
-    _dict(obj, "status").setdefault("phase", "Active")
-
-
 def role_binding(obj: Obj) -> None:
     for subject in _dicts(obj.get("subjects")):
         if subject.get("kind") in ("User", "Group"):  # a ServiceAccount's "" is omitted, as in the API's JSON
@@ -201,7 +194,6 @@ _BY_KEY: Final[dict[str, Callable[[Obj], None]]] = {
     "/services": service,
     "/endpoints": endpoints,
     "/secrets": secret,
-    "/namespaces": namespace,
     "apps/daemonsets": daemon_set,
     "apps/deployments": deployment,
     "apps/replicasets": replica_set,

@@ -41,6 +41,7 @@ from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from kalab.lab.apiserver import access, discovery, openapi, portforward, streams, tables
+from kalab.lab.apiserver.attach import attach_hooks
 from kalab.lab.apiserver.crds import CrdController, start_crd_controller
 from kalab.lab.apiserver.errors import ApiError, bad_request, conflict, not_found
 from kalab.lab.apiserver.hooks import ExecRequest, LogRequest, PodHooks
@@ -847,7 +848,7 @@ class _Handler(BaseHTTPRequestHandler):
         if user != access.ADMIN:  # an impersonated user may do only what RBAC grants
             attrs = access.request_attributes(method, req.rt, req.namespace, req.name, req.sub, req.watch)
             access.check(api.store, user, attrs)
-        if req.rt.kind == "Pod" and req.sub in ("log", "exec", "portforward", "proxy"):
+        if req.rt.kind == "Pod" and req.sub in ("log", "exec", "attach", "portforward", "proxy"):
             self._serve_pod_stream(req)
             return
         if req.sub == "proxy":
@@ -1061,6 +1062,12 @@ class _Handler(BaseHTTPRequestHandler):
                 tty=req.flag("tty"),
             )
             call = functools.partial(streams.serve_exec, self, hooks, command)
+        elif req.sub == "attach":
+            attaching = attach_hooks(hooks)
+            if attaching is None:
+                raise _unavailable("this lab's kubelet cannot attach to containers")
+            request = ExecRequest(namespace, name, req.q("container"), (), req.flag("stdin"), req.flag("tty"))
+            call = functools.partial(streams.serve_exec, self, attaching, request)
         elif req.sub == "portforward":
             if not (pod.get("spec") or {}).get("nodeName"):
                 raise bad_request(f"pod {name} does not have a host assigned")

@@ -49,6 +49,7 @@ from kalab.lab.apiserver.errors import ApiError, bad_request, not_found
 from kalab.lab.apiserver.hooks import ExecRequest, ExecSession, LogRequest, ProxyResponse
 from kalab.lab.apiserver.store import Event, Obj, now_rfc3339
 from kalab.lab.context import LabContext
+from kalab.lab.controllers.attach import LogSession
 from kalab.lab.controllers.base import Controller, object_key, split_key
 from kalab.lab.dataplane.entry import HERE
 from kalab.lab.dataplane.netns_socket import connect_in
@@ -665,6 +666,27 @@ class Kubelet(Controller):
 
         follow = request.follow and not request.previous
         return _read_log(path, request.timestamps, request.tail_lines, since, running if follow else None)
+
+    # -- pods/attach --------------------------------------------------------------------------------------------
+
+    def attach(self, request: ExecRequest) -> ExecSession:
+        """The container's output (its current run, from the start) until it exits; see controllers/attach.py."""
+        pod = self._pod(request.namespace, request.pod)
+        name = self._pick(pod, request.container)
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed"):
+            raise bad_request(f"cannot attach to a container in a completed pod; current phase is {phase}")
+        lines = self.logs(LogRequest(request.namespace, request.pod, name, follow=True))
+        runtime = self._runtime_of(pod)
+        container = runtime.container(name) if runtime is not None else None
+        assert container is not None  # logs() refused a container that is not started
+        process = container.process
+
+        def exit_code() -> int | None:
+            status = self.supervisor.status(process)
+            return None if status.state == "running" else int(status.exit_code or 0)
+
+        return LogSession(lines, exit_code)
 
     # -- PodHooks: exec ----------------------------------------------------------------------------------------
 

@@ -9,7 +9,10 @@ seed writes it (command, args, env, volume mounts). Everything else is refused w
 - `quay.io/redhat-cop/keepalived-operator` → by command: `notify.sh` (config-setup when `create_config_only=true`,
   else config-reloader), `/usr/local/bin/keepalived_exporter` (the exporter, args passed through) or `/manager`
   (a stand-in; the operator's reconciliation runs in the lab's control plane);
-- `quay.io/wangzheng422/php:demo.02` → the php demo page on port 80 with the pod's IP.
+- `quay.io/wangzheng422/php:demo.02` → the php demo page on port 80 with the pod's IP;
+- `registry.redhat.io/rhel8/support-tools` (and the other node-debug images `oc debug node` and `kubectl debug
+  node` are given) → the container's command run on its node, in the node's network namespace: the node-debug
+  pod mounts the node's `/` at /host, and `chroot /host CMD` means CMD on the node (see node_debug.py).
 
 Pods share the host's file system, so every path a container names must lie on one of its volume mounts; volumes
 are directories under the pod's own directory (emptyDir, configMap, secret) or, for hostPath, /lib/modules only.
@@ -33,13 +36,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from kalab.lab.dataplane.sandbox import Sandbox
-from kalab.lab.images import keepalived, operator_image
+from kalab.lab.images import keepalived, node_debug, operator_image
 
 KEEPALIVED_IMAGE: Final = keepalived.IMAGE
 OPERATOR_IMAGE: Final = operator_image.IMAGE
 PHP_DEMO_IMAGE: Final = "quay.io/wangzheng422/php"
 PHP_DEMO_TAG: Final = "demo.02"
-KNOWN_IMAGES: Final = (KEEPALIVED_IMAGE, OPERATOR_IMAGE, f"{PHP_DEMO_IMAGE}:{PHP_DEMO_TAG}")
+KNOWN_IMAGES: Final = (KEEPALIVED_IMAGE, OPERATOR_IMAGE, f"{PHP_DEMO_IMAGE}:{PHP_DEMO_TAG}", *node_debug.IMAGES)
 # The only host directory a pod may mount: keepalived's pod mounts it read-only to load kernel modules (ip_vs).
 ALLOWED_HOST_PATHS: Final = ("/lib/modules",)
 DEFAULT_FILE_MODE: Final = 0o644  # a configMap/secret volume's defaultMode when the spec gives none (420)
@@ -121,6 +124,8 @@ def known_image(image: str) -> str | None:
         return repo
     if repo == PHP_DEMO_IMAGE and tag == PHP_DEMO_TAG:
         return f"{repo}:{tag}"
+    if repo in node_debug.IMAGES:
+        return repo
     return None
 
 
@@ -212,6 +217,11 @@ def prepare_volumes(pod: Mapping[str, Any], root: Path, lookup: Lookup) -> PodVo
         kind = _volume_kind(volume)
         if kind == "hostPath":
             path = os.path.normpath(str((volume.get("hostPath") or {}).get("path") or ""))
+            if path == node_debug.NODE_ROOT:
+                # A node-debug pod's /host: the node itself, which only the node-debug image uses (it runs its
+                # command on the node); no path of any container resolves onto it.
+                volumes.read_only.add(name)
+                continue
             if path not in ALLOWED_HOST_PATHS:
                 raise ContainerConfigError(
                     f'MountVolume.SetUp failed for volume "{name}" : kalab lab mounts only host paths '
@@ -612,11 +622,15 @@ def program_for(
     try:
         env = {"PATH": BASE_PATH, "HOSTNAME": str((pod.get("metadata") or {}).get("name") or "")}
         env.update(container_env(pod, container, sandbox, lookup))
+        if known in node_debug.IMAGES:  # any command, shell scripts included: it runs on the node as written
+            raw = [expand_k8s(str(p), env) for p in [*(container.get("command") or []), *(container.get("args") or [])]]
+            return Program("node-debug", node_debug.node_command(pod, container, raw), env)
         words = command_words(container, env)
         if known == KEEPALIVED_IMAGE:
             return _keepalived(pod, container, volumes, env, words)
         if known == OPERATOR_IMAGE:
             return _operator(pod, container, volumes, env, words)
+
         return _php_demo(sandbox, env, words)
     except ContainerConfigError as err:
         return BadContainer("CreateContainerConfigError", str(err))
