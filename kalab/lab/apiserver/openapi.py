@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 from kalab.lab.apiserver import openapi_proto
 from kalab.lab.apiserver.builtin_schemas import INT_OR_STRING, META, QUANTITY, builtin_definitions
 from kalab.lab.apiserver.discovery import GIT_VERSION
+from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.apiserver.openshift_schemas import openshift_schemas
 from kalab.lab.apiserver.resources import BUILTINS, Registry, ResourceType
 from kalab.lab.apiserver.store import Store
@@ -202,6 +203,8 @@ class Documents:
     v2_etag: str
     v3: dict[str, bytes]  # group-version path (`api/v1`, `apis/apps/v1`) → document
     v3_hash: dict[str, str]
+    definitions: dict[str, Doc] = field(default_factory=dict, repr=False)  # v3 keywords, `#/definitions/` refs
+    by_gvk: dict[Gvk, str] = field(default_factory=dict, repr=False)
     _v2_proto: bytes | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -315,7 +318,15 @@ def build(types: list[ResourceType], crds: list[Doc]) -> Documents:
         data = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
         gv = _gv_path(group, version)
         v3[gv], v3_hash[gv] = data, _digest(data)
-    return Documents(v2=v2, v2_json=v2_json, v2_etag=f'"{_digest(v2_json)}"', v3=v3, v3_hash=v3_hash)
+    return Documents(
+        v2=v2,
+        v2_json=v2_json,
+        v2_etag=f'"{_digest(v2_json)}"',
+        v3=v3,
+        v3_hash=v3_hash,
+        definitions=definitions,
+        by_gvk=by_gvk,
+    )
 
 
 # -- serving ---------------------------------------------------------------------------------------------------------
@@ -381,3 +392,66 @@ def respond(store: Store, segments: list[str], query: str, accept: str, if_none_
         return Answer(304, [("ETag", etag)], b"")
     cache = "public, immutable" if wanted else "no-cache, private"
     return Answer(200, [("Content-Type", "application/json"), ("ETag", etag), ("Cache-Control", cache)], data)
+
+
+# -- field validation ------------------------------------------------------------------------------------------------
+# kubectl sends `fieldValidation=Strict` (its default, `--validate=strict`) once the v3 document says PATCH takes it,
+# and then relies on the server to reject unknown fields, as kube-apiserver's strict decoding does.
+
+_ROOT_FIELDS = ("apiVersion", "kind", "metadata")
+
+
+def _resolve(schema: Doc, definitions: dict[str, Doc]) -> Doc:
+    for _ in range(32):  # a chain of refs, never a cycle in practice
+        ref = schema.get("$ref")
+        if not isinstance(ref, str):
+            all_of = schema.get("allOf")
+            if isinstance(all_of, list) and len(all_of) == 1 and "properties" not in schema:
+                schema = all_of[0]
+                continue
+            return schema
+        schema = definitions.get(ref.rsplit("/", 1)[-1], {})
+    return schema
+
+
+def unknown_fields(value: Any, schema: Doc, definitions: dict[str, Doc], path: str = "") -> list[str]:
+    """Dotted paths of the fields in `value` its schema does not know (strategic-merge `$` directives aside)."""
+    schema = _resolve(schema, definitions)
+    found: list[str] = []
+    if isinstance(value, dict):
+        properties: dict[str, Doc] = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        open_ended = schema.get("x-kubernetes-preserve-unknown-fields") is True or bool(additional)
+        embedded = not path or schema.get("x-kubernetes-embedded-resource") is True
+        for name, item in value.items():
+            here = f"{path}.{name}" if path else name
+            if name.startswith("$"):
+                continue
+            if name in properties:
+                found += unknown_fields(item, properties[name], definitions, here)
+            elif isinstance(additional, dict):
+                found += unknown_fields(item, additional, definitions, here)
+            elif properties and not open_ended and not (embedded and name in _ROOT_FIELDS):
+                found.append(here)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            found += unknown_fields(item, schema["items"], definitions, f"{path}[{index}]")
+    return found
+
+
+def check_fields(store: Store, rt: ResourceType, document: Any, directive: str | None) -> None:
+    """Reject a write whose body has unknown fields when the client asked for `fieldValidation=Strict`."""
+    if (directive or "").lower() != "strict" or not isinstance(document, dict):
+        return
+    docs = documents_of(store)
+    name = docs.by_gvk.get((rt.group, rt.version, rt.kind))
+    if name is None:
+        return
+    unknown = unknown_fields(document, docs.definitions[name], docs.definitions)
+    if unknown:
+        listed = ", ".join(f'unknown field "{f}"' for f in unknown)
+        raise ApiError(
+            400,
+            "BadRequest",
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: strict decoding error: {listed}',
+        )

@@ -373,6 +373,8 @@ class _Api:
         ns = meta.get("namespace")
         if req.rt.namespaced and ns and req.namespace and ns != req.namespace:
             raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        if req.sub != "scale":
+            openapi.check_fields(self.store, req.rt, obj, req.q("fieldValidation"))
         return obj
 
     def create(self, req: _Request) -> Obj:
@@ -453,6 +455,8 @@ class _Api:
                 "application/apply-patch+yaml",
             )
         document = parse_body(req.body, patch_type)
+        if req.sub != "scale":
+            openapi.check_fields(self.store, req.rt, document, req.q("fieldValidation"))
         for attempt in range(PATCH_RETRIES):
             current = self.store.try_get(req.rt, req.namespace, req.name)
             if current is None:

@@ -184,6 +184,30 @@ items:
     assert "configmap" not in kubectl("get", "cm", "odd", "-n", "demo", check=False).stdout
 
 
+def test_the_server_rejects_unknown_fields_when_kubectl_asks_for_strict(
+    kubectl: Kubectl, server: RunningServer
+) -> None:
+    manifest = SERVICE.replace("spec:\n", "spec:\n  bogus: 1\n").replace(
+        "targetPort: 8080", "targetPort: 8080, extra: 2"
+    )
+    done = kubectl("apply", "-f", "-", stdin=manifest, check=False)
+    assert done.returncode == 1
+    assert (
+        'Error from server (BadRequest): error when creating "STDIN": Service in version "v1" cannot be handled as a '
+        'Service: strict decoding error: unknown field "spec.bogus", unknown field "spec.ports[0].extra"'
+    ) in done.stderr
+    assert kubectl("apply", "--validate=false", "-f", "-", stdin=manifest).stdout == "service/web created\n"
+    _established(server, om.keepalivedgroup_crd())
+    group = """\
+apiVersion: redhatcop.redhat.io/v1alpha1
+kind: KeepalivedGroup
+metadata: {name: workers, namespace: demo, surplus: 1}
+spec: {interface: ens3, passwordAuth: {secretRef: {name: s}, typo: x}}
+"""
+    done = kubectl("apply", "-f", "-", stdin=group, check=False)
+    assert 'unknown field "metadata.surplus", unknown field "spec.passwordAuth.typo"' in done.stderr
+
+
 def test_documents_are_cached_and_change_with_crds(server: RunningServer, lab_store: Store) -> None:
     first = openapi.documents_of(lab_store)
     assert openapi.documents_of(lab_store) is first  # nothing changed: not rebuilt

@@ -249,7 +249,8 @@ def test_password_auth_waits_for_its_secret(lab: Lab) -> None:
     }
     lab.store.create(lab.rt("/secrets"), secret)
     wait_for(lambda: "auth_pass s3cret" in (lab.config() or ""), what="the password in the config")
-    assert (lab.condition() or {}).get("type") == "ReconcileSuccess"
+    # The status is written after the config: wait for it rather than read it once.
+    wait_for(lambda: (lab.condition() or {}).get("type") == "ReconcileSuccess", what="ReconcileSuccess")
 
 
 def test_rendered_objects_come_back_and_go_with_the_group(lab: Lab) -> None:

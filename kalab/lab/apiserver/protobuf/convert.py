@@ -1,10 +1,11 @@
 """Kubernetes protobuf messages to the JSON objects the store keeps, and back.
 
-Field names are Kubernetes' JSON names (the .proto files use them). What Go's JSON encoding does with a field
-decides what appears: a Go pointer (nullable in the schema) set on the wire is kept even when zero, while a zero
-non-pointer scalar is Go's "unset" and stays out, as `omitempty` leaves it out of JSON; empty lists and maps are
-never on the wire and stay out too. A few apimachinery types have their own JSON forms (Time, IntOrString,
-Quantity, …), handled by full name; `google.protobuf.json_format` does not know those, hence this walk.
+Field names are Kubernetes' JSON names (the .proto files use them). Whether a field is a Go pointer (nullable in
+the schema) decides what appears: a pointer set on the wire is kept even when zero or empty (`replicas: 0`,
+`emptyDir: {}`), while a zero scalar or empty struct held by value is Go's "unset" and stays out, as `omitempty`
+leaves it out of JSON; empty lists and maps are never on the wire and stay out too. A few apimachinery types have
+JSON forms of their own (Time, IntOrString, Quantity, …), handled by full name; `google.protobuf.json_format`
+knows none of this, hence this walk.
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ def to_json(message: Message) -> Any:
             if field.type != FieldDescriptor.TYPE_MESSAGE and not value and not is_pointer(field):
                 continue
             converted = _value_to_json(field, value)
-            if converted is not OMIT:
-                out[key] = converted
+            if converted is OMIT or (converted == {} and not is_pointer(field)):
+                continue  # an empty struct Go holds by value is no different from none (`emptyDir: {}` stays)
+            out[key] = converted
     return out
 
 

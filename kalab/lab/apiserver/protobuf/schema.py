@@ -49,8 +49,17 @@ _INLINE = frozenset(
         "k8s.io.api.admissionregistration.v1.RuleWithOperations.rule",
     }
 )
-# Protobuf names that differ from the JSON name by more than a capital first letter (`Webhooks`, `Expression`).
-_JSON_NAMES = {"aPIGroup": "apiGroup", "uID": "uid"}
+# Protobuf names that are not the JSON name (DaemonEndpoint's `Port` is `Port` in JSON too).
+_ADMISSION = "k8s.io.api.admissionregistration.v1"
+_JSON_NAMES = {
+    "k8s.io.api.authentication.v1.BoundObjectReference.uID": "uid",
+    "k8s.io.api.networking.v1.IngressClassParametersReference.aPIGroup": "apiGroup",
+    f"{_ADMISSION}.MutatingWebhookConfiguration.Webhooks": "webhooks",
+    f"{_ADMISSION}.ValidatingWebhookConfiguration.Webhooks": "webhooks",
+    f"{_ADMISSION}.Validation.Expression": "expression",
+    f"{_ADMISSION}.Variable.Name": "name",
+    f"{_ADMISSION}.Variable.Expression": "expression",
+}
 
 
 @functools.cache
@@ -107,10 +116,8 @@ def is_inline(field: FieldDescriptor) -> bool:
     return field.full_name in _INLINE
 
 
-@functools.cache
 def json_name(field: FieldDescriptor) -> str:
-    name = field.name
-    return _JSON_NAMES.get(name) or name[:1].lower() + name[1:]
+    return _JSON_NAMES.get(field.full_name, field.name)
 
 
 @functools.cache
