@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,9 +41,13 @@ def lab() -> Iterator[control.LabInfo]:
 
 
 @pytest.fixture(scope="module")
-def kubectl(lab: control.LabInfo, tmp_path_factory: pytest.TempPathFactory) -> Run:
+def env(lab: control.LabInfo, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("kubectl-home")
-    env = {"PATH": os.environ.get("PATH", ""), "KUBECONFIG": str(lab.kubeconfig), "HOME": str(home)}
+    return {"PATH": os.environ.get("PATH", ""), "KUBECONFIG": str(lab.kubeconfig), "HOME": str(home)}
+
+
+@pytest.fixture(scope="module")
+def kubectl(env: dict[str, str]) -> Run:
 
     def run(*argv: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run([KUBECTL, *argv], capture_output=True, text=True, timeout=timeout, env=env, input=stdin)
@@ -133,6 +140,59 @@ def test_debug_node_without_a_terminal_then_logs(kubectl: Run) -> None:
     # Admitted for the admin, who may use every SCC: the most restrictive one that allows the host's namespaces
     # and a host path (not privileged: kubectl's legacy debug profile asks for no privileged container).
     assert spec["metadata"]["annotations"]["openshift.io/scc"] == "hostaccess"
+
+
+class Terminal:
+    """kubectl on a pseudo-terminal, as an attendee types into it: read until something shows, then type."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.master, slave = pty.openpty()
+        self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+        os.close(slave)
+        self.seen = b""
+
+    def expect(self, pattern: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern.encode(), self.seen):
+            left = deadline - time.monotonic()
+            assert left > 0, f"{pattern!r} never showed; the terminal shows:\n{self.seen.decode(errors='replace')}"
+            if select.select([self.master], [], [], min(left, 1.0))[0]:
+                try:
+                    self.seen += os.read(self.master, 65536)
+                except OSError:  # the other side is gone
+                    assert re.search(pattern.encode(), self.seen), self.seen.decode(errors="replace")
+        return self.seen.decode(errors="replace")
+
+    def type(self, line: str) -> None:
+        self.seen = b""
+        os.write(self.master, line.encode() + b"\r")
+
+    def close(self) -> int:
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # ours, by its own handle
+            self.process.wait(timeout=10)
+            raise
+        finally:
+            os.close(self.master)
+
+
+def test_debug_node_gives_a_shell_on_the_node(env: dict[str, str]) -> None:
+    """`oc debug node/master-1` as the docs show it: a shell, `chroot /host`, then commands on the node."""
+    terminal = Terminal([KUBECTL, "debug", "node/master-1", "-it", f"--image={DEBUG_IMAGE}"], env)
+    try:
+        terminal.expect(r"sh-5\.1# ")
+        terminal.type("chroot /host")
+        terminal.expect(r"sh-5\.1# ")
+        terminal.type("ip -br addr show kalab-eth0")
+        assert f"{MASTER_1_IP}/24" in terminal.expect(r"sh-5\.1# ")
+        terminal.type("exit")
+        terminal.expect(r"sh-5\.1# ")
+        terminal.type("exit")
+        terminal.expect("Session ended")
+    finally:
+        assert terminal.close() == 0
 
 
 def test_a_service_account_may_not_create_the_debug_pod(kubectl: Run, tmp_path: Path) -> None:

@@ -5,25 +5,58 @@ A real runtime hands the attached client the container's stdout and stderr from 
 write into their log file, so an attached client gets the current run's output from the log, from its start: a
 short command (`kubectl debug node/… -- chroot /host ip addr`) has usually printed everything before kubectl
 attaches, and its output would otherwise be lost. The session ends when the program exits, with its exit code.
-The lab's programs take no input, so what the client types is dropped.
+What the client types goes to the container's stdin FIFO when it has one (an interactive node-debug container,
+see images/node_debug.py); the lab's other programs take no input, so it is dropped for them. Detaching closes
+only the session's end of the FIFO: the container keeps its input open, as with stdinOnce=false.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Final
 
 POLL: Final = 0.1
+OPEN_WAIT: Final = 5.0  # how long a first keystroke waits for the container to open its input
+RAW_POLL: Final = 0.02  # a terminal's echo should feel immediate
+
+
+def follow_raw(path: Path, running: Callable[[], bool]) -> Iterator[bytes]:
+    """The bytes of `path` as they are written, until the writer stops running (a tty's output, prompts and all)."""
+    deadline = time.monotonic() + OPEN_WAIT
+    while not path.exists():
+        if not running() or time.monotonic() >= deadline:
+            return
+        time.sleep(POLL)
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(65536)
+            if chunk:
+                yield chunk
+                continue
+            if not running():
+                rest = handle.read()
+                if rest:
+                    yield rest
+                return
+            time.sleep(RAW_POLL)
 
 
 class LogSession:
     """An ExecSession over a container's log lines (already formatted) and, at their end, its exit code."""
 
-    def __init__(self, lines: Iterator[bytes], exit_code: Callable[[], int | None]) -> None:
+    def __init__(self, lines: Iterator[bytes], exit_code: Callable[[], int | None], stdin: Path | None = None) -> None:
         self._exit_code = exit_code
+        self._stdin_path = stdin
+        self._stdin: int | None = None
+        self._stdin_lock = threading.Lock()
         self._queue: queue.Queue[bytes] = queue.Queue()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._pump, args=(lines,), name="kalab-attach", daemon=True)
@@ -39,10 +72,36 @@ class LogSession:
             self._queue.put(b"")
 
     def write_stdin(self, data: bytes) -> None:
-        return None  # the lab's programs read no input
+        with self._stdin_lock:
+            fd = self._open_stdin()
+            if fd is None:
+                return  # no input to give it to
+            with contextlib.suppress(OSError):
+                os.write(fd, data)
+
+    def _open_stdin(self) -> int | None:
+        if self._stdin is not None or self._stdin_path is None:
+            return self._stdin
+        deadline = time.monotonic() + OPEN_WAIT
+        while True:
+            try:
+                # Non-blocking, so a container that never opens its input cannot hang the session here.
+                fd = os.open(self._stdin_path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as err:
+                if err.errno != errno.ENXIO or time.monotonic() >= deadline or self._exit_code() is not None:
+                    self._stdin_path = None
+                    return None
+                time.sleep(POLL)
+                continue
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+            self._stdin = fd
+            return fd
 
     def close_stdin(self) -> None:
-        return None
+        with self._stdin_lock:
+            if self._stdin is not None:
+                os.close(self._stdin)
+            self._stdin, self._stdin_path = None, None
 
     def read(self, timeout: float) -> tuple[int, bytes] | None:
         try:
@@ -66,3 +125,4 @@ class LogSession:
 
     def kill(self) -> None:
         self._stopped.set()  # detach: the container itself runs on, as after `kubectl attach` ends
+        self.close_stdin()

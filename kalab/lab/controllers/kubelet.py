@@ -49,12 +49,13 @@ from kalab.lab.apiserver.errors import ApiError, bad_request, not_found
 from kalab.lab.apiserver.hooks import ExecRequest, ExecSession, LogRequest, ProxyResponse
 from kalab.lab.apiserver.store import Event, Obj, now_rfc3339
 from kalab.lab.context import LabContext
-from kalab.lab.controllers.attach import LogSession
+from kalab.lab.controllers.attach import LogSession, follow_raw
 from kalab.lab.controllers.base import Controller, object_key, split_key
 from kalab.lab.dataplane.entry import HERE
 from kalab.lab.dataplane.netns_socket import connect_in
 from kalab.lab.dataplane.sandbox import Sandbox, create_sandbox, delete_sandbox, host_network_sandbox
 from kalab.lab.dataplane.supervisor import ProcessSpec, ProcessStatus, RestartPolicy, Termination
+from kalab.lab.images.node_debug import stdin_fifo, terminal_output, typescript
 from kalab.lab.images.registry import (
     BASE_PATH,
     ContainerConfigError,
@@ -678,6 +679,7 @@ class Kubelet(Controller):
             raise bad_request(f"cannot attach to a container in a completed pod; current phase is {phase}")
         lines = self.logs(LogRequest(request.namespace, request.pod, name, follow=True))
         runtime = self._runtime_of(pod)
+        terminal = typescript(runtime.root, name) if runtime is not None and request.tty else None
         container = runtime.container(name) if runtime is not None else None
         assert container is not None  # logs() refused a container that is not started
         process = container.process
@@ -686,7 +688,11 @@ class Kubelet(Controller):
             status = self.supervisor.status(process)
             return None if status.state == "running" else int(status.exit_code or 0)
 
-        return LogSession(lines, exit_code)
+        fifo = stdin_fifo(runtime.root, name) if runtime is not None else None
+        if terminal is not None and fifo is not None and fifo.exists():  # an interactive tty container
+            lines = terminal_output(follow_raw(terminal, lambda: self.supervisor.status(process).state == "running"))
+        stdin = fifo if request.stdin and fifo is not None and fifo.exists() else None
+        return LogSession(lines, exit_code, stdin)
 
     # -- PodHooks: exec ----------------------------------------------------------------------------------------
 

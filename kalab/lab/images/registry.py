@@ -624,7 +624,8 @@ def program_for(
         env.update(container_env(pod, container, sandbox, lookup))
         if known in node_debug.IMAGES:  # any command, shell scripts included: it runs on the node as written
             raw = [expand_k8s(str(p), env) for p in [*(container.get("command") or []), *(container.get("args") or [])]]
-            return Program("node-debug", node_debug.node_command(pod, container, raw), env)
+            argv, extra, prepare = node_debug.program(pod, container, raw, volumes.root)
+            return Program("node-debug", argv, {**env, **extra}, prepare)
         words = command_words(container, env)
         if known == KEEPALIVED_IMAGE:
             return _keepalived(pod, container, volumes, env, words)
