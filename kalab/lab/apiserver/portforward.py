@@ -13,31 +13,46 @@ This server refuses it, as kube-apiserver 1.30 (the release the lab reports) doe
 is alpha and off until 1.31 (kubernetes/kubernetes#125528). Every kubectl speaks the plain SPDY upgrade.
 
 There is no flow control, as in moby/spdystream on both ends of a real cluster: WINDOW_UPDATEs are ignored.
+
+The kubelet also serves port forwarding over the websocket channel protocol (v4.channel.k8s.io and its base64
+form), which the official Python client speaks: the ports are named in the query (`?ports=9650`), each gets a
+data channel (2i) and an error channel (2i+1), both opened by the server with the port as two little-endian bytes;
+there is one connection per port, and the websocket closes once every port's connection has ended.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import http.server
-import json
 import logging
 import queue
 import select
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
+from urllib.parse import parse_qs, urlsplit
 
-from kalab.lab.apiserver import spdy
+from wsproto.events import CloseConnection, Message, TextMessage
+
+from kalab.lab.apiserver import spdy, streams
 from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden
 from kalab.lab.apiserver.hooks import PodHooks
 
 _log = logging.getLogger(__name__)
 
 PROTOCOL: Final = "portforward.k8s.io"
-WEBSOCKET_PROTOCOL: Final = "SPDY/3.1+portforward.k8s.io"
+WEBSOCKET_PROTOCOL: Final = "SPDY/3.1+portforward.k8s.io"  # kubectl 1.31+'s tunnel, refused (see above)
+# The kubelet's websocket port forward: v4 channels only (no v5 close signal), binary or base64.
+CHANNEL_PROTOCOLS: Final = (
+    streams.ChannelProtocol("v4.channel.k8s.io", 4, False),
+    streams.ChannelProtocol("v4.base64.channel.k8s.io", 4, True),
+)
 
 _POLL: Final = 0.2  # how often blocked loops look at whether the session ended
 _SEND_TIMEOUT: Final = 30.0  # a client that takes no frame for this long is gone
@@ -62,7 +77,6 @@ def negotiate(handler: http.server.BaseHTTPRequestHandler) -> None:
     upgrade = {t.lower() for t in _tokens(headers.get_all("Upgrade") or [])}
     connection = {t.lower() for t in _tokens(headers.get_all("Connection") or [])}
     if "upgrade" not in connection or "spdy/3.1" not in upgrade:
-        # A WebSocket tunnel request lands here too: refusing it (non-101) is what makes kubectl fall back.
         raise _Refused(bad_request("Upgrade request required: pods/portforward is served over SPDY/3.1"))
     offered = _tokens(headers.get_all("X-Stream-Protocol-Version") or [])
     if not offered:
@@ -79,11 +93,14 @@ def negotiate(handler: http.server.BaseHTTPRequestHandler) -> None:
 def serve_port_forward(
     handler: http.server.BaseHTTPRequestHandler, hooks: PodHooks, namespace: str, pod: str, uid: str
 ) -> None:
-    """Upgrade the request to SPDY/3.1 and forward the client's streams to the pod until the client leaves."""
+    """Upgrade the request to SPDY/3.1 (or websocket channels) and forward to the pod until the client leaves."""
+    if "websocket" in {t.lower() for t in _tokens(handler.headers.get_all("Upgrade") or [])}:
+        _serve_channels(handler, hooks, namespace, pod, uid)
+        return
     try:
         negotiate(handler)
     except _Refused as refused:
-        _write_status(handler, refused.error)
+        streams.write_status(handler, refused.error)
         return
     handler.close_connection = True  # the connection is the SPDY session's from here on
     try:
@@ -97,18 +114,6 @@ def serve_port_forward(
         return
     handler.log_request(101)
     Session(handler.connection, hooks, namespace, pod, uid).run()
-
-
-def _write_status(handler: http.server.BaseHTTPRequestHandler, error: ApiError) -> None:
-    body = json.dumps(error.status()).encode("utf-8")
-    try:
-        handler.send_response(error.code)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-    except OSError:
-        handler.close_connection = True
 
 
 class _Gone(Exception):
@@ -364,3 +369,173 @@ class Session:
         self.streams.pop(forward.error_id, None)
         self.streams.pop(forward.data_id, None)
         self.requests.pop(forward.request_id, None)
+
+
+# -------------------------------------------------------------------------------------------- websocket channels
+
+
+def _query_ports(path: str) -> list[int]:
+    """The `ports` query parameter (repeated or comma-separated), as the kubelet reads its `port` parameter."""
+    values = parse_qs(urlsplit(path).query, keep_blank_values=True).get("ports", [])
+    if not values:
+        # kubectl 1.31+'s SPDY tunnel names no ports: this refusal is what makes it fall back to plain SPDY.
+        raise bad_request('query parameter "ports" is required')
+    ports = []
+    for value in values:
+        for text in value.split(","):
+            if not text.strip().isdigit() or not 0 < int(text) < 65536:
+                raise bad_request(f'unable to parse "{text}" as a port')
+            ports.append(int(text))
+    return ports
+
+
+def _serve_channels(
+    handler: http.server.BaseHTTPRequestHandler, hooks: PodHooks, namespace: str, pod: str, uid: str
+) -> None:
+    try:
+        ports = _query_ports(handler.path)
+        key, protocol = streams.negotiate(
+            handler,
+            CHANNEL_PROTOCOLS,
+            "Upgrade request required: pods/portforward is served over SPDY/3.1 or websocket",
+        )
+    except ApiError as error:
+        streams.write_status(handler, error)
+        return
+    except streams.Refused as refused:
+        streams.write_status(handler, refused.error, refused.headers)
+        return
+    handler.close_connection = True
+    try:
+        streams.write_switching_protocols(handler, key, protocol)
+    except OSError:
+        return
+    _ChannelSession(streams.WebSocket(handler.connection, protocol), hooks, namespace, pod, uid, ports).run()
+
+
+class _ChannelSession:
+    """Websocket port forwarding: this thread reads the client, one thread per port copies from the pod."""
+
+    def __init__(
+        self, ws: streams.WebSocket, hooks: PodHooks, namespace: str, pod: str, uid: str, ports: list[int]
+    ) -> None:
+        self.ws = ws
+        self.hooks = hooks
+        self.namespace = namespace
+        self.pod = pod
+        self.uid = uid
+        self.ports = ports
+        self.to_pod: list[queue.SimpleQueue[bytes | None]] = [queue.SimpleQueue() for _ in ports]
+        self.socks: list[socket.socket | None] = [None for _ in ports]
+        self.lock = threading.Lock()
+        self.gone = threading.Event()  # the client left, or the session is over
+
+    def run(self) -> None:
+        threads: list[threading.Thread] = []
+        try:
+            for index, port in enumerate(self.ports):
+                prefix = struct.pack("<H", port)
+                self.ws.send_channel(2 * index, prefix)
+                self.ws.send_channel(2 * index + 1, prefix)
+            threads = [
+                threading.Thread(target=self._forward, args=(i, port), name=f"port-forward-{port}", daemon=True)
+                for i, port in enumerate(self.ports)
+            ]
+            for thread in threads:
+                thread.start()
+            self._read_client(threads)
+        except streams.ClientGone:
+            pass
+        finally:
+            self.gone.set()
+            with self.lock:
+                for sock in self.socks:
+                    if sock is not None:
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
+            for pending in self.to_pod:
+                pending.put(None)
+            for thread in threads:
+                thread.join(timeout=_JOIN)
+            self.ws.close()
+            self._await_close()
+
+    def _read_client(self, threads: list[threading.Thread]) -> None:
+        partial = bytearray()
+        while any(thread.is_alive() for thread in threads):
+            events = self.ws.receive(_POLL)
+            if events is None:
+                return
+            for event in events:
+                if isinstance(event, CloseConnection):
+                    return
+                if isinstance(event, Message):
+                    chunk = event.data
+                    partial += chunk.encode("utf-8") if isinstance(chunk, str) else chunk
+                    if event.message_finished:
+                        self._dispatch(bytes(partial), isinstance(event, TextMessage))
+                        partial.clear()
+
+    def _await_close(self) -> None:
+        """After our close frame, the client's, for a little while (RFC 6455's closing handshake)."""
+        with contextlib.suppress(Exception):
+            for _ in range(int(_JOIN / _POLL)):
+                events = self.ws.receive(_POLL)
+                if events is None or any(isinstance(e, CloseConnection) for e in events):
+                    return
+
+    def _dispatch(self, message: bytes, text: bool) -> None:
+        if not message:
+            return
+        if self.ws.protocol.base64 and text:
+            channel = message[0] - ord("0")
+            try:
+                payload = base64.b64decode(message[1:])
+            except binascii.Error:
+                return
+        else:
+            channel, payload = message[0], message[1:]
+        # Only data channels carry bytes for the pod; what a client writes on an error channel is dropped.
+        if channel % 2 == 0 and channel // 2 < len(self.ports) and payload:
+            self.to_pod[channel // 2].put(payload)
+
+    def _forward(self, index: int, port: int) -> None:
+        try:
+            sock = self.hooks.port_forward(self.namespace, self.pod, port)
+        except (ApiError, OSError) as exc:
+            reason = exc.message if isinstance(exc, ApiError) else (exc.strerror or str(exc))
+            message = f"error forwarding port {port} to pod {self.pod}, uid {self.uid}: {reason}"
+            with contextlib.suppress(streams.ClientGone):
+                self.ws.send_text_on_channel(2 * index + 1, message)
+            return
+        with self.lock:
+            self.socks[index] = sock
+            gone = self.gone.is_set()
+        writer = threading.Thread(target=self._to_pod, args=(index, sock), name="port-forward-in", daemon=True)
+        try:
+            if gone:
+                return
+            writer.start()
+            while data := _recv(sock):
+                self.ws.send_channel(2 * index, data)
+        except streams.ClientGone:
+            self.gone.set()
+        finally:
+            self.to_pod[index].put(None)
+            if writer.is_alive():
+                writer.join(timeout=_JOIN)
+            sock.close()
+
+    def _to_pod(self, index: int, sock: socket.socket) -> None:
+        while (data := self.to_pod[index].get()) is not None:
+            try:
+                sock.sendall(data)
+            except OSError:
+                return
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(_CHUNK)
+    except OSError:
+        return b""

@@ -112,14 +112,14 @@ def serve_exec(handler: http.server.BaseHTTPRequestHandler, hooks: PodHooks, req
     """Upgrade the request to a channel websocket, run the command and pump its streams until it exits."""
     try:
         key, protocol = negotiate(handler)
-    except _Refused as refused:
-        _write_status(handler, refused.error, refused.headers)
+    except Refused as refused:
+        write_status(handler, refused.error, refused.headers)
         return
     # The connection is the websocket's from here on; it is never reused for another HTTP request.
     handler.close_connection = True
     sock: socket.socket = handler.connection
     try:
-        _write_switching_protocols(handler, key, protocol)
+        write_switching_protocols(handler, key, protocol)
     except _GONE:
         return
     # The command starts after the upgrade, so the kubelet's refusals travel on channel 3. Refused before the
@@ -129,7 +129,7 @@ def serve_exec(handler: http.server.BaseHTTPRequestHandler, hooks: PodHooks, req
     _ExecPump(sock, protocol, hooks, request, _wanted_streams(handler.path)).run()
 
 
-class _Refused(Exception):
+class Refused(Exception):
     def __init__(self, error: ApiError, headers: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(error.message)
         self.error = error
@@ -140,24 +140,25 @@ def _tokens(values: Iterable[str]) -> list[str]:
     return [token.strip() for value in values for token in value.split(",") if token.strip()]
 
 
-def negotiate(handler: http.server.BaseHTTPRequestHandler) -> tuple[str, ChannelProtocol]:
-    """The client's Sec-WebSocket-Key and the subprotocol to answer with; `_Refused` when we cannot upgrade."""
+def negotiate(
+    handler: http.server.BaseHTTPRequestHandler,
+    protocols: Sequence[ChannelProtocol] = PROTOCOLS,
+    no_websocket: str = "Upgrade request required: pods/exec is served over websocket",
+) -> tuple[str, ChannelProtocol]:
+    """The client's Sec-WebSocket-Key and the subprotocol to answer with (the best of `protocols` it offers);
+    `Refused` when we cannot upgrade, with `no_websocket` leading the error for a request that is not one."""
     headers = handler.headers
     connection = {t.lower() for t in _tokens(headers.get_all("Connection") or [])}
     upgrade = {t.lower() for t in _tokens(headers.get_all("Upgrade") or [])}
     if "upgrade" not in connection or "websocket" not in upgrade:
         # Also what a SPDY/3.1 upgrade gets: this server speaks websockets only, and current kubectl tries the
         # websocket first, falling back to SPDY only when that upgrade fails.
-        raise _Refused(
-            bad_request(
-                "Upgrade request required: pods/exec is served over websocket "
-                f"(Sec-WebSocket-Protocol {', '.join(p.name for p in PROTOCOLS)}); SPDY is not supported"
-            )
-        )
+        names = ", ".join(p.name for p in protocols)
+        raise Refused(bad_request(f"{no_websocket} (Sec-WebSocket-Protocol {names}); SPDY is not supported"))
     version = headers.get("Sec-WebSocket-Version", "").strip()
     if version != "13":
         # RFC 6455 4.4: refuse and name the version we speak.
-        raise _Refused(
+        raise Refused(
             bad_request(f"unsupported Sec-WebSocket-Version {version!r}, only 13 is supported"),
             [("Sec-WebSocket-Version", "13")],
         )
@@ -167,23 +168,21 @@ def negotiate(handler: http.server.BaseHTTPRequestHandler) -> tuple[str, Channel
     except binascii.Error:
         valid_key = False
     if not valid_key:
-        raise _Refused(bad_request("missing or malformed Sec-WebSocket-Key"))
+        raise Refused(bad_request("missing or malformed Sec-WebSocket-Key"))
     offered = _tokens(headers.get_all("Sec-WebSocket-Protocol") or [])
     if not offered:
         # Kubernetes serves a client that names no subprotocol as the original channel.k8s.io.
         return key, ChannelProtocol("", 1, False)
-    for protocol in PROTOCOLS:
+    for protocol in protocols:
         if protocol.name in offered:
             return key, protocol
     # Like kube-apiserver, whose websocket handshake refuses an unknown subprotocol with 403.
-    raise _Refused(
-        forbidden(f"requested protocol(s) are not supported: {offered}; supports {[p.name for p in PROTOCOLS]}")
+    raise Refused(
+        forbidden(f"requested protocol(s) are not supported: {offered}; supports {[p.name for p in protocols]}")
     )
 
 
-def _write_switching_protocols(
-    handler: http.server.BaseHTTPRequestHandler, key: str, protocol: ChannelProtocol
-) -> None:
+def write_switching_protocols(handler: http.server.BaseHTTPRequestHandler, key: str, protocol: ChannelProtocol) -> None:
     # Written by hand rather than with send_response: the handler may be speaking HTTP/1.0, and a 101 must be
     # an HTTP/1.1 response.
     lines = [
@@ -236,11 +235,11 @@ def _end_session(session: ExecSession) -> None:
         session.wait(timeout=2.0)
 
 
-class _ClientGone(Exception):
+class ClientGone(Exception):
     pass
 
 
-class _WebSocket:
+class WebSocket:
     """A server-side websocket over an accepted socket (plain or TLS). wsproto builds and parses the frames.
 
     Two threads share it: the reader receives, the exec loop sends. An `ssl.SSLSocket` must not be read and
@@ -269,11 +268,11 @@ class _WebSocket:
                 event = BytesMessage(bytes([channel]) + piece)
             with self._io:
                 if self._ws.state is not ConnectionState.OPEN:
-                    raise _ClientGone
+                    raise ClientGone
                 try:
                     self._send_locked(event)
                 except _GONE as exc:
-                    raise _ClientGone from exc
+                    raise ClientGone from exc
 
     def send_text_on_channel(self, channel: int, text: str) -> None:
         self.send_channel(channel, text.encode("utf-8"))
@@ -338,7 +337,7 @@ class _ExecPump:
         request: ExecRequest,
         wanted: frozenset[int],
     ) -> None:
-        self.ws = _WebSocket(sock, protocol)
+        self.ws = WebSocket(sock, protocol)
         self.hooks = hooks
         self.session: ExecSession | None = None
         self.request = request
@@ -365,7 +364,7 @@ class _ExecPump:
                     _end_session(self.session)
                     self.ended = True
                 self._finish(status)
-        except _ClientGone:
+        except ClientGone:
             pass
         finally:
             if self.session is not None and not self.ended:
@@ -416,7 +415,7 @@ class _ExecPump:
             return exit_status(code)
         except ApiError as error:
             return error.status()
-        except _ClientGone:
+        except ClientGone:
             raise
         except Exception as exc:  # the client must learn the session failed, on channel 3
             return ApiError(500, "InternalError", f"exec session failed: {exc}").status()
@@ -511,7 +510,7 @@ def serve_log(handler: http.server.BaseHTTPRequestHandler, hooks: PodHooks, requ
             return
         body = b"".join(chunks)
     except ApiError as error:
-        _write_status(handler, error)
+        write_status(handler, error)
         return
     else:
         try:
@@ -562,7 +561,7 @@ def _follow_log(handler: http.server.BaseHTTPRequestHandler, chunks: Iterator[by
         first = b""
     if isinstance(first, ApiError):
         stop.set()
-        _write_status(handler, first)
+        write_status(handler, first)
         return
     # Chunked framing needs an HTTP/1.1 exchange; with an HTTP/1.0 one the body simply ends with the connection.
     chunked = handler.request_version == "HTTP/1.1" and handler.protocol_version == "HTTP/1.1"
@@ -592,7 +591,7 @@ def _follow_log(handler: http.server.BaseHTTPRequestHandler, chunks: Iterator[by
         if chunked:
             handler.wfile.write(b"0\r\n\r\n")
             handler.wfile.flush()
-    except (_ClientGone, _GONE):
+    except (ClientGone, _GONE):
         handler.close_connection = True
     finally:
         stop.set()
@@ -606,7 +605,7 @@ def _next_log_item(
             return out.get(timeout=_FIRST_LOG_WAIT)
         except queue.Empty:
             if peer_closed(sock):
-                raise _ClientGone from None
+                raise ClientGone from None
 
 
 def peer_closed(sock: socket.socket) -> bool:
@@ -675,11 +674,11 @@ def serve_proxy(
     try:
         response = hooks.proxy(namespace, pod, port, path, method, headers, body)
     except ApiError as error:
-        _write_status(handler, error)
+        write_status(handler, error)
         return
     except OSError as exc:
         # What kube-apiserver answers when it cannot reach the pod.
-        _write_status(handler, ApiError(503, "ServiceUnavailable", f"error trying to reach service: {exc}"))
+        write_status(handler, ApiError(503, "ServiceUnavailable", f"error trying to reach service: {exc}"))
         return
     try:
         handler.send_response(response.status)
@@ -698,7 +697,7 @@ def serve_proxy(
 # ------------------------------------------------------------------------------------------------- common
 
 
-def _write_status(
+def write_status(
     handler: http.server.BaseHTTPRequestHandler, error: ApiError, headers: Sequence[tuple[str, str]] = ()
 ) -> None:
     body = json.dumps(error.status()).encode("utf-8")

@@ -1,5 +1,6 @@
-"""`pods/portforward` against real clients: kubectl (the venv's 1.37 and older releases) and a SPDY client built on
-the lab's own codec, to look at what kubectl hides (replies, the error stream, pings, resets).
+"""`pods/portforward` against real clients: kubectl (the venv's 1.37 and older releases) over SPDY, the official
+Python client over websocket channels, and a SPDY client built on the lab's own codec, to look at what kubectl
+hides (replies, the error stream, pings, resets).
 
 The pod's port is a real HTTP server on 127.0.0.1 and the hook a real connection to it: only the network
 namespace differs from the lab's kubelet (tests/lab/test_kubectl_lab.py forwards into a lab pod).
@@ -7,6 +8,7 @@ namespace differs from the lab's kubelet (tests/lab/test_kubectl_lab.py forwards
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import http.server
@@ -21,7 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab.apiserver.api_kit import Kubectl, make_kubectl, running_server, seeded_store
+import websocket  # websocket-client, the Python client's transport: to speak the base64 form it never uses
+from kubernetes import client as k8s
+from kubernetes.stream import portforward
+from lab.apiserver.api_kit import Kubectl, make_kubectl, official_client, raw_request, running_server, seeded_store
 
 from kalab.lab.apiserver import spdy
 from kalab.lab.apiserver.errors import ApiError
@@ -262,6 +267,90 @@ def test_kubectl_port_forward_refuses_a_pod_that_is_not_running(
     assert "pod is not running" in done.stderr
 
 
+# ---------------------------------------------------------------------------------------- the Python client
+
+
+def _read_until(sock: Any, end: bytes) -> bytes:
+    data = b""
+    while not data.endswith(end):
+        chunk = sock.recv(65536)
+        assert chunk, f"the socket ended after {data!r}"
+        data += chunk
+    return data
+
+
+def test_python_client_forwards_over_websocket_channels(served: tuple[RunningServer, LoopbackHooks]) -> None:
+    with official_client(served[0]) as api_client:
+        api = k8s.CoreV1Api(api_client)
+        forward = portforward(
+            api.connect_get_namespaced_pod_portforward, "exporter", "demo", ports=f"{POD_PORT},{ECHO_PORT},9999"
+        )
+        try:
+            metrics = forward.socket(POD_PORT)
+            metrics.settimeout(WAIT)
+            metrics.sendall(b"GET /py HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            # v4 channels cannot say that one port's connection ended: the socket stays open until the session ends.
+            answer = _read_until(metrics, b"# path /py\n")
+            assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"# path /py\n")
+            echo = forward.socket(ECHO_PORT)
+            echo.settimeout(WAIT)
+            echo.sendall(b"x" * 300_000)
+            received = b""
+            while len(received) < 300_000:
+                chunk = echo.recv(65536)
+                assert chunk, f"the echo ended after {len(received)} bytes"
+                received += chunk
+            assert received == b"x" * 300_000
+            # A port nothing listens on: the kubelet's message arrives on its error channel.
+            deadline = time.monotonic() + WAIT
+            while forward.error(9999) is None:
+                assert time.monotonic() < deadline, "no error for the closed port"
+                time.sleep(0.05)
+            assert forward.error(9999).startswith("error forwarding port 9999 to pod exporter, uid ")
+        finally:
+            forward.close()
+
+
+def test_the_websocket_closes_once_every_port_is_done(served: tuple[RunningServer, LoopbackHooks]) -> None:
+    with official_client(served[0]) as api_client:
+        api = k8s.CoreV1Api(api_client)
+        forward = portforward(api.connect_get_namespaced_pod_portforward, "exporter", "demo", ports="9999")
+        try:
+            deadline = time.monotonic() + WAIT
+            while forward.connected:
+                assert time.monotonic() < deadline, "the session outlived its only connection"
+                time.sleep(0.05)
+            assert "failed to connect to localhost:9999" in (forward.error(9999) or "")
+        finally:
+            forward.close()
+
+
+def test_base64_channels(served: tuple[RunningServer, LoopbackHooks]) -> None:
+    server = served[0]
+    context = ssl.create_default_context(cafile=str(server.ca_file))
+    ws = websocket.create_connection(
+        f"wss://{server.host}:{server.port}/api/v1/namespaces/demo/pods/exporter/portforward?ports={POD_PORT}",
+        header=[f"Authorization: Bearer {server.token}"],
+        subprotocols=["v4.base64.channel.k8s.io"],
+        sslopt={"context": context},
+        timeout=WAIT,
+    )
+    try:
+        assert ws.subprotocol == "v4.base64.channel.k8s.io"
+        port_bytes = base64.b64encode(POD_PORT.to_bytes(2, "little")).decode()
+        assert sorted([ws.recv(), ws.recv()]) == [f"0{port_bytes}", f"1{port_bytes}"]
+        request = b"GET /b64 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ws.send("0" + base64.b64encode(request).decode())
+        answer = b""
+        while not answer.endswith(b"# path /b64\n"):
+            message = ws.recv()
+            assert isinstance(message, str) and message[0] == "0", message
+            answer += base64.b64decode(message[1:])
+        assert answer.startswith(b"HTTP/1.1 200 ")
+    finally:
+        ws.close()
+
+
 # ------------------------------------------------------------------------------------------ the protocol itself
 
 
@@ -414,14 +503,14 @@ def test_a_departed_client_closes_its_pod_connections(served: tuple[RunningServe
     [
         ({"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Protocol": "SPDY/3.1+portforward.k8s.io",
           "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, 400),
+        ({"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Protocol": "v5.channel.k8s.io",
+          "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, 400),
         ({"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}, 400),
         ({"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": "v4.channel.k8s.io"}, 403),
         ({}, 400),
     ],
 )  # fmt: skip
 def test_refused_upgrades(served: tuple[RunningServer, LoopbackHooks], headers: dict[str, str], status: int) -> None:
-    from lab.apiserver.api_kit import raw_request
-
     answer = raw_request(served[0], "GET", "/api/v1/namespaces/demo/pods/exporter/portforward", headers)
     # Any non-101 answer to the websocket attempt is what makes kubectl 1.31+ fall back to SPDY.
     assert answer.status == status
@@ -429,8 +518,6 @@ def test_refused_upgrades(served: tuple[RunningServer, LoopbackHooks], headers: 
 
 
 def test_unknown_and_unscheduled_pods(served: tuple[RunningServer, LoopbackHooks]) -> None:
-    from lab.apiserver.api_kit import raw_request
-
     upgrade = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": "portforward.k8s.io"}
     assert raw_request(served[0], "POST", "/api/v1/namespaces/demo/pods/nope/portforward", upgrade).status == 404
     answer = raw_request(served[0], "POST", "/api/v1/namespaces/demo/pods/pending/portforward", upgrade)
