@@ -70,7 +70,8 @@ def wire(api_version: str, kind: str, body: Any) -> bytes:
 def test_kubectl_create_namespace_configmap_and_secret(kubectl: Kubectl, api: client.ApiClient) -> None:
     core = client.CoreV1Api(api)
     assert sent_protobuf(kubectl, "create", "namespace", "runbook").strip() == "namespace/runbook created"
-    assert core.read_namespace("runbook").status.phase == "Active"
+    namespace = core.read_namespace("runbook").metadata
+    assert namespace.name == "runbook" and namespace.uid and namespace.creation_timestamp
 
     sent_protobuf(kubectl, "create", "configmap", "settings", "-n", "runbook", "--from-literal=cidr=172.21.6.32/27")
     settings = core.read_namespaced_config_map("settings", "runbook")
