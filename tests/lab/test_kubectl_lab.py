@@ -17,6 +17,9 @@ from typing import TypeVar
 import pytest
 import yaml
 from conftest import needs_root_tools
+from kubernetes import client as k8s
+from kubernetes import config
+from kubernetes.stream import portforward
 from labs import running_lab
 from waiting import wait_for
 
@@ -164,6 +167,21 @@ def test_the_seed_with_kubectl(lab: control.LabInfo, kubectl: Callable[..., str]
         with port_forward(binary, env, "-n", "demo", "pod/test-0", ":80") as local:
             page = get_local(local, "/")
             assert " 200 " in page.splitlines()[0] and pod_ip in page, page[:300]  # the page names its pod's IP
+    # The official Python client (a notebook's way) forwards over websocket channels instead.
+    with contextlib.closing(config.new_client_from_config(config_file=str(lab.kubeconfig))) as api_client:
+        api = k8s.CoreV1Api(api_client)
+        forward = portforward(api.connect_get_namespaced_pod_portforward, pods[0], "keepalived-operator", ports="9650")
+        try:
+            exporter = forward.socket(9650)
+            exporter.settimeout(30)
+            exporter.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while b"keepalived_up" not in answer:
+                chunk = exporter.recv(65536)
+                assert chunk, answer
+                answer += chunk
+        finally:
+            forward.close()
 
     kubectl("delete", "-f", demo)
     until("the demo service to go", lambda: None if "demo" in kubectl("get", "svc", "-A") else "gone")
