@@ -31,8 +31,10 @@ PACKAGES = {
     "rbac.authorization.k8s.io": "io.k8s.api.rbac.v1",
     "apiextensions.k8s.io": "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1",
     "autoscaling": "io.k8s.api.autoscaling.v1",
+    "authentication.k8s.io": "io.k8s.api.authentication.v1",
+    "authorization.k8s.io": "io.k8s.api.authorization.v1",
 }
-_CLASS_PREFIXES = ("", "Core", "Apps", "Rbac", "Apiextensions", "Autoscaling")
+_CLASS_PREFIXES = ("", "Core", "Apps", "Rbac", "Apiextensions", "Autoscaling", "Authentication", "Authorization")
 _META_TYPES = frozenset(
     {
         "ObjectMeta", "ListMeta", "LabelSelector", "LabelSelectorRequirement", "OwnerReference", "ManagedFieldsEntry",

@@ -21,11 +21,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from kalab.lab.apiserver import openapi_proto
-from kalab.lab.apiserver.builtin_schemas import INT_OR_STRING, META, QUANTITY, builtin_definitions
+from kalab.lab.apiserver.builtin_schemas import INT_OR_STRING, META, PACKAGES, QUANTITY, builtin_definitions
 from kalab.lab.apiserver.discovery import GIT_VERSION
 from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.apiserver.openshift_schemas import openshift_schemas
-from kalab.lab.apiserver.resources import BUILTINS, Registry, ResourceType
+from kalab.lab.apiserver.resources import Registry, ResourceType
 from kalab.lab.apiserver.store import Store
 
 Doc = dict[str, Any]
@@ -267,7 +267,7 @@ class OpenApi:
 
 
 def build(types: list[ResourceType], crds: list[Doc]) -> Documents:
-    builtin_gvks = tuple(sorted((rt.group, rt.version, rt.kind) for rt in BUILTINS))
+    builtin_gvks = tuple(sorted((rt.group, rt.version, rt.kind) for rt in types if rt.group in PACKAGES))
     definitions_, by_gvk_ = builtin_definitions(builtin_gvks)
     definitions = dict(definitions_)
     by_gvk = dict(by_gvk_)
@@ -287,7 +287,7 @@ def build(types: list[ResourceType], crds: list[Doc]) -> Documents:
     v2_paths: Doc = {}
     for rt in served:
         v2_paths[rt.path("{namespace}", "{name}")] = _operations(rt, by_gvk[(rt.group, rt.version, rt.kind)], False)
-    used = _closure(definitions, {by_gvk[g] for g in by_gvk if any(g[:2] == (rt.group, rt.version) for rt in served)})
+    used = _closure(definitions, set(by_gvk.values()))
     v2: Doc = {
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": GIT_VERSION},
@@ -303,6 +303,8 @@ def build(types: list[ResourceType], crds: list[Doc]) -> Documents:
         by_gv.setdefault((rt.group, rt.version), []).append(rt)
     for (group, version), gv_types in sorted(by_gv.items()):
         roots = {by_gvk[g] for g in by_gvk if g[:2] == (group, version)} | {f"{META}.Status"}
+        if any("scale" in rt.subresources for rt in gv_types):
+            roots.add(by_gvk.get(("autoscaling", "v1", "Scale"), ""))
         paths = {
             rt.path("{namespace}", "{name}"): to_v3(_operations(rt, by_gvk[(group, version, rt.kind)], True))
             for rt in sorted(gv_types, key=lambda r: r.plural)
