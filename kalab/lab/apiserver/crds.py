@@ -15,13 +15,14 @@ import contextlib
 import logging
 import re
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
 from kalab.lab.apiserver.errors import ApiError, invalid
 from kalab.lab.apiserver.openshift_schemas import openshift_schemas
 from kalab.lab.apiserver.resources import Column, ResourceType
-from kalab.lab.apiserver.store import Event, Obj, Operation, now_rfc3339
+from kalab.lab.apiserver.store import Event, Obj, Operation, Store, now_rfc3339
 from kalab.lab.apiserver.structural import apply_defaults, prune
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.base import Controller, object_key
@@ -101,6 +102,21 @@ def _admission(op: Operation, rt: ResourceType, obj: Obj, old: Obj | None) -> No
         validate(obj)
 
 
+# The controller serving each store's CRDs, for defaulting on read (kube-apiserver defaults what it reads from etcd,
+# so objects stored before a default was added show it too).
+_controllers: weakref.WeakKeyDictionary[Store, CrdController] = weakref.WeakKeyDictionary()
+
+
+def read_defaults(store: Store, rt: ResourceType, obj: Obj) -> Obj:
+    """`obj` (read from `store`) with its schema's defaults filled in; the stored object is left as it is."""
+    controller = _controllers.get(store)
+    if controller is not None:
+        schema = controller.schema(rt)
+        if schema is not None:
+            apply_defaults(obj, schema)
+    return obj
+
+
 def _schema_of(crd: Obj, version: str) -> dict[str, Any] | None:
     for served in (crd.get("spec") or {}).get("versions") or []:
         if served.get("name") == version:
@@ -138,17 +154,22 @@ class CrdController(Controller):
     def start(self) -> None:
         self.ctx.store.add_admission(_admission)
         self.ctx.store.add_admission(self._structural)
+        _controllers[self.ctx.store] = self
         with self._serving:
             for crd in self.ctx.store.list(self.ctx.rt(CRD_KEY))[0]:
                 self._serve(crd)
         super().start()
 
+    def schema(self, rt: ResourceType) -> dict[str, Any] | None:
+        """The structural schema of a custom (or OpenShift built-in) kind; None for Kubernetes' own kinds."""
+        with self._serving:
+            return self._schemas.get((rt.group, rt.version, rt.kind))
+
     def _structural(self, op: Operation, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
-        """Default, then prune, a custom object on every write, as kube-apiserver does for CRDs."""
+        """Prune, then default, a custom object on every write, as kube-apiserver does for CRDs."""
         if op == "DELETE":
             return
-        with self._serving:
-            schema = self._schemas.get((rt.group, rt.version, rt.kind))
+        schema = self.schema(rt)
         if schema is not None:
             prune(obj, schema)
             apply_defaults(obj, schema)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from pathlib import Path
@@ -275,6 +276,28 @@ def test_crd_defaulting_and_pruning_through_the_official_client(server: RunningS
         assert status["status"] == {"ready": True}
         read: Any = custom.get_namespaced_custom_object("example.kalab.io", "v1", "demo", "widgets", "w")
         assert read["spec"]["color"] == "blue" and read["status"] == {"ready": True}
+
+        # A default added to the schema later shows on read, as kube-apiserver defaults what it reads from storage.
+        versions = copy.deepcopy(WIDGET_CRD["spec"]["versions"])
+        versions[0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["shape"] = {
+            "type": "string",
+            "default": "round",
+        }
+        custom.patch_cluster_custom_object(
+            "apiextensions.k8s.io", "v1", "customresourcedefinitions", "widgets.example.kalab.io",
+            {"spec": {"versions": versions}},
+        )  # fmt: skip
+        wait_for(
+            lambda: (
+                custom.get_namespaced_custom_object("example.kalab.io", "v1", "demo", "widgets", "w")["spec"].get(
+                    "shape"
+                )
+                == "round"
+            ),
+            what="the new default on read",
+        )
+        listed: Any = custom.list_namespaced_custom_object("example.kalab.io", "v1", "demo", "widgets")
+        assert [item["spec"]["shape"] for item in listed["items"]] == ["round"]
 
 
 def test_openshift_kinds_are_defaulted_as_their_crds_say(server: RunningServer) -> None:
