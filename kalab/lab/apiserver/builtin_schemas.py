@@ -41,6 +41,11 @@ _META_TYPES = frozenset(
         "Condition", "Status", "StatusDetails", "StatusCause", "DeleteOptions", "Preconditions",
     }
 )  # fmt: skip
+# The core kinds whose types other groups embed (PodTemplateSpec, ObjectReference ...), named before any other group.
+_CORE_ROOTS = (
+    "Pod", "PodTemplate", "ReplicationController", "PersistentVolume", "PersistentVolumeClaim", "Service", "Node",
+    "Endpoints", "Event", "Namespace", "ConfigMap", "Secret", "ServiceAccount", "LimitRange", "ResourceQuota",
+)  # fmt: skip
 TIME = f"{META}.Time"
 MICRO_TIME = f"{META}.MicroTime"
 INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
@@ -209,6 +214,10 @@ _PRIMITIVES: dict[str, Schema] = {
 }
 
 _SPECIAL: dict[str, Schema] = {
+    f"{META}.Patch": {
+        "description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.",
+        "type": "object",
+    },
     TIME: {
         "description": "Time is a wrapper around time.Time which supports correct marshaling to YAML and JSON.  "
         "Wrappers are provided for many of the factory methods that the time package offers.",
@@ -245,6 +254,10 @@ def builtin_definitions(kinds: tuple[Gvk, ...]) -> tuple[dict[str, Schema], dict
     """
     builder = _Builder()
     by_gvk: dict[tuple[str, str, str], str] = {}
+    for core_kind in _CORE_ROOTS:  # every core type gets its core name, whichever group refers to it first
+        cls = model_class("", core_kind)
+        if cls is not None:
+            builder.name_of(cls, PACKAGES[""])
     wanted = sorted(set(kinds) | {("autoscaling", "v1", "Scale")}, key=lambda k: (k[0] != "", k))
     for group, version, kind in wanted:
         package = PACKAGES.get(group)

@@ -39,6 +39,7 @@ PROTOBUF_V2_ASKED = (
 PROTOBUF_V2 = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 _OBJECT_META = f"{META}.ObjectMeta"
 _LIST_META = f"{META}.ListMeta"
+_PATCH_TYPES = ("application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json")
 _PATCH_PARAMETERS = ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
 _METADATA_DESCRIPTION = (
     "Standard object's metadata. More info: "
@@ -241,11 +242,25 @@ def _operations(rt: ResourceType, definition: str, v3: bool) -> Doc:
         parameters = [{"name": p, "in": "query", "type": "string", "uniqueItems": True} for p in _PATCH_PARAMETERS]
         ok = {"description": "OK", "schema": {"$ref": ref}}
     common = {"x-kubernetes-group-version-kind": gvk, "responses": {"200": ok}}
-    return {
-        "get": {"operationId": f"read{rt.kind}", "x-kubernetes-action": "get", **common},
-        "patch": {"operationId": f"patch{rt.kind}", "x-kubernetes-action": "patch", "parameters": parameters,
-                  **common},
-    }  # fmt: skip
+    patch: Doc = {
+        "operationId": f"patch{rt.kind}",
+        "x-kubernetes-action": "patch",
+        "parameters": parameters,
+        **common,
+    }
+    # kubectl computes strategic merge patches from these schemas only where the patch body may be one; custom
+    # resources take JSON and merge patches only.
+    patch_types = [*_PATCH_TYPES, *(["application/strategic-merge-patch+json"] if rt.group in PACKAGES else [])]
+    body_schema = {"$ref": f"#/definitions/{META}.Patch"}
+    if v3:
+        patch["requestBody"] = {"content": {t: {"schema": body_schema} for t in patch_types}, "required": True}
+    else:
+        patch["consumes"] = patch_types
+        patch["parameters"] = [
+            {"name": "body", "in": "body", "required": True, "schema": body_schema},
+            *parameters,
+        ]
+    return {"get": {"operationId": f"read{rt.kind}", "x-kubernetes-action": "get", **common}, "patch": patch}
 
 
 class OpenApi:
@@ -287,7 +302,7 @@ def build(types: list[ResourceType], crds: list[Doc]) -> Documents:
     v2_paths: Doc = {}
     for rt in served:
         v2_paths[rt.path("{namespace}", "{name}")] = _operations(rt, by_gvk[(rt.group, rt.version, rt.kind)], False)
-    used = _closure(definitions, set(by_gvk.values()))
+    used = _closure(definitions, set(by_gvk.values()) | {f"{META}.Patch"})
     v2: Doc = {
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": GIT_VERSION},
@@ -302,7 +317,7 @@ def build(types: list[ResourceType], crds: list[Doc]) -> Documents:
     for rt in served:
         by_gv.setdefault((rt.group, rt.version), []).append(rt)
     for (group, version), gv_types in sorted(by_gv.items()):
-        roots = {by_gvk[g] for g in by_gvk if g[:2] == (group, version)} | {f"{META}.Status"}
+        roots = {by_gvk[g] for g in by_gvk if g[:2] == (group, version)} | {f"{META}.Status", f"{META}.Patch"}
         if any("scale" in rt.subresources for rt in gv_types):
             roots.add(by_gvk.get(("autoscaling", "v1", "Scale"), ""))
         paths = {

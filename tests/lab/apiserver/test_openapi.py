@@ -250,6 +250,42 @@ def test_v3_patch_declares_field_validation_and_v2_answers_protobuf(server: Runn
     assert proto.body.startswith(openapi_proto.document({"swagger": "2.0"})[:5])
 
 
+def test_client_side_apply_merges_containers_by_name(kubectl: Kubectl) -> None:
+    deployment = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: demo}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: a, image: "img:1", env: [{name: X, value: "1"}]}
+      - {name: b, image: "img:1"}
+"""
+    kubectl("apply", "-f", "-", stdin=deployment)
+    changed = deployment.replace('value: "1"', 'value: "2"').replace('      - {name: b, image: "img:1"}\n', "")
+    kubectl("apply", "-f", "-", stdin=changed)
+    spec = json.loads(kubectl("get", "deploy", "web", "-n", "demo", "-o", "json").stdout)["spec"]["template"]["spec"]
+    assert [(c["name"], c["env"]) for c in spec["containers"]] == [("a", [{"name": "X", "value": "2"}])]
+
+
+def test_patch_operations_say_which_patch_types_a_kind_takes() -> None:
+    registry = Registry()
+    docs = openapi.build(list(registry), [])
+    apps = json.loads(docs.v3["apis/apps/v1"])["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]
+    assert "application/strategic-merge-patch+json" in apps["patch"]["requestBody"]["content"]
+    olm = json.loads(docs.v3["apis/operators.coreos.com/v1"])["paths"]
+    og = olm["/apis/operators.coreos.com/v1/namespaces/{namespace}/operatorgroups/{name}"]["patch"]
+    assert set(og["requestBody"]["content"]) == {
+        "application/apply-patch+yaml",
+        "application/json-patch+json",
+        "application/merge-patch+json",
+    }
+    assert "io.k8s.api.core.v1.PodTemplateSpec" in json.loads(docs.v3["apis/apps/v1"])["components"]["schemas"]
+
+
 def test_crd_defaulting_and_pruning_through_the_official_client(server: RunningServer) -> None:
     _established(server, WIDGET_CRD)
     with official_client(server) as api:
