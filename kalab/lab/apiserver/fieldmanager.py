@@ -305,7 +305,10 @@ def merge(live: Any, config: Any, schema: Schema, path: Path = ()) -> Any:
 
 def remove(obj: dict[str, Any], paths: Iterable[Path], schema: Schema) -> None:
     """Remove the fields and items at `paths` from `obj` (in place); maps left empty by it go too."""
-    for path in sorted(paths, key=len, reverse=True):
+    wanted = set(paths)
+    # A path whose parent goes too goes with it (and an item must be found by its key before its fields go).
+    outermost = [p for p in wanted if not any(p[:n] in wanted for n in range(1, len(p)))]
+    for path in sorted(outermost, key=len, reverse=True):
         _remove_one(obj, path, schema)
 
 

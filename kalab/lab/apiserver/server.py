@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
 import functools
 import hmac
 import ipaddress
 import json
 import logging
-import random
 import re
 import select
 import socket
@@ -31,7 +29,6 @@ import ssl
 import string
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,15 +37,16 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kalab.lab.apiserver import access, discovery, openapi, portforward, protobuf, streams, tables
+from kalab.lab.apiserver import access, discovery, fieldmanager, openapi, portforward, streams, tables
 from kalab.lab.apiserver.attach import attach_hooks
-from kalab.lab.apiserver.crds import CrdController, read_defaults, start_crd_controller
-from kalab.lab.apiserver.errors import ApiError, bad_request, conflict, not_found
+from kalab.lab.apiserver.crds import CrdController, start_crd_controller
+from kalab.lab.apiserver.errors import ApiError, bad_request, conflict, forbidden_on, invalid, not_found
 from kalab.lab.apiserver.hooks import ExecRequest, LogRequest, PodHooks
 from kalab.lab.apiserver.kubeconfig import write_kubeconfig
+from kalab.lab.apiserver.namespaces import NamespaceTerminator
 from kalab.lab.apiserver.patch import APPLY_PATCH, PATCH_TYPES, STRATEGIC_PATCH, apply_patch, parse_body
 from kalab.lab.apiserver.resources import Registry, ResourceType
-from kalab.lab.apiserver.store import Obj, Store, now_rfc3339
+from kalab.lab.apiserver.store import Obj, Propagation, Store, initial_status
 from kalab.lab.apiserver.tls import make_tls, new_token
 from kalab.lab.context import LabContext
 
@@ -126,8 +124,6 @@ def negotiate(accept: str | None) -> _Output:
     if not accept or not accept.strip():
         return _Output("json")
     for mime, params in _media_ranges(accept):
-        if mime == protobuf.MEDIA_TYPE and "as" not in params:
-            return _Output("json")  # send_json encodes it for a client that takes nothing else
         if mime not in ("application/json", "application/*", "*/*"):
             continue
         as_ = params.get("as")
@@ -158,6 +154,7 @@ class _Request:
     content_type: str
     proxy_target: str = ""  # pods/{name}[:port]/proxy: the name segment as written
     proxy_path: str = "/"
+    user_agent: str = ""  # names the field manager of a write that gives no ?fieldManager=
 
     def q(self, key: str, default: str | None = None) -> str | None:
         values = self.query.get(key)
@@ -208,9 +205,9 @@ def _deleted_answer(rt: ResourceType, obj: Obj) -> Obj:
 
 def _status_success(rt: ResourceType, obj: Obj) -> Obj:
     meta = obj.get("metadata") or {}
-    details = {"name": meta.get("name"), "kind": rt.plural, "uid": meta.get("uid")}
-    if rt.group:
-        details["group"] = rt.group
+    details = {"name": meta.get("name"), "group": rt.group, "kind": rt.plural, "uid": meta.get("uid")}
+    if not rt.group:
+        del details["group"]
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
 
@@ -245,8 +242,7 @@ class _Api:
         self.namespace_grace = namespace_grace
         self.stopping = threading.Event()
         self.address = ""
-        self._terminating: dict[str, threading.Timer] = {}
-        self._terminating_lock = threading.Lock()
+        self.namespaces = NamespaceTerminator(store, namespace_grace)
 
     @property
     def registry(self) -> Registry:
@@ -337,14 +333,13 @@ class _Api:
 
     def get(self, req: _Request) -> Obj:
         assert req.name is not None
-        obj = read_defaults(self.store, req.rt, self.store.get(req.rt, req.namespace, req.name))
+        obj = self.store.get(req.rt, req.namespace, req.name)
         if req.sub == "scale":
             return _scale_of(obj)
         return obj
 
     def list(self, req: _Request) -> tuple[list[Obj], int, str]:
         items, rv = self.store.list(req.rt, req.namespace, req.q("labelSelector"), req.q("fieldSelector"))
-        items = [read_defaults(self.store, req.rt, item) for item in items]
         token = req.q("continue")
         if token:
             after = _decode_continue(token)
@@ -380,6 +375,13 @@ class _Api:
             openapi.check_fields(self.store, req.rt, obj, req.q("fieldValidation"))
         return obj
 
+    def _manager(self, req: _Request) -> str:
+        """The field manager of a write: ?fieldManager=, else the client's program as its User-Agent names it."""
+        named = req.q("fieldManager")
+        if named is not None and len(named) > 128:
+            raise _invalid_options(req, "fieldManager: Too long: may not be more than 128 bytes")
+        return named or fieldmanager.user_agent_manager(req.user_agent)
+
     def create(self, req: _Request) -> Obj:
         obj = self._body_object(req)
         meta = obj["metadata"]
@@ -388,38 +390,12 @@ class _Api:
         if meta.get("name"):
             _validate_name(req.rt, meta["name"])
         self._check_not_terminating(req.rt, req.namespace or meta.get("namespace"), meta.get("name") or "")
-        if req.dry_run:
-            return self._dry_create(req.rt, obj, req.namespace)
-        return self.store.create(req.rt, obj, req.namespace)
-
-    def _dry_create(self, rt: ResourceType, obj: Obj, namespace: str | None) -> Obj:
-        """What create would store, checked like create but kept out of the store (admission hooks do not run)."""
-        meta = obj["metadata"]
-        ns = (namespace or meta.get("namespace") or "") if rt.namespaced else ""
-        if rt.namespaced and not ns:
-            raise bad_request(f"{rt.plural} must be created in a namespace")
-        if rt.namespaced and self.store.try_get(self.registry.by_key("/namespaces"), None, ns) is None:
-            raise not_found("namespaces", ns)
-        if not meta.get("name"):
-            if not meta.get("generateName"):
-                raise ApiError(
-                    422,
-                    "Invalid",
-                    f'{rt.kind} "" is invalid: metadata.name: Required value: name or generateName is required',
-                )
-            meta["name"] = meta["generateName"] + "".join(random.choices(_NAME_CHARS, k=5))
-        if self.store.try_get(rt, ns, meta["name"]) is not None:
-            raise ApiError(
-                409,
-                "AlreadyExists",
-                f'{rt.plural}{"." + rt.group if rt.group else ""} "{meta["name"]}" already exists',
-                {"name": meta["name"], "kind": rt.plural},
-            )
-        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
-        if rt.namespaced:
-            meta["namespace"] = ns
-        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
-        return obj
+        status = initial_status(req.rt, obj)  # kube-apiserver ignores a status sent with a create
+        if status is None:
+            obj.pop("status", None)
+        else:
+            obj["status"] = status
+        return self.store.create(req.rt, obj, req.namespace, manager=self._manager(req), dry_run=req.dry_run)
 
     def update(self, req: _Request) -> Obj:
         assert req.name is not None
@@ -432,12 +408,9 @@ class _Api:
         meta["name"] = req.name
         if req.sub == "scale":
             return self._write_scale(req, obj)
-        if req.dry_run:
-            current = self.store.get(req.rt, req.namespace, req.name)
-            if meta.get("resourceVersion") and str(meta["resourceVersion"]) != current["metadata"]["resourceVersion"]:
-                raise conflict(req.rt.plural, req.name, req.rt.group)
-            return _preview_update(req.rt, current, obj, req.sub)
-        return self.store.update(req.rt, obj, req.namespace, subresource=req.sub)
+        return self.store.update(
+            req.rt, obj, req.namespace, subresource=req.sub, manager=self._manager(req), dry_run=req.dry_run
+        )
 
     def patch(self, req: _Request) -> tuple[int, Obj]:
         assert req.name is not None
@@ -457,6 +430,11 @@ class _Api:
                 "accepted media types include: application/json-patch+json, application/merge-patch+json, "
                 "application/apply-patch+yaml",
             )
+        if patch_type == APPLY_PATCH and not req.q("fieldManager"):
+            raise _invalid_options(req, "fieldManager: Required value: is required for apply patch")
+        if patch_type != APPLY_PATCH and "force" in req.query:
+            raise _invalid_options(req, "force: Forbidden: may not be specified for non-apply patch")
+        manager = self._manager(req)
         document = parse_body(req.body, patch_type)
         if req.sub != "scale":
             openapi.check_fields(self.store, req.rt, document, req.q("fieldValidation"))
@@ -464,12 +442,16 @@ class _Api:
             current = self.store.try_get(req.rt, req.namespace, req.name)
             if current is None:
                 if patch_type == APPLY_PATCH and req.sub is None:
-                    return 201, self._apply_create(req, document)
+                    return 201, self._apply_create(req, document, manager)
                 raise not_found(req.rt.plural, req.name, req.rt.group)
             if req.sub == "scale":
                 scale = apply_patch(_scale_of(current), document, patch_type)
                 return 200, self._write_scale(req, scale, current)
-            patched = apply_patch(current, document, patch_type)
+            applied = patch_type == APPLY_PATCH
+            if applied:
+                patched = self._server_side_apply(req, current, document, manager)
+            else:
+                patched = apply_patch(current, document, patch_type)
             meta = patched.setdefault("metadata", {})
             if not isinstance(meta, dict):
                 raise bad_request("metadata must be an object")
@@ -477,26 +459,62 @@ class _Api:
                 raise bad_request("the name of the object does not match the name on the URL")
             meta["name"] = req.name
             precondition = str(meta.get("resourceVersion", "")) != current["metadata"]["resourceVersion"]
-            if req.dry_run:
-                if precondition:
-                    raise conflict(req.rt.plural, req.name, req.rt.group)
-                return 200, _preview_update(req.rt, current, patched, req.sub)
             try:
-                return 200, self.store.update(req.rt, patched, req.namespace, subresource=req.sub)
+                updated = self.store.update(
+                    req.rt,
+                    patched,
+                    req.namespace,
+                    subresource=req.sub,
+                    manager=manager,
+                    applied=applied,
+                    dry_run=req.dry_run,
+                )
+                return 200, updated
             except ApiError as err:
                 # A write between our read and our update: re-apply the patch, unless it pinned a resourceVersion.
-                if err.reason != "Conflict" or precondition or attempt == PATCH_RETRIES - 1:
+                if err.reason != "Conflict" or err.details.get("causes") or precondition:
+                    raise
+                if attempt == PATCH_RETRIES - 1:
                     raise
         raise conflict(req.rt.plural, req.name, req.rt.group)  # pragma: no cover - loop always returns or raises
 
-    def _apply_create(self, req: _Request, document: Any) -> Obj:
+    def _server_side_apply(self, req: _Request, current: Obj, document: Any, manager: str) -> Obj:
+        """The object after applying `document` with field ownership (409 on a conflict unless ?force=true)."""
         if not isinstance(document, dict):
             raise bad_request("the applied configuration must be an object")
-        obj = copy.deepcopy(document)
-        obj.setdefault("metadata", {})["name"] = req.name
-        body = json.dumps(obj).encode()
+        schema = fieldmanager.schema_for(req.rt.group, "status" in req.rt.subresources)
+        return fieldmanager.apply(
+            current,
+            document,
+            fieldmanager.managers_of(current),
+            manager,
+            req.rt.api_version,
+            schema,
+            force=req.flag("force"),
+            subresource=req.sub or "",
+        )
+
+    def _apply_create(self, req: _Request, document: Any, manager: str) -> Obj:
+        """Apply to an object that does not exist: create it, owned by the applier."""
+        assert req.name is not None
+        if not isinstance(document, dict):
+            raise bad_request("the applied configuration must be an object")
+        body = json.dumps({**document, "metadata": {**(document.get("metadata") or {}), "name": req.name}}).encode()
         create = _Request("POST", req.rt, req.namespace, None, None, False, req.query, body, "application/json")
-        return self.create(create)
+        obj = self._body_object(create)
+        meta = obj["metadata"]
+        for server_set in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "selfLink"):
+            meta.pop(server_set, None)
+        _validate_name(req.rt, req.name)
+        self._check_not_terminating(req.rt, req.namespace or meta.get("namespace"), req.name)
+        schema = fieldmanager.schema_for(req.rt.group, "status" in req.rt.subresources)
+        created = fieldmanager.apply({}, obj, [], manager, req.rt.api_version, schema, force=True)
+        status = initial_status(req.rt, created)
+        if status is None:
+            created.pop("status", None)
+        else:
+            created["status"] = status
+        return self.store.create(req.rt, created, req.namespace, applied=True, dry_run=req.dry_run)
 
     def _write_scale(self, req: _Request, scale: Obj, current: Obj | None = None) -> Obj:
         assert req.name is not None
@@ -508,81 +526,65 @@ class _Api:
         if wanted_rv and str(wanted_rv) != obj["metadata"]["resourceVersion"]:
             raise conflict(req.rt.plural, req.name, req.rt.group)
         obj.setdefault("spec", {})["replicas"] = replicas
-        if req.dry_run:
-            return _scale_of(obj)
-        return _scale_of(self.store.update(req.rt, obj, req.namespace))
+        updated = self.store.update(req.rt, obj, req.namespace, manager=self._manager(req), dry_run=req.dry_run)
+        return _scale_of(updated)
 
     def delete(self, req: _Request) -> Obj:
         assert req.name is not None
         options = parse_body(req.body, "application/json") if req.body.strip() else {}
+        options = options if isinstance(options, dict) else {}
         current = self.store.get(req.rt, req.namespace, req.name)
-        preconditions = (options or {}).get("preconditions") or {} if isinstance(options, dict) else {}
-        for key in ("uid", "resourceVersion"):
+        preconditions = options.get("preconditions") or {}
+        for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
             if preconditions.get(key) and str(preconditions[key]) != str(current["metadata"].get(key)):
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    f"Precondition failed: {key} in precondition: {preconditions[key]}, "
-                    f"{key} in object meta: {current['metadata'].get(key)}",
+                why = (
+                    f"Precondition failed: {label} in precondition: {preconditions[key]}, "
+                    f"{label} in object meta: {current['metadata'].get(key)}"
                 )
-        dry = req.dry_run or (isinstance(options, dict) and "All" in (options.get("dryRun") or []))
+                raise conflict(req.rt.plural, req.name, req.rt.group, why)
+        dry = req.dry_run or "All" in (options.get("dryRun") or [])
+        policy = req.q("propagationPolicy") or options.get("propagationPolicy")
+        orphan = req.q("orphanDependents") or options.get("orphanDependents")
+        if policy is None and orphan is not None:
+            policy = "Orphan" if str(orphan).lower() == "true" else "Background"
+        if policy not in (None, "Background", "Foreground", "Orphan"):
+            raise _invalid_options(
+                req,
+                f'propagationPolicy: Unsupported value: "{policy}": supported values: '
+                '"Foreground", "Background", "Orphan", "nil"',
+                kind="DeleteOptions",
+            )
+        propagation = cast(Propagation | None, policy)
+        result = self.store.delete(req.rt, req.namespace, req.name, propagation=propagation, dry_run=dry)
         if dry:
-            return _deleted_answer(req.rt, current)
-        if req.rt.key == "/namespaces" and self.namespace_grace > 0:
-            return self._terminate_namespace(req.rt, current)  # kube-apiserver answers with the Terminating object
-        return _deleted_answer(req.rt, self.store.delete(req.rt, req.namespace, req.name))
+            return _deleted_answer(req.rt, result)
+        still = self.store.try_get(req.rt, req.namespace, req.name)
+        if still is not None and still["metadata"].get("uid") == result["metadata"].get("uid"):
+            # Only marked (finalizers, foreground deletion, a namespace): kube-apiserver answers the object.
+            if req.rt.key == "/namespaces":
+                self.namespaces.start(req.name)
+                return self.store.try_get(req.rt, None, req.name) or still
+            return still
+        return _deleted_answer(req.rt, result)
 
     # -- namespace lifecycle ---------------------------------------------------------------------------------
-    # As in Kubernetes, a deleted namespace is Terminating for a while before it and its content are gone: objects
-    # in it can still be deleted (`kubectl delete -f` of a file holding a Namespace and what is in it succeeds for
-    # every object), nothing new can be created in it.
-
-    def _terminate_namespace(self, rt: ResourceType, ns: Obj) -> Obj:
-        name = ns["metadata"]["name"]
-        with self._terminating_lock:
-            if name in self._terminating:
-                return ns
-            timer = threading.Timer(self.namespace_grace, self._finish_namespace, args=(rt, name))
-            timer.daemon = True
-            self._terminating[name] = timer
-        if (ns.get("status") or {}).get("phase") != "Terminating":
-            ns["status"] = {**(ns.get("status") or {}), "phase": "Terminating"}
-            ns["metadata"].pop("resourceVersion", None)
-            try:
-                ns = self.store.update(rt, ns, subresource="status")
-            except ApiError:
-                with self._terminating_lock:
-                    self._terminating.pop(name, None)
-                raise
-        timer.start()
-        return ns
-
-    def _finish_namespace(self, rt: ResourceType, name: str) -> None:
-        with self._terminating_lock:
-            self._terminating.pop(name, None)
-        with contextlib.suppress(ApiError):
-            self.store.delete(rt, None, name)
+    # As in Kubernetes, a deleted namespace is Terminating until the namespace controller (namespaces.py) has
+    # deleted its content and removed its "kubernetes" finalizer: objects in it can still be deleted (`kubectl
+    # delete -f` of a file holding a Namespace and what is in it succeeds for every object), nothing new can be
+    # created in it.
 
     def finish_terminating(self) -> None:
-        """At shutdown: complete pending namespace deletions now rather than leave them Terminating."""
-        with self._terminating_lock:
-            pending = list(self._terminating.items())
-        for name, timer in pending:
-            timer.cancel()
-            self._finish_namespace(self.registry.by_key("/namespaces"), name)
+        """At shutdown: give pending namespace deletions a last pass rather than leave them to a stopped timer."""
+        self.namespaces.stop()
 
     def _check_not_terminating(self, rt: ResourceType, namespace: str | None, name: str) -> None:
         if not rt.namespaced or not namespace:
             return
         ns = self.store.try_get(self.registry.by_key("/namespaces"), None, namespace)
         if ns is not None and (ns.get("status") or {}).get("phase") == "Terminating":
-            raise ApiError(
-                403,
-                "Forbidden",
-                f'{rt.plural} "{name}" is forbidden: unable to create new content in '
-                f"namespace {namespace} because it is being terminated",
-                {"name": name, "kind": rt.plural},
-            )
+            why = f"unable to create new content in namespace {namespace} because it is being terminated"
+            cause = {"reason": "NamespaceTerminating", "message": why, "field": "metadata.namespace"}
+            raise forbidden_on(rt.plural, name, why, rt.group, [cause])
 
     def delete_collection(self, req: _Request) -> Obj:
         items, _ = self.store.list(req.rt, req.namespace, req.q("labelSelector"), req.q("fieldSelector"))
@@ -595,28 +597,17 @@ class _Api:
             "apiVersion": "v1",
             "metadata": {},
             "status": "Success",
-            "details": {"kind": req.rt.plural, "group": req.rt.group},
+            "details": {"group": req.rt.group, "kind": req.rt.plural},
         }
 
 
-def _preview_update(rt: ResourceType, current: Obj, new: Obj, sub: str | None) -> Obj:
-    """The object an update would store, without storing it (for dryRun)."""
-    if sub == "status":
-        preview = copy.deepcopy(current)
-        preview["status"] = new.get("status", {})
-        return preview
-    preview = copy.deepcopy(new)
-    preview["apiVersion"], preview["kind"] = rt.api_version, rt.kind
-    meta, old_meta = preview.setdefault("metadata", {}), current["metadata"]
-    for fixed in ("uid", "creationTimestamp", "namespace", "name", "generation", "resourceVersion"):
-        if fixed in old_meta:
-            meta[fixed] = old_meta[fixed]
-    if "status" in rt.subresources:
-        if "status" in current:
-            preview["status"] = current["status"]
-        else:
-            preview.pop("status", None)
-    return preview
+def _invalid_options(req: _Request, message: str, kind: str = "") -> ApiError:
+    """422 about the request's options (PatchOptions, CreateOptions, DeleteOptions …), as kube-apiserver words it."""
+    if not kind:
+        kind = {"PATCH": "PatchOptions", "PUT": "UpdateOptions", "DELETE": "DeleteOptions"}.get(
+            req.method, "CreateOptions"
+        )
+    return invalid(kind, "", message, "meta.k8s.io")
 
 
 _SCALE_META = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
@@ -757,11 +748,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def send_json(self, code: int, doc: Any, content_type: str = "application/json") -> None:
-        encoded = None
-        if content_type == "application/json" and protobuf.accepts_only_protobuf(self.headers.get("Accept")):
-            encoded = protobuf.encode(doc)  # None for kinds with no protobuf form (custom resources): JSON then
-        data = encoded if encoded is not None else json.dumps(doc, separators=(",", ":")).encode("utf-8")
-        content_type = protobuf.MEDIA_TYPE if encoded is not None else content_type
+        data = json.dumps(doc, separators=(",", ":")).encode("utf-8")
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -829,6 +816,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         content_type = self.headers.get("Content-Type") or "application/json"
         req = self.api.parse(method, parts.path, parts.query, body, content_type)
+        req.user_agent = self.headers.get("User-Agent") or ""
         self._serve_resource(req)
 
     def _serve_openapi(self, method: str, segments: list[str]) -> None:
@@ -864,17 +852,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if req.sub == "proxy":
             raise _unavailable(f"the lab does not proxy to {req.rt.plural}")
-        if req.body and protobuf.is_protobuf(req.content_type):
-            # kubectl's generator commands (`kubectl create namespace|configmap|secret|deployment|role …`) send
-            # protobuf: read it as the JSON it stands for, so every verb below sees one form.
-            req.body = protobuf.body_as_json(req.body, req.rt.api_version, req.rt.kind if req.sub is None else "")
-            req.content_type = "application/json"
         if req.body and not _readable_body(req.content_type):
+            # kubectl's generator commands (`kubectl create namespace|configmap|secret …`) send protobuf, which
+            # this server does not decode (and client-go does not fall back to JSON on 415): say what works.
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
-                f"the body of the request was in an unknown format ({req.content_type}) - accepted media types "
-                f"include: application/json, application/yaml, {protobuf.MEDIA_TYPE}, {', '.join(PATCH_TYPES)}",
+                f"the body of the request was in an unknown format ({req.content_type}): the lab API server reads "
+                "JSON and YAML only, so write the object as a manifest and use `kubectl apply -f` or "
+                f"`kubectl create -f` - accepted media types include: application/json, application/yaml, "
+                f"{', '.join(PATCH_TYPES)}",
             )
         if access.serves(req.rt):  # create-only reviews: answered, never stored
             if method != "POST" or req.name is not None or req.sub is not None:

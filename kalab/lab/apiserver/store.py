@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from kalab.lab.apiserver import defaults, fieldmanager
 from kalab.lab.apiserver.errors import (
@@ -28,7 +28,6 @@ from kalab.lab.apiserver.errors import (
     already_exists,
     bad_request,
     conflict,
-    forbidden_on,
     gone,
     invalid,
     not_found,
@@ -66,14 +65,18 @@ Subscriber = Callable[[Event], None]
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def clone(value: Any) -> Any:
+def clone(value: T) -> T:
     """A deep copy of a JSON value: several times faster than copy.deepcopy, which matters because every object
     handed out is a copy and controllers list whole kinds (255 services listed for each of 255 creates)."""
+    return cast(T, _clone(value))
+
+
+def _clone(value: Any) -> Any:
     kind = type(value)
     if kind is dict:
-        return {key: clone(item) for key, item in value.items()}
+        return {key: _clone(item) for key, item in value.items()}
     if kind is list:
-        return [clone(item) for item in value]
+        return [_clone(item) for item in value]
     if kind in _SCALARS:
         return value
     return copy.deepcopy(value)  # not JSON (a tuple a controller put in): still a safe copy
@@ -107,7 +110,10 @@ def _qos_class(pod: Obj) -> str:
         return "BestEffort"
     guaranteed = all(
         all((r.get("limits") or {}).get(k) for k in ("cpu", "memory"))
-        and all((r.get("requests") or {}).get(k, (r.get("limits") or {}).get(k)) == r["limits"][k] for k in ("cpu", "memory"))
+        and all(
+            (r.get("requests") or {}).get(k, (r.get("limits") or {}).get(k)) == r["limits"][k]
+            for k in ("cpu", "memory")
+        )
         for r in resources
     )
     return "Guaranteed" if guaranteed else "Burstable"
@@ -203,7 +209,19 @@ class Store:
 
     # -- writes ------------------------------------------------------------------------------------------------
 
-    def create(self, rt: ResourceType, obj: Obj, namespace: str | None = None) -> Obj:
+    def create(
+        self,
+        rt: ResourceType,
+        obj: Obj,
+        namespace: str | None = None,
+        *,
+        manager: str = LAB_MANAGER,
+        applied: bool = False,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Store a new object; `manager` is recorded in its managedFields (with `applied`, a server-side apply
+        worked them out already). A dry run checks and admits it, and answers what would be stored (without a
+        resourceVersion), but stores nothing."""
         obj = clone(obj)
         meta = _meta(obj)
         ns = self._ns(rt, namespace or meta.get("namespace"))
@@ -221,7 +239,19 @@ class Store:
             meta["namespace"] = ns
         else:
             meta.pop("namespace", None)
+        for server_set in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"):
+            meta.pop(server_set, None)
+        if not applied:
+            meta.pop("managedFields", None)
         defaults.apply(rt, obj)
+        if rt.key == "/namespaces":
+            # What kube-apiserver's namespace strategy and admission give every namespace.
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+            obj.setdefault("spec", {}).setdefault("finalizers", [NAMESPACE_FINALIZER])
+            obj.setdefault("status", {}).setdefault("phase", "Active")
+        if not applied:
+            schema = fieldmanager.schema_for(rt.group, "status" in rt.subresources)
+            fieldmanager.record_update(None, obj, [], manager, rt.api_version, schema)
         for hook in self._admission:
             hook("CREATE", rt, obj, None)
         with self._cond:
@@ -231,13 +261,28 @@ class Store:
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_rfc3339()
             meta["generation"] = 1
-            meta.pop("deletionTimestamp", None)
+            if dry_run:
+                return clone(obj)
             event = self._commit("ADDED", rt, obj, bucket, ns)
         self._notify([event])
         return clone(event.object)
 
-    def update(self, rt: ResourceType, obj: Obj, namespace: str | None = None, subresource: str | None = None) -> Obj:
-        """Replace an object (or only its status with `subresource="status"`); a stale resourceVersion conflicts."""
+    def update(
+        self,
+        rt: ResourceType,
+        obj: Obj,
+        namespace: str | None = None,
+        subresource: str | None = None,
+        *,
+        manager: str = LAB_MANAGER,
+        applied: bool = False,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Replace an object (or only its status with `subresource="status"`); a stale resourceVersion conflicts.
+
+        `manager` is recorded in managedFields as an Update; with `applied` the object's managedFields were
+        worked out by a server-side apply and are kept as they are. An object being deleted whose last
+        finalizer this update removes is deleted."""
         obj = clone(obj)
         meta = _meta(obj)
         ns = self._ns(rt, namespace or meta.get("namespace"))
@@ -250,11 +295,22 @@ class Store:
         wanted_rv = meta.get("resourceVersion")
         if wanted_rv and str(wanted_rv) != old["metadata"]["resourceVersion"]:
             raise conflict(rt.plural, name, rt.group)
+        sent_managers = meta.get("managedFields")
         if subresource is None:
             defaults.apply(rt, obj)  # before the generation is decided, as kube-apiserver decodes with defaults
         merged = self._merge_update(rt, old, obj, subresource)
+        self._check_finalizers(rt, old, merged)
+        if applied:
+            merged["metadata"]["managedFields"] = sent_managers or []
+        else:
+            schema = fieldmanager.schema_for(rt.group, "status" in rt.subresources)
+            managers = fieldmanager.managers_of(old)
+            if sent_managers and sent_managers != old["metadata"].get("managedFields"):
+                managers = fieldmanager.decode(sent_managers)  # a client may replace managedFields outright
+            fieldmanager.record_update(old, merged, managers, manager, rt.api_version, schema, subresource or "")
         for hook in self._admission:
             hook("UPDATE", rt, merged, old)
+        events: builtins.list[Event] = []
         with self._cond:
             bucket = self._objects.setdefault(rt.key, {})
             current = bucket.get((ns, name))
@@ -264,9 +320,27 @@ class Store:
                 raise conflict(rt.plural, name, rt.group)
             if merged == current:
                 return clone(current)  # no-op updates keep their resourceVersion, as in Kubernetes
-            event = self._commit("MODIFIED", rt, merged, bucket, ns)
-        self._notify([event])
-        return clone(event.object)
+            if dry_run:
+                return clone(merged)
+            events.append(self._commit("MODIFIED", rt, merged, bucket, ns))
+            if merged["metadata"].get("deletionTimestamp") and not _blocked(rt, merged):
+                self._remove_locked(rt, ns, name, events, "Background")
+            result = clone(events[0].object)
+        self._notify(events)
+        return result
+
+    @staticmethod
+    def _check_finalizers(rt: ResourceType, old: Obj, new: Obj) -> None:
+        if not old["metadata"].get("deletionTimestamp"):
+            return
+        added = [f for f in _finalizers(new) if f not in _finalizers(old)]
+        if added:
+            listed = ", ".join(f'"{f}"' for f in added)
+            message = (
+                "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, "
+                f"found new finalizers []string{{{listed}}}"
+            )
+            raise invalid(rt.kind, old["metadata"]["name"], message, rt.group)
 
     @staticmethod
     def _merge_update(rt: ResourceType, old: Obj, new: Obj, subresource: str | None) -> Obj:
@@ -274,10 +348,16 @@ class Store:
             merged = clone(old)
             merged["status"] = new.get("status", {})
             return merged
+        if subresource == "finalize":  # a namespace's finalize subresource changes only spec.finalizers
+            merged = clone(old)
+            merged.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get("finalizers") or []
+            return merged
         merged = new
         merged["apiVersion"], merged["kind"] = rt.api_version, rt.kind
         meta, old_meta = merged["metadata"], old["metadata"]
-        for fixed in ("uid", "creationTimestamp", "namespace", "name", "generation", "deletionTimestamp"):
+        fixed_fields = ("uid", "creationTimestamp", "namespace", "name", "generation", "deletionTimestamp",
+                        "deletionGracePeriodSeconds", "managedFields")  # fmt: skip
+        for fixed in fixed_fields:
             if fixed in old_meta:
                 meta[fixed] = old_meta[fixed]
             else:
@@ -296,36 +376,122 @@ class Store:
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         return merged
 
-    def delete(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
-        """Delete an object and, like the garbage collector, everything it owns (recursively)."""
+    def delete(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: Propagation | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Delete an object, as kube-apiserver and its garbage collector do.
+
+        An object with finalizers (a namespace: with spec.finalizers) is only marked: it gets deletionTimestamp
+        and stays until its finalizers are gone. Its dependents (by ownerReferences) are deleted with it
+        (Background, the default), first (Foreground: the owner waits, holding the foregroundDeletion finalizer,
+        until they are gone), or kept without the reference to it (Orphan). Answers the object as it was deleted,
+        or as it now is when only marked."""
         ns = self._ns(rt, namespace)
         events: builtins.list[Event] = []
         with self._cond:
-            bucket = self._objects.get(rt.key, {})
-            if (ns, name) not in bucket:
+            current = self._objects.get(rt.key, {}).get((ns, name))
+            if current is None:
                 raise not_found(rt.plural, name, rt.group)
-            victim = bucket.pop((ns, name))
             for hook in self._admission:
-                hook("DELETE", rt, clone(victim), None)
-            events.append(self._record("DELETED", rt, victim))
-            owners = [victim["metadata"]["uid"]]
-            if rt.key == "/namespaces":
-                events += self._drop_namespace(name)
-            while owners:
-                owners += self._drop_dependents(owners.pop(), events)
+                hook("DELETE", rt, clone(current), None)
+            if dry_run:
+                return clone(current)
+            result = self._delete_locked(rt, ns, name, events, propagation or "Background")
         self._notify(events)
+        return result
+
+    def _delete_locked(
+        self, rt: ResourceType, ns: str, name: str, events: builtins.list[Event], propagation: Propagation
+    ) -> Obj:
+        bucket = self._objects.get(rt.key, {})
+        obj = bucket[(ns, name)]
+        meta = obj["metadata"]
+        uid = meta["uid"]
+        if propagation == "Orphan":
+            self._orphan_dependents(uid, events)
+        dependents = self._dependents(uid)
+        if propagation == "Foreground" and dependents and FOREGROUND not in _finalizers(obj):
+            obj = clone(obj)
+            obj["metadata"]["finalizers"] = [*_finalizers(obj), FOREGROUND]
+        if _blocked(rt, obj) or (propagation == "Foreground" and dependents):
+            if not obj["metadata"].get("deletionTimestamp"):
+                obj = clone(obj)
+                obj["metadata"]["deletionTimestamp"] = now_rfc3339()
+                obj["metadata"]["deletionGracePeriodSeconds"] = 0
+                if rt.key == "/namespaces":
+                    obj.setdefault("status", {})["phase"] = "Terminating"
+            if obj is not bucket[(ns, name)]:
+                events.append(self._commit("MODIFIED", rt, obj, bucket, ns))
+            if propagation == "Foreground":
+                for dep_rt, dep_ns, dep_name in dependents:
+                    if (dep_ns, dep_name) in self._objects.get(dep_rt.key, {}):
+                        self._delete_locked(dep_rt, dep_ns, dep_name, events, "Foreground")
+                self._settle_owner(uid, events)
+            current = self._objects.get(rt.key, {}).get((ns, name))
+            return clone(current if current is not None else events[-1].object)
+        return self._remove_locked(rt, ns, name, events, propagation)
+
+    def _remove_locked(
+        self, rt: ResourceType, ns: str, name: str, events: builtins.list[Event], propagation: Propagation
+    ) -> Obj:
+        """Take the object out of storage, with (Background) its dependents and a namespace's content."""
+        victim = self._objects[rt.key].pop((ns, name))
+        events.append(self._record("DELETED", rt, victim))
+        if rt.key == "/namespaces":
+            events += self._drop_namespace(name)
+        if propagation != "Orphan":
+            for dep_rt, dep_ns, dep_name in self._dependents(victim["metadata"]["uid"]):
+                if (dep_ns, dep_name) in self._objects.get(dep_rt.key, {}):
+                    self._delete_locked(dep_rt, dep_ns, dep_name, events, "Background")
+        for ref in victim["metadata"].get("ownerReferences") or []:
+            self._settle_owner(str(ref.get("uid")), events)
         return clone(victim)
 
-    def _drop_dependents(self, owner_uid: str, events: builtins.list[Event]) -> builtins.list[str]:
-        dropped: builtins.list[str] = []
+    def _dependents(self, owner_uid: str) -> builtins.list[tuple[ResourceType, str, str]]:
+        found = []
         for key, bucket in self._objects.items():
-            for ident, obj in list(bucket.items()):
+            for (ns, name), obj in bucket.items():
                 refs = obj["metadata"].get("ownerReferences") or []
                 if any(ref.get("uid") == owner_uid for ref in refs):
-                    del bucket[ident]
-                    events.append(self._record("DELETED", self.registry.by_key(key), obj))
-                    dropped.append(obj["metadata"]["uid"])
-        return dropped
+                    found.append((self.registry.by_key(key), ns, name))
+        return found
+
+    def _orphan_dependents(self, owner_uid: str, events: builtins.list[Event]) -> None:
+        for dep_rt, ns, name in self._dependents(owner_uid):
+            bucket = self._objects[dep_rt.key]
+            obj = clone(bucket[(ns, name)])
+            refs = [r for r in obj["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
+            if refs:
+                obj["metadata"]["ownerReferences"] = refs
+            else:
+                obj["metadata"].pop("ownerReferences", None)
+            events.append(self._commit("MODIFIED", dep_rt, obj, bucket, ns))
+
+    def _settle_owner(self, owner_uid: str, events: builtins.list[Event]) -> None:
+        """An owner deleted in the foreground goes once its last dependent has gone."""
+        for key, bucket in self._objects.items():
+            for (ns, name), owner in builtins.list(bucket.items()):
+                if owner["metadata"].get("uid") != owner_uid:
+                    continue
+                if FOREGROUND not in _finalizers(owner) or self._dependents(owner_uid):
+                    return
+                rt = self.registry.by_key(key)
+                owner = clone(owner)
+                rest = [f for f in _finalizers(owner) if f != FOREGROUND]
+                if rest:
+                    owner["metadata"]["finalizers"] = rest
+                else:
+                    owner["metadata"].pop("finalizers", None)
+                events.append(self._commit("MODIFIED", rt, owner, bucket, ns))
+                if not _blocked(rt, owner):
+                    self._remove_locked(rt, ns, name, events, "Background")
+                return
 
     def _drop_namespace(self, namespace: str) -> builtins.list[Event]:
         events = []

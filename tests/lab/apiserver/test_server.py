@@ -682,14 +682,15 @@ def test_pod_streams_need_a_kubelet(api: client.ApiClient, server: RunningServer
     assert raw_request(server, "GET", "/api/v1/namespaces/demo/pods/ghost:9650/proxy/metrics").status == 404
 
 
-def test_server_side_apply_creates_then_merges(server: RunningServer, api: client.ApiClient) -> None:
+def test_server_side_apply_creates_then_owns_what_it_applies(server: RunningServer, api: client.ApiClient) -> None:
     path = "/api/v1/namespaces/demo/configmaps/applied?fieldManager=kalab-test"
     headers = {"Content-Type": "application/apply-patch+yaml"}
     doc = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  a: '1'\n"
     created = raw_request(server, "PATCH", path, headers=headers, body=doc)
     assert created.status == 201 and created.json()["data"] == {"a": "1"}
     merged = raw_request(server, "PATCH", path, headers=headers, body=doc.replace(b"a: '1'", b"b: '2'"))
-    assert merged.status == 200 and merged.json()["data"] == {"a": "1", "b": "2"}
+    # `a` was owned by this applier alone and is left out now: it goes.
+    assert merged.status == 200 and merged.json()["data"] == {"b": "2"}
 
 
 def test_a_deleted_namespace_terminates_before_it_is_gone(api: client.ApiClient) -> None:

@@ -5,6 +5,7 @@ import threading
 import pytest
 
 from kalab.lab.apiserver.errors import ApiError
+from kalab.lab.apiserver.namespaces import NamespaceTerminator
 from kalab.lab.apiserver.resources import Registry
 from kalab.lab.apiserver.store import Event, Store
 
@@ -77,8 +78,13 @@ def test_delete_cascades_to_owned_objects_and_namespace_contents(store: Store) -
     store.create(pods, pod("loner"), "demo")
     store.delete(store.registry.by_key("apps/daemonsets"), "demo", "kg")
     assert [p["metadata"]["name"] for p in store.list(pods)[0]] == ["loner"]
-    store.delete(store.registry.by_key("/namespaces"), None, "demo")
+    marked = store.delete(store.registry.by_key("/namespaces"), None, "demo")
+    # The namespace's "kubernetes" finalizer holds it until the namespace controller has emptied it.
+    assert marked["status"]["phase"] == "Terminating" and marked["metadata"]["deletionTimestamp"]
+    assert [p["metadata"]["name"] for p in store.list(pods)[0]] == ["loner"]
+    assert NamespaceTerminator(store, 0).run("demo")
     assert store.list(pods)[0] == []
+    assert store.try_get(store.registry.by_key("/namespaces"), None, "demo") is None
 
 
 def test_watch_resumes_from_a_resource_version_without_losing_events(store: Store) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from lab.controllers.cluster_kit import ControlPlane, wait_for
 
+from kalab.lab.apiserver.namespaces import NamespaceTerminator
 from kalab.lab.controllers.bootstrap import bootstrap
 from kalab.lab.controllers.serviceaccounts import ServiceAccountsController
 
@@ -40,6 +41,8 @@ def test_a_deleted_namespace_is_left_alone(cp: ControlPlane) -> None:
     cp.namespace("gone")
     wait_for(lambda: cp.get("/serviceaccounts", "default", "gone"), what="default SA")
     cp.store.delete(cp.rt("/namespaces"), None, "gone")
+    # The "kubernetes" finalizer keeps it Terminating until the namespace controller's pass has emptied it.
+    assert NamespaceTerminator(cp.store, 0).run("gone")
     controller = cp.controllers[0]
     done = controller.reconciled
     wait_for(lambda: controller.reconciled > done, what="the controller to look again")
