@@ -1,7 +1,8 @@
 """Services as kube-apiserver and OpenShift shape them: defaults, cluster IPs, node ports and external IPs.
 
-Admission (`install_service_admission`) does what the API server does when a Service is written: default the type,
-protocols and target ports; allocate `spec.clusterIP` from the network config's service network (172.30.0.0/16)
+Admission (`install_service_admission`) does what the API server does when a Service is written, after the
+built-in defaults (type, protocols, target ports, traffic policies: kalab.lab.apiserver.defaults): check the ports,
+allocate `spec.clusterIP` from the network config's service network (172.30.0.0/16)
 and node ports from 30000–32767, keeping what an update leaves out; refuse addresses and ports already taken; and
 enforce `spec.externalIP.policy` of `networks.config.openshift.io/cluster` on external IPs a user asks for.
 
@@ -224,13 +225,13 @@ class ServiceAdmission:
         spec = svc.setdefault("spec", {})
         ns, name = _ident(svc)
         owner = f"{ns}/{name}"
-        kind = spec.setdefault("type", "ClusterIP")
+        kind = spec.get("type") or "ClusterIP"
         if kind not in TYPES:
             supported = ", ".join(f'"{t}"' for t in TYPES)
             raise invalid("Service", name, f'spec.type: Unsupported value: "{kind}": supported values: {supported}')
         me = _ident(svc)
         others = self.ctx.store.collect(self.ctx.rt("/services"), lambda s: None if _ident(s) == me else _allocated(s))
-        self._default_ports(name, spec, kind)
+        self._check_ports(name, spec, kind)
         self._cluster_ip(owner, name, spec, old, config, others)
         self._node_ports(owner, name, spec, old, others)
         self._external_ips(name, svc, old, config)
@@ -238,8 +239,7 @@ class ServiceAdmission:
             svc.setdefault("status", {}).setdefault("loadBalancer", {})
 
     @staticmethod
-    def _default_ports(name: str, spec: dict[str, Any], kind: str) -> None:
-        spec.setdefault("sessionAffinity", "None")
+    def _check_ports(name: str, spec: dict[str, Any], kind: str) -> None:
         ports = spec.get("ports") or []
         if kind != "ExternalName" and not ports:
             raise invalid("Service", name, "spec.ports: Required value")
@@ -253,10 +253,8 @@ class ServiceAdmission:
                 )
             if len(ports) > 1 and not port.get("name"):
                 raise invalid("Service", name, f"spec.ports[{index}].name: Required value")
-            port.setdefault("protocol", "TCP")
-            port.setdefault("targetPort", number)
         if kind in ("NodePort", "LoadBalancer"):
-            policy = spec.setdefault("externalTrafficPolicy", "Cluster")
+            policy = spec.get("externalTrafficPolicy", "Cluster")
             if policy not in POLICIES:
                 raise invalid(
                     "Service",
