@@ -90,7 +90,8 @@ def test_services_without_selector_keep_their_own_endpoints(cp: ControlPlane) ->
     manual = service()
     del manual["spec"]["selector"]
     cp.create("/services", manual, "demo")
-    mine = {"metadata": {"name": "demo"}, "subsets": [{"addresses": [{"ip": "10.254.0.99"}], "ports": [{"port": 80, "protocol": "TCP"}]}]}
+    port = {"port": 80, "protocol": "TCP"}  # the protocol as the API server defaults it
+    mine = {"metadata": {"name": "demo"}, "subsets": [{"addresses": [{"ip": "10.254.0.99"}], "ports": [port]}]}
     cp.create("/endpoints", mine, "demo")
     cp.create("/pods", pod("test-0", "master-0", "10.254.0.10", True), "demo")
     controller = cp.controllers[0]
