@@ -12,6 +12,7 @@ structural), and so are the OpenShift kinds the lab serves as built-ins, which a
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import re
 import threading
@@ -108,13 +109,14 @@ _controllers: weakref.WeakKeyDictionary[Store, CrdController] = weakref.WeakKeyD
 
 
 def read_defaults(store: Store, rt: ResourceType, obj: Obj) -> Obj:
-    """`obj` (read from `store`) with its schema's defaults filled in; the stored object is left as it is."""
+    """`obj` (read from `store`) with its schema's defaults filled in, as a copy: watch events share their objects."""
     controller = _controllers.get(store)
-    if controller is not None:
-        schema = controller.schema(rt)
-        if schema is not None:
-            apply_defaults(obj, schema)
-    return obj
+    schema = controller.schema(rt) if controller is not None else None
+    if schema is None:
+        return obj
+    defaulted = copy.deepcopy(obj)
+    apply_defaults(defaulted, schema)
+    return defaulted
 
 
 def _schema_of(crd: Obj, version: str) -> dict[str, Any] | None:

@@ -987,7 +987,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return doc
             if output.form == "partial":
                 return tables.partial_metadata(obj, output.api_version)
-            return obj
+            return read_defaults(api.store, rt, obj)
 
         def send(type_: str, obj: Obj) -> None:
             self._write_chunk(json.dumps({"type": type_, "object": obj}, separators=(",", ":")).encode() + b"\n")

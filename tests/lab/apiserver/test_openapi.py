@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 from lab.apiserver.api_kit import Kubectl, make_kubectl, official_client, raw_request, wait_for
 
 from kalab.lab.apiserver import openapi, openapi_proto
@@ -334,6 +334,11 @@ def test_crd_defaulting_and_pruning_through_the_official_client(server: RunningS
         )
         listed: Any = custom.list_namespaced_custom_object("example.kalab.io", "v1", "demo", "widgets")
         assert [item["spec"]["shape"] for item in listed["items"]] == ["round"]
+        events = watch.Watch().stream(
+            custom.list_namespaced_custom_object, "example.kalab.io", "v1", "demo", "widgets", timeout_seconds=5
+        )
+        first: Any = next(iter(events))
+        assert (first["type"], first["object"]["spec"]["shape"]) == ("ADDED", "round")
 
 
 def test_openshift_kinds_are_defaulted_as_their_crds_say(server: RunningServer) -> None:
