@@ -181,13 +181,14 @@ def _validate_name(rt: ResourceType, name: str) -> None:
     if name in (".", "..") or "/" in name or "%" in name:
         raise bad_request(f'"{name}" may not be a name: names may not be "." or "..", nor contain "/" or "%"')
     if rt.group != "rbac.authorization.k8s.io" and (len(name) > 253 or not _SUBDOMAIN.match(name)):
-        raise ApiError(
-            422,
-            "Invalid",
-            f'{rt.kind} "{name}" is invalid: metadata.name: Invalid value: "{name}": '
+        raise invalid(
+            rt.kind,
+            name,
+            f'metadata.name: Invalid value: "{name}": '
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
-            "'.', and must start and end with an alphanumeric character",
-            {"name": name, "kind": rt.plural},
+            "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+            r"validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+            rt.group,
         )
 
 

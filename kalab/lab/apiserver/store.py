@@ -98,6 +98,12 @@ def initial_status(rt: ResourceType, obj: Obj) -> Obj | None:
         return {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}
     if rt.key == "apps/replicasets":
         return {"replicas": 0}
+    if rt.key == "apiextensions.k8s.io/customresourcedefinitions":
+        versions = (obj.get("spec") or {}).get("versions") or []
+        stored = [v.get("name") for v in versions if isinstance(v, dict) and v.get("storage")]
+        return {"acceptedNames": {"kind": "", "plural": ""}, "storedVersions": stored}
+    if rt.key == "/nodes":
+        return obj.get("status")  # a kubelet registers its node with the status it observed
     if "status" in rt.subresources:
         return {} if rt.group in fieldmanager.COMPILED_GROUPS else None
     return obj.get("status")
