@@ -7,9 +7,9 @@
   containerPort or port, conditions by type, …). Lists not in the table are replaced, as for atomic lists.
   Directives: `$patch: replace|delete|merge`, `$retainKeys`, `$setElementOrder/<list>`,
   `$deleteFromPrimitiveList/<list>`.
-- Server-side apply (`application/apply-patch+yaml`) creates the object when missing and otherwise merges the
-  applied configuration into it as a strategic merge patch. There is no field ownership (managedFields), so it
-  never reports conflicts and a field dropped from the applied configuration is kept, not removed.
+- Server-side apply (`application/apply-patch+yaml`) is not a patch format but field ownership: the API server
+  hands it to `kalab.lab.apiserver.fieldmanager` (managedFields, conflicts, removal of dropped fields). Here it is
+  only parsed, and merged as a strategic merge patch where no ownership applies (the scale subresource).
 """
 
 from __future__ import annotations

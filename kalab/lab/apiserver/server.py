@@ -483,6 +483,15 @@ class _Api:
         """The object after applying `document` with field ownership (409 on a conflict unless ?force=true)."""
         if not isinstance(document, dict):
             raise bad_request("the applied configuration must be an object")
+        version, kind = document.get("apiVersion"), document.get("kind")
+        if req.sub is None and (version != req.rt.api_version or kind != req.rt.kind):
+            # kube-apiserver needs both, and they must name what the URL names.
+            raise bad_request(
+                f"the API version in the data ({version}) does not match the expected API version "
+                f"({req.rt.api_version})"
+                if version != req.rt.api_version
+                else f"the kind in the data ({kind}) does not match the expected kind ({req.rt.kind})"
+            )
         schema = fieldmanager.schema_for(req.rt.group, "status" in req.rt.subresources)
         return fieldmanager.apply(
             current,
