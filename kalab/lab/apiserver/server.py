@@ -39,7 +39,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from kalab.lab.apiserver import access, discovery, fieldmanager, openapi, portforward, streams, tables
 from kalab.lab.apiserver.attach import attach_hooks
-from kalab.lab.apiserver.crds import CrdController, start_crd_controller
+from kalab.lab.apiserver.crds import CrdController, read_defaults, start_crd_controller
 from kalab.lab.apiserver.errors import ApiError, bad_request, conflict, forbidden_on, invalid, not_found
 from kalab.lab.apiserver.hooks import ExecRequest, LogRequest, PodHooks
 from kalab.lab.apiserver.kubeconfig import write_kubeconfig
@@ -334,13 +334,14 @@ class _Api:
 
     def get(self, req: _Request) -> Obj:
         assert req.name is not None
-        obj = self.store.get(req.rt, req.namespace, req.name)
+        obj = read_defaults(self.store, req.rt, self.store.get(req.rt, req.namespace, req.name))
         if req.sub == "scale":
             return _scale_of(obj)
         return obj
 
     def list(self, req: _Request) -> tuple[list[Obj], int, str]:
         items, rv = self.store.list(req.rt, req.namespace, req.q("labelSelector"), req.q("fieldSelector"))
+        items = [read_defaults(self.store, req.rt, item) for item in items]
         token = req.q("continue")
         if token:
             after = _decode_continue(token)
