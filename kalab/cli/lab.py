@@ -48,6 +48,67 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     enter.add_argument("node", metavar="NODE", help="master-0, master-1, master-2 or bastion")
     enter.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command and its arguments")
     enter.set_defaults(handler=_exec)
+    _register_faults(verbs)
+
+
+def _register_faults(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    breaking = verbs.add_parser(
+        "break",
+        help="break the lab with a fault of the troubleshooting catalog, for real (see `kalab lab faults`)",
+        description=(
+            "Make a fault of the troubleshooting catalog in the running lab, the way it happens in the field: "
+            "through the API (labels, network config, annotations) or on the nodes (firewall, links). "
+            "`kalab doctor --name LAB` finds it; `kalab lab heal` undoes it."
+        ),
+    )
+    breaking.add_argument("--name", help=NAME_HELP)
+    which = breaking.add_mutually_exclusive_group(required=True)
+    which.add_argument("fault", nargs="?", metavar="ID", help="the fault's id")
+    which.add_argument("--mystery", action="store_true", help="pick a reproducible fault at random; do not say which")
+    breaking.set_defaults(handler=_break)
+    healing = verbs.add_parser(
+        "heal", help="undo a fault `kalab lab break` made (all of them without ID)", description="Undo faults."
+    )
+    healing.add_argument("--name", help=NAME_HELP)
+    healing.add_argument("fault", nargs="?", metavar="ID", help="the fault's id (default: whatever is broken)")
+    healing.set_defaults(handler=_heal)
+    listing = verbs.add_parser("faults", help="list the catalog's faults and which the lab reproduces")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    listing.set_defaults(handler=_faults)
+
+
+def _break(args: argparse.Namespace) -> int:
+    from kalab.lab import faults
+
+    if args.mystery:
+        faults.mystery(args.name)
+        print("One fault is broken (which stays a mystery). Find it with `kalab doctor --name LAB`; undo it with "
+              "`kalab lab heal`.")  # fmt: skip
+        return 0
+    faults.break_fault(args.name, args.fault)
+    print(f"The lab has {args.fault} now; `kalab doctor` should name it. Undo it with `kalab lab heal {args.fault}`.")
+    return 0
+
+
+def _heal(args: argparse.Namespace) -> int:
+    from kalab.lab import faults
+
+    healed = faults.heal(args.name, args.fault)
+    print(f"Healed {', '.join(healed)}." if healed else "Nothing to heal: the lab has no fault that `break` made.")
+    return 0
+
+
+def _faults(args: argparse.Namespace) -> int:
+    from kalab.lab import faults
+
+    listed = faults.faults()
+    if args.json:
+        print(json.dumps([f.to_dict() for f in listed], indent=2))
+        return 0
+    print(f"{'ID':<24} {'LAB':<4} WHAT (or why the lab cannot break it yet)")
+    for f in listed:
+        print(f"{f.id:<24} {'yes' if f.reproducible else 'no':<4} {f.why}")
+    return 0
 
 
 def _up(args: argparse.Namespace) -> int:

@@ -1,0 +1,251 @@
+"""How the lab makes each catalog fault for real, and undoes it.
+
+Every fault is made the way it happens in the field: through the API as a user with kubectl would (a label
+removed, a patch to the network config, an annotation typed wrong), or on the nodes through the lab's entry (a
+firewall rule, a link down). `make` returns what `undo` needs to restore the lab (kept in the lab's state dir).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kalab.cluster import exporter, keepalived, network, scc
+from kalab.cluster._common import poll
+from kalab.lab.dataplane.topology import Topology, TopologySpec
+from kalab.lab.faults.site import GROUP, GROUP_NAMESPACE, SERVICE, SERVICE_NAMESPACE, FaultSite
+from kalab.model import manifests
+from kalab.model.errors import KalabError
+from kalab.model.operator import GROUP_ANNOTATION
+
+Memo = dict[str, Any]
+FAULT_NAMESPACE: Final = "kalab-faults"  # what the lab adds for a fault (extra services) lives here
+BAD_IMAGE: Final = "quay.io/redhat-cop/keepalived-ipfailover-typo:latest"
+BAD_INTERFACE: Final = "eth1"
+MISSING_GROUP: Final = f"{GROUP_NAMESPACE}/keepalivedgroup-missing"
+VRRP_DROP: Final = ["INPUT", "-p", "vrrp", "-j", "DROP"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One reproducible fault: `make` breaks the lab and returns a memo, `undo` restores it from that memo."""
+
+    id: str
+    make: Callable[[FaultSite], Memo]
+    undo: Callable[[FaultSite, Memo], None]
+
+
+# -- network.config/cluster ------------------------------------------------------------------------------------
+
+
+def _external_ip(site: FaultSite) -> dict[str, Any]:
+    found = network.read_external_ip(site.cluster)
+    if not found or not found.get("autoAssignCIDRs"):
+        raise KalabError("network.config/cluster has no autoAssignCIDRs yet; patch the CIDRs first (notebook 02).")
+    return found
+
+
+def _no_autoassign(site: FaultSite) -> Memo:
+    memo = {"autoAssignCIDRs": _external_ip(site)["autoAssignCIDRs"]}
+    site.patch_network({"autoAssignCIDRs": None})
+    return memo
+
+
+def _policy_empty(site: FaultSite) -> Memo:
+    memo = {"policy": _external_ip(site).get("policy") or {}}
+    site.patch_network({"policy": {"allowedCIDRs": None, "rejectedCIDRs": None}})  # an empty policy refuses all
+    return memo
+
+
+def _restore_network(site: FaultSite, memo: Memo) -> None:
+    site.patch_network(memo)
+
+
+# -- nodes and the SCC -----------------------------------------------------------------------------------------
+
+
+def _unlabel(site: FaultSite) -> Memo:
+    selector = {str(k): str(v) for k, v in (site.group().get("spec") or {}).get("nodeSelector", {}).items()}
+    if not selector:
+        raise KalabError(f"KeepalivedGroup {GROUP_NAMESPACE}/{GROUP} has no nodeSelector to unmatch.")
+    labelled = []
+    for node in site.cluster.core.list_node().items:
+        meta = node.metadata or client.V1ObjectMeta()
+        if meta.name and all((meta.labels or {}).get(k) == v for k, v in selector.items()):
+            labelled.append(meta.name)
+            site.cluster.core.patch_node(meta.name, {"metadata": {"labels": dict.fromkeys(selector)}})
+    return {"nodes": labelled, "labels": selector}
+
+
+def _relabel(site: FaultSite, memo: Memo) -> None:
+    for node in memo["nodes"]:
+        site.cluster.core.patch_node(node, {"metadata": {"labels": memo["labels"]}})
+
+
+def _revoke_scc(site: FaultSite) -> Memo:
+    """Take the privileged SCC away from the group namespace's `default` SA, then let the DaemonSet re-create its
+    pods (as a node drain or an upgrade does): SCC admission now refuses them."""
+    user, memo = manifests.scc_user(GROUP_NAMESPACE), {"users": False, "rbac": False}
+    sccs = site.cluster.dynamic.resources.get(api_version="security.openshift.io/v1", kind="SecurityContextConstraints")
+    users = list(sccs.get(name="privileged").to_dict().get("users") or [])
+    if user in users:
+        index = users.index(user)
+        patch = [{"op": "test", "path": f"/users/{index}", "value": user}, {"op": "remove", "path": f"/users/{index}"}]
+        sccs.patch(name="privileged", body=patch, content_type="application/json-patch+json")
+        memo["users"] = True
+    binding = manifests.scc_grant(GROUP_NAMESPACE, form="rbac")
+    assert isinstance(binding, dict)
+    with contextlib.suppress(ApiException):
+        site.cluster.rbac.delete_namespaced_role_binding(binding["metadata"]["name"], GROUP_NAMESPACE)
+        memo["rbac"] = True
+    site.cluster.core.delete_collection_namespaced_pod(GROUP_NAMESPACE, label_selector=f"keepalivedGroup={GROUP}")
+    return memo
+
+
+def _grant_scc(site: FaultSite, memo: Memo) -> None:
+    scc.grant_privileged(site.cluster, GROUP_NAMESPACE, form="rbac" if memo.get("rbac") else "users")
+
+
+# -- the KeepalivedGroup and the service -----------------------------------------------------------------------
+
+
+def _group_field(key: str, value: str) -> Callable[[FaultSite], Memo]:
+    def make(site: FaultSite) -> Memo:
+        memo = {key: (site.group().get("spec") or {}).get(key)}
+        site.patch_group({"spec": {key: value}})
+        return memo
+
+    return make
+
+
+def _restore_group(site: FaultSite, memo: Memo) -> None:
+    site.patch_group({"spec": memo})
+
+
+def _annotate(value: str) -> Callable[[FaultSite], Memo]:
+    def make(site: FaultSite) -> Memo:
+        memo = {"annotation": site.annotation()}
+        site.annotate(value)
+        return memo
+
+    return make
+
+
+def _restore_annotation(site: FaultSite, memo: Memo) -> None:
+    site.annotate(memo["annotation"])
+
+
+def _extra_services(site: FaultSite) -> Memo:
+    """Two more LoadBalancer services in the group, none spreading its VIPs, and then a restart of the keepalived
+    pods on every node but the demo's MASTER (as a rolling upgrade does): with equal priorities nobody takes a VIP
+    back, so every VIP stays on the node that was not restarted."""
+    meta = client.V1ObjectMeta(name=FAULT_NAMESPACE, labels={"app.kubernetes.io/managed-by": "kalab-faults"})
+    site.cluster.core.create_namespace(client.V1Namespace(metadata=meta))
+    names = ["shop", "blog"]
+    for name in names:
+        body = client.V1Service(
+            metadata=client.V1ObjectMeta(name=name, annotations={GROUP_ANNOTATION: f"{GROUP_NAMESPACE}/{GROUP}"}),
+            spec=client.V1ServiceSpec(
+                type="LoadBalancer", selector={"app": name}, ports=[client.V1ServicePort(port=80)]
+            ),
+        )
+        site.cluster.core.create_namespaced_service(FAULT_NAMESPACE, body)
+    wanted = {f"{SERVICE_NAMESPACE}/{SERVICE}", *(f"{FAULT_NAMESPACE}/{n}" for n in names)}
+
+    def holder() -> str | None:
+        """The demo's MASTER node, once its keepalived runs an instance for every service."""
+        states = exporter.vrrp_states(site.cluster, GROUP_NAMESPACE, GROUP)
+        masters = states[(states["instance"] == f"{SERVICE_NAMESPACE}/{SERVICE}") & (states["state"] == "MASTER")]
+        if len(masters) != 1:
+            return None
+        node = str(masters["node"].iloc[0])
+        return node if wanted <= set(states[states["node"] == node]["instance"]) else None
+
+    def timed_out() -> KalabError:
+        return KalabError("The keepalived pods did not take in the new services within 30 s; see `kalab doctor`.")
+
+    kept: str = poll(holder, 30, timed_out, interval=0.5)
+    pods = keepalived.keepalived_pods(site.cluster, GROUP_NAMESPACE, GROUP)
+    for pod in pods[pods["node"] != kept]["pod"]:
+        site.cluster.core.delete_namespaced_pod(str(pod), GROUP_NAMESPACE)
+    return {"namespace": FAULT_NAMESPACE}
+
+
+def _drop_extra_services(site: FaultSite, memo: Memo) -> None:
+    try:
+        site.cluster.core.delete_namespace(memo["namespace"])
+    except ApiException as err:
+        if err.status != 404:
+            raise
+
+
+# -- the nodes' network ----------------------------------------------------------------------------------------
+
+
+def _block_vrrp(site: FaultSite) -> Memo:
+    nodes = site.keepalived_nodes()
+    for node in nodes:
+        site.node(node, ["iptables", "-w", "-I", *VRRP_DROP])
+    return {"nodes": nodes}
+
+
+def _allow_vrrp(site: FaultSite, memo: Memo) -> None:
+    for node in memo["nodes"]:
+        for _ in range(10):  # every copy of the rule, should it have been inserted twice
+            if not _rule_present(site, node):
+                break
+            site.node(node, ["iptables", "-w", "-D", *VRRP_DROP])
+
+
+def _rule_present(site: FaultSite, node: str) -> bool:
+    rules = site.node(node, ["iptables", "-w", "-S", "INPUT"]).replace("-p 112 ", "-p vrrp ")
+    return "-A INPUT -p vrrp -j DROP" in rules
+
+
+def _links_down(site: FaultSite) -> Memo:
+    """Every keepalived node loses its link: each keepalived goes FAULT and drops the VIP."""
+    nodes, topology = site.keepalived_nodes(), Topology(TopologySpec.seed(), entry=site.info.entry())
+    for node in nodes:
+        topology.set_uplink(node, False)
+    return {"nodes": nodes}
+
+
+def _links_up(site: FaultSite, memo: Memo) -> None:
+    topology = Topology(TopologySpec.seed(), entry=site.info.entry())
+    for node in memo["nodes"]:
+        topology.set_uplink(node, True)  # and its routes, which the kernel dropped with the link
+
+
+RECIPES: Final[dict[str, Recipe]] = {
+    r.id: r
+    for r in (
+        Recipe("autoassign-missing", _no_autoassign, _restore_network),
+        Recipe("externalip-not-allowed", _policy_empty, _restore_network),
+        Recipe("no-loadbalancer-nodes", _unlabel, _relabel),
+        Recipe("scc-missing", _revoke_scc, _grant_scc),
+        Recipe("image-pull", _group_field("image", BAD_IMAGE), _restore_group),
+        Recipe("wrong-interface", _group_field("interface", BAD_INTERFACE), _restore_group),
+        Recipe("group-missing", _annotate(MISSING_GROUP), _restore_annotation),
+        Recipe("annotation-malformed", _annotate(GROUP), _restore_annotation),  # the name without its namespace
+        Recipe("vrrp-blocked", _block_vrrp, _allow_vrrp),
+        Recipe("vip-nowhere", _links_down, _links_up),
+        Recipe("vips-concentrated", _extra_services, _drop_extra_services),
+    )
+}
+
+NOT_YET: Final[dict[str, str]] = {
+    "operator-not-ready": "not yet: whether the lab leaves a CSV UnsupportedOperatorGroup is unchecked",
+    "port-conflict": "not yet: needs the lab's scheduler to refuse a second pod wanting hostPort 9650 on a node",
+    "cidr-exhausted": "not yet: filling the block takes one service per address (30 in the seed's /27)",
+    "router-ids-exhausted": "not yet: needs 256 services in one group",
+    "vrid-collision": "not yet: needs a rogue keepalived on the lab's segment",
+    "node-down": "not yet: needs the lab's node controller to mark a node NotReady when its link is down",
+    "vip-not-on-master": "not yet: whether the lab's keepalived re-adds an address removed by hand is unchecked",
+    "cidr-overlaps-cluster": "not yet: moving the block renumbers the seed's service, and its old address then "
+    "fails the externalIP policy check too",
+}
