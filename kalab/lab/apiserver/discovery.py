@@ -84,6 +84,8 @@ def _subresource(rt: ResourceType, sub: str) -> Doc:
         doc["verbs"] = ["get"]
     elif sub == "exec":
         doc.update(kind="PodExecOptions", verbs=["create", "get"])
+    elif sub == "attach":
+        doc.update(kind="PodAttachOptions", verbs=["create", "get"])
     elif sub == "portforward":
         doc.update(kind="PodPortForwardOptions", verbs=["create", "get"])
     elif sub == "proxy":
