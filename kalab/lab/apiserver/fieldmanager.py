@@ -14,8 +14,8 @@ uses); this module follows its rules, in its vocabulary:
   one else, is removed from the object.
 
 Without Go's compiled schemas the list types come from a table of the built-in types' list-map keys and set
-lists (what their OpenAPI `x-kubernetes-list-type` says); in custom resources every list is atomic and every map
-granular, as structured-merge-diff treats a schema that says nothing.
+lists (what their OpenAPI `x-kubernetes-list-type` says); a custom resource's come from its CRD's schema, where a
+list that declares nothing is atomic and a map granular, as structured-merge-diff treats them.
 """
 
 from __future__ import annotations
@@ -95,14 +95,34 @@ _STRIPPED: Final[tuple[Path, ...]] = (
 
 @dataclass(frozen=True)
 class Schema:
-    """How lists and maps of one resource merge: by the built-in table, or (custom resources) atomic lists."""
+    """How lists and maps of one resource merge: by the built-in table, or for a custom resource by its CRD's
+    openAPIV3Schema (`x-kubernetes-list-type`, `x-kubernetes-list-map-keys`, `x-kubernetes-map-type`)."""
 
     compiled: bool
     status_subresource: bool = False
+    openapi: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    def _node(self, fields: tuple[str, ...]) -> Mapping[str, Any] | None:
+        node: Any = self.openapi
+        for name in fields:
+            while isinstance(node, Mapping) and node.get("type") == "array":
+                node = node.get("items")
+            if not isinstance(node, Mapping):
+                return None
+            properties = node.get("properties") or {}
+            node = properties.get(name) if name in properties else node.get("additionalProperties")
+        return node if isinstance(node, Mapping) else None
 
     def list_type(self, fields: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
         """("map", keys), ("set", ()) or ("atomic", ()) for the list at the field-name path `fields`."""
-        if not self.compiled or not fields:
+        if not self.compiled:
+            node = self._node(fields) if fields else None
+            kind = (node or {}).get("x-kubernetes-list-type")
+            keys = tuple((node or {}).get("x-kubernetes-list-map-keys") or ())
+            if kind == "map" and keys:
+                return "map", keys
+            return ("set", ()) if kind == "set" else ("atomic", ())
+        if not fields:
             return "atomic", ()
         name = fields[-1]
         if name == "finalizers" and fields[:-1] == ("metadata",):
@@ -114,15 +134,18 @@ class Schema:
             if fields == ("spec", "ports"):
                 return "map", ("port", "protocol")
             return "atomic", ()
-        keys = _MAP_LISTS.get(name)
-        return ("map", keys) if keys else ("atomic", ())
+        table_keys = _MAP_LISTS.get(name)
+        return ("map", table_keys) if table_keys else ("atomic", ())
 
     def atomic_map(self, fields: tuple[str, ...]) -> bool:
-        return self.compiled and bool(fields) and fields[-1] in _ATOMIC_MAPS and fields[0] != "metadata"
+        if not self.compiled:
+            return bool(fields) and (self._node(fields) or {}).get("x-kubernetes-map-type") == "atomic"
+        return bool(fields) and fields[-1] in _ATOMIC_MAPS and fields[0] != "metadata"
 
 
-def schema_for(group: str, status_subresource: bool) -> Schema:
-    return Schema(group in COMPILED_GROUPS, status_subresource)
+def schema_for(group: str, status_subresource: bool, openapi: Mapping[str, Any] | None = None) -> Schema:
+    """The merge schema of a resource; `openapi` is a custom resource's openAPIV3Schema (None: all atomic)."""
+    return Schema(group in COMPILED_GROUPS, status_subresource, openapi if group not in COMPILED_GROUPS else None)
 
 
 # -- path elements -----------------------------------------------------------------------------------------------

@@ -493,7 +493,7 @@ class _Api:
                 if version != req.rt.api_version
                 else f"the kind in the data ({kind}) does not match the expected kind ({req.rt.kind})"
             )
-        schema = fieldmanager.schema_for(req.rt.group, "status" in req.rt.subresources)
+        schema = self.store.field_schema(req.rt)
         return fieldmanager.apply(
             current,
             document,
@@ -518,7 +518,7 @@ class _Api:
             meta.pop(server_set, None)
         _validate_name(req.rt, req.name)
         self._check_not_terminating(req.rt, req.namespace or meta.get("namespace"), req.name)
-        schema = fieldmanager.schema_for(req.rt.group, "status" in req.rt.subresources)
+        schema = self.store.field_schema(req.rt)
         created = fieldmanager.apply({}, obj, [], manager, req.rt.api_version, schema, force=True)
         status = initial_status(req.rt, created)
         if status is None:

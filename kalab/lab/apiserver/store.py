@@ -208,6 +208,19 @@ class Store:
             found = (read(obj) for obj in self._objects.get(rt.key, {}).values())
             return [value for value in found if value is not None]
 
+    def field_schema(self, rt: ResourceType) -> fieldmanager.Schema:
+        """How field ownership merges `rt`'s lists and maps (a custom resource's from its CRD's schema)."""
+        openapi = None
+        if rt.group not in fieldmanager.COMPILED_GROUPS:
+            with self._cond:
+                crd = self._objects.get("apiextensions.k8s.io/customresourcedefinitions", {}).get(
+                    ("", f"{rt.plural}.{rt.group}")
+                )
+                for version in ((crd or {}).get("spec") or {}).get("versions") or []:
+                    if isinstance(version, dict) and version.get("name") == rt.version:
+                        openapi = clone((version.get("schema") or {}).get("openAPIV3Schema"))
+        return fieldmanager.schema_for(rt.group, "status" in rt.subresources, openapi)
+
     @staticmethod
     def _matcher(labels: str | None, fields: str | None) -> Predicate:
         by_label, by_field = label_selector(labels), field_selector(fields)
@@ -256,7 +269,7 @@ class Store:
             obj.setdefault("spec", {}).setdefault("finalizers", [NAMESPACE_FINALIZER])
             obj.setdefault("status", {}).setdefault("phase", "Active")
         if not applied:
-            schema = fieldmanager.schema_for(rt.group, "status" in rt.subresources)
+            schema = self.field_schema(rt)
             fieldmanager.record_update(None, obj, [], manager, rt.api_version, schema)
         for hook in self._admission:
             hook("CREATE", rt, obj, None)
@@ -309,7 +322,7 @@ class Store:
         if applied:
             merged["metadata"]["managedFields"] = sent_managers or []
         else:
-            schema = fieldmanager.schema_for(rt.group, "status" in rt.subresources)
+            schema = self.field_schema(rt)
             managers = fieldmanager.managers_of(old)
             if sent_managers and sent_managers != old["metadata"].get("managedFields"):
                 managers = fieldmanager.decode(sent_managers)  # a client may replace managedFields outright

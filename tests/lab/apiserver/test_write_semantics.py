@@ -350,3 +350,46 @@ def test_kubectl_delete_namespace_terminates_through_its_finalizers(
     core.patch_namespaced_config_map("held", "scratch", {"metadata": {"finalizers": None}})
     wait_for(lambda: lab_store.try_get(ns_rt, None, "scratch") is None, what="the namespace to be gone")
     assert "scratch" not in kubectl("get", "namespaces", "-o", "name").stdout
+
+
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "names": {"kind": "Widget", "listKind": "WidgetList", "plural": "widgets", "singular": "widget"},
+        "scope": "Namespaced",
+        "versions": [{
+            "name": "v1", "served": True, "storage": True,
+            "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+                "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                          "items": {"type": "object", "properties": {"name": {"type": "string"},
+                                                                      "port": {"type": "integer"}}}},
+                "hosts": {"type": "array", "items": {"type": "string"}},
+            }}}}},
+        }],
+    },
+}  # fmt: skip
+
+
+def test_custom_resources_merge_lists_as_their_schema_says(server: RunningServer) -> None:
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    assert raw_request(server, "POST", crds, JSON, json.dumps(WIDGET_CRD).encode()).status == 201
+    path = "/apis/example.com/v1/namespaces/demo/widgets"
+    wait_for(lambda: raw_request(server, "GET", path).status == 200, what="the CRD to be served")
+
+    def apply(manager: str, spec: dict[str, Any], force: bool = False) -> Any:
+        body = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": spec}
+        query = f"?fieldManager={manager}" + ("&force=true" if force else "")
+        return raw_request(server, "PATCH", f"{path}/w{query}", APPLY, json.dumps(body).encode())
+
+    assert apply("a", {"ports": [{"name": "http", "port": 80}], "hosts": ["x"]}).status == 201
+    both = apply("b", {"ports": [{"name": "metrics", "port": 9650}]})
+    assert both.status == 200, both.body
+    assert both.json()["spec"]["ports"] == [{"name": "http", "port": 80}, {"name": "metrics", "port": 9650}]
+    # `hosts` declares no list type: it is atomic, owned whole, so another applier's list conflicts.
+    clash = apply("b", {"ports": [{"name": "metrics", "port": 9650}], "hosts": ["y"]})
+    assert clash.status == 409 and clash.json()["details"]["causes"][0]["field"] == ".spec.hosts"
+    forced = apply("b", {"ports": [{"name": "metrics", "port": 9650}], "hosts": ["y"]}, force=True)
+    assert forced.json()["spec"]["hosts"] == ["y"]
