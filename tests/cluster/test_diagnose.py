@@ -370,7 +370,7 @@ def test_old_failed_create_events_matter_only_while_pods_are_missing() -> None:
 def test_kalab_doctor_diagnoses_a_clusters_service(seeded: SeededLab) -> None:
     healthy = run_kalab("doctor", "--kubeconfig", str(seeded.info.kubeconfig))
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-    assert "✅ VIP nowhere · a MASTER exists: " in healthy.stdout and "all checks ok" in healthy.stdout
+    assert "✅ vip-nowhere demo/demo: " in healthy.stdout and "all checks ok" in healthy.stdout
     missing = run_kalab("doctor", "--kubeconfig", str(seeded.info.kubeconfig), "--service", "nope")
     assert missing.returncode == 1 and "There is no service demo/nope to diagnose" in one_stderr_line(missing)
     by_name = run_kalab("doctor", "--name", seeded.info.name)  # the lab's own kubeconfig, found by its name

@@ -1,0 +1,118 @@
+"""The troubleshooting catalog against one seeded lab: each reproducible fault broken for real, named by the
+doctor (and nothing else failing), healed, and the doctor all ok again.
+
+The lab is the seed's end state (tests/cluster/seeded.py). Between faults the test waits until the doctor is all
+ok and both keepalived pods are Ready again, so each fault starts from a healthy lab.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from cluster.seeded import SeededLab, seeded_lab
+from conftest import needs_root_tools
+from kalabcli import run_kalab
+from waiting import wait_for
+
+from kalab.cluster import keepalived
+from kalab.cluster.diagnose.catalog import FAULTS, IDS
+from kalab.cluster.diagnose.doctor import Verdict, doctor, failing
+from kalab.lab import faults
+
+pytestmark = needs_root_tools("keepalived", "iptables-restore", "iptables", "ip", "curl")
+REPRODUCIBLE = sorted(faults.RECIPES)
+
+
+@pytest.fixture(scope="module")
+def seeded() -> Iterator[SeededLab]:
+    yield from seeded_lab("fx")
+
+
+def healthy(seeded: SeededLab) -> list[Verdict] | None:
+    """The doctor's verdicts when every one is ok and both keepalived pods are Ready; else None."""
+    pods = keepalived.keepalived_pods(seeded.cluster)
+    if len(pods) != 2 or not pods["ready"].all():
+        return None
+    verdicts = doctor(seeded.cluster)
+    return verdicts if all(v.status == "ok" for v in verdicts) else None
+
+
+def wait_healthy(seeded: SeededLab, timeout: float = 90) -> list[Verdict]:
+    return wait_for(lambda: healthy(seeded), timeout, "the doctor all ok and both keepalived pods Ready", 0.5)
+
+
+def named(seeded: SeededLab, fault_id: str) -> list[Verdict] | None:
+    """The verdicts once the doctor reports `fault_id` with its catalog severity (checked, not skipped) and no
+    other id fails."""
+    verdicts = doctor(seeded.cluster)
+    mine = [v for v in verdicts if v.id == fault_id and v.status == FAULTS[fault_id].severity]
+    others = [v for v in failing(verdicts) if v.id != fault_id]
+    return verdicts if mine and not others else None
+
+
+def test_the_list_names_every_catalog_id_once() -> None:
+    listed = faults.faults()
+    assert [f.id for f in listed] == list(IDS)
+    assert {f.id for f in listed if f.reproducible} == set(REPRODUCIBLE)
+    assert all(f.why for f in listed)
+    printed = run_kalab("lab", "faults", "--json")
+    assert printed.returncode == 0 and json.loads(printed.stdout) == [f.to_dict() for f in listed]
+
+
+def test_the_seeded_lab_is_all_ok(seeded: SeededLab) -> None:
+    verdicts = wait_healthy(seeded)
+    ids = {v.id for v in verdicts}
+    assert {"autoassign-missing", "scc-missing", "vrrp-blocked", "vip-nowhere", "vips-concentrated"} <= ids
+    assert all(v.fix == "" for v in verdicts)
+    done = run_kalab("doctor", "--name", seeded.info.name, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    printed = json.loads(done.stdout)
+    assert {"id", "status", "summary", "evidence", "fix"} <= set(printed[0])
+    assert {p["status"] for p in printed} == {"ok"}
+
+
+@pytest.mark.parametrize("fault_id", REPRODUCIBLE)
+def test_break_is_named_by_the_doctor_and_heal_makes_it_ok(seeded: SeededLab, fault_id: str) -> None:
+    name = seeded.info.name
+    wait_healthy(seeded)
+    faults.break_fault(name, fault_id)
+    try:
+        assert list(faults.broken(seeded.info)) == [fault_id]
+        verdicts = wait_for(lambda: named(seeded, fault_id), 60, f"the doctor to name {fault_id}", 0.5)
+        found = next(v for v in verdicts if v.id == fault_id and v.status != "ok")
+        assert found.evidence and found.fix and not found.summary.startswith("not checked")
+    finally:
+        assert faults.heal(name) == [fault_id]
+    assert faults.broken(seeded.info) == {}
+    wait_healthy(seeded)
+
+
+def test_a_mystery_fault_is_not_named_until_the_doctor_finds_it(seeded: SeededLab) -> None:
+    name = seeded.info.name
+    wait_healthy(seeded)
+    broke = run_kalab("lab", "break", "--name", name, "--mystery")
+    assert broke.returncode == 0, broke.stderr
+    (fault_id,) = faults.broken(seeded.info)
+    assert fault_id in REPRODUCIBLE and fault_id not in broke.stdout
+    try:
+        wait_for(lambda: named(seeded, fault_id), 60, f"the doctor to name {fault_id}", 0.5)
+        if FAULTS[fault_id].severity == "fail":
+            done = run_kalab("doctor", "--name", name, "--json")
+            assert done.returncode == 1
+            assert fault_id in {p["id"] for p in json.loads(done.stdout) if p["status"] == "fail"}
+    finally:
+        healed = run_kalab("lab", "heal", "--name", name)
+    assert healed.returncode == 0 and f"Healed {fault_id}." in healed.stdout
+    wait_healthy(seeded)
+
+
+def test_break_and_heal_refuse_what_they_cannot_do(seeded: SeededLab) -> None:
+    name = seeded.info.name
+    unknown = run_kalab("lab", "break", "--name", name, "no-such-fault")
+    assert unknown.returncode == 1 and "There is no fault" in unknown.stderr
+    later = run_kalab("lab", "break", "--name", name, "vrid-collision")
+    assert later.returncode == 1 and "The lab cannot break vrid-collision" in later.stderr
+    nothing = run_kalab("lab", "heal", "--name", name)
+    assert nothing.returncode == 0 and "Nothing to heal" in nothing.stdout
