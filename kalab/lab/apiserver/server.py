@@ -8,8 +8,10 @@ Routing covers the core group (`/api/v1`) and named groups (`/apis/{group}/{vers
 cluster-scoped resources, collections, objects and subresources (status, scale, and pods' log/exec/proxy, which
 `kalab.lab.apiserver.streams` speaks), plus `/watch/` paths. Verbs: get, list (selectors, limit/continue), watch
 (chunked JSON lines, resumable from a resourceVersion, bookmarks), create, update, patch (JSON, merge, strategic,
-apply), delete and deletecollection, each with dryRun=All. GET answers JSON, a Table or PartialObjectMetadata, as
-the Accept header asks.
+server-side apply), delete and deletecollection, each with dryRun=All (admitted like the real write, stored
+nowhere). Every write records its field manager in managedFields (`fieldmanager`); deletes honour finalizers and
+propagation policies, and a deleted namespace terminates through its finalizer (`namespaces`). GET answers JSON,
+a Table or PartialObjectMetadata, as the Accept header asks.
 """
 
 from __future__ import annotations
