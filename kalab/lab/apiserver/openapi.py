@@ -282,6 +282,7 @@ class OpenApi:
 
 
 def build(types: list[ResourceType], crds: list[Doc]) -> Documents:
+    """The v2 document and one v3 document per group version, for the served `types` and the stored `crds`."""
     builtin_gvks = tuple(sorted((rt.group, rt.version, rt.kind) for rt in types if rt.group in PACKAGES))
     definitions_, by_gvk_ = builtin_definitions(builtin_gvks)
     definitions = dict(definitions_)
