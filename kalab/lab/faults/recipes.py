@@ -8,6 +8,7 @@ firewall rule, a link down). `make` returns what `undo` needs to restore the lab
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -140,13 +141,10 @@ def _restore_annotation(site: FaultSite, memo: Memo) -> None:
     site.annotate(memo["annotation"])
 
 
-def _extra_services(site: FaultSite) -> Memo:
-    """Two more LoadBalancer services in the group, none spreading its VIPs, and then a restart of the keepalived
-    pods on every node but the demo's MASTER (as a rolling upgrade does): with equal priorities nobody takes a VIP
-    back, so every VIP stays on the node that was not restarted."""
+def _create_services(site: FaultSite, names: list[str]) -> None:
+    """LoadBalancer services in the group, in a namespace of the lab's faults, as an app team would add them."""
     meta = client.V1ObjectMeta(name=FAULT_NAMESPACE, labels={"app.kubernetes.io/managed-by": "kalab-faults"})
     site.cluster.core.create_namespace(client.V1Namespace(metadata=meta))
-    names = ["shop", "blog"]
     for name in names:
         body = client.V1Service(
             metadata=client.V1ObjectMeta(name=name, annotations={GROUP_ANNOTATION: f"{GROUP_NAMESPACE}/{GROUP}"}),
@@ -155,6 +153,32 @@ def _extra_services(site: FaultSite) -> Memo:
             ),
         )
         site.cluster.core.create_namespaced_service(FAULT_NAMESPACE, body)
+
+
+def _small_block(site: FaultSite) -> Memo:
+    """The auto-assign block narrowed to the /30 around the demo's address (two usable addresses), then two more
+    services: one takes the last address, the other stays <pending>."""
+    memo = {"autoAssignCIDRs": _external_ip(site)["autoAssignCIDRs"]}
+    svc = site.cluster.core.read_namespaced_service(SERVICE, SERVICE_NAMESPACE)
+    ingress = (svc.status.load_balancer.ingress if svc.status and svc.status.load_balancer else None) or []
+    if not ingress or not ingress[0].ip:
+        raise KalabError(f"Service {SERVICE_NAMESPACE}/{SERVICE} has no EXTERNAL-IP yet; deploy the demo first.")
+    site.patch_network({"autoAssignCIDRs": [str(ipaddress.ip_network(f"{ingress[0].ip}/30", strict=False))]})
+    _create_services(site, ["shop", "blog"])
+    return {**memo, "namespace": FAULT_NAMESPACE}
+
+
+def _wide_block(site: FaultSite, memo: Memo) -> None:
+    _drop_extra_services(site, memo)
+    site.patch_network({"autoAssignCIDRs": memo["autoAssignCIDRs"]})
+
+
+def _extra_services(site: FaultSite) -> Memo:
+    """Two more LoadBalancer services in the group, none spreading its VIPs, and then a restart of the keepalived
+    pods on every node but the demo's MASTER (as a rolling upgrade does): with equal priorities nobody takes a VIP
+    back, so every VIP stays on the node that was not restarted."""
+    names = ["shop", "blog"]
+    _create_services(site, names)
     wanted = {f"{SERVICE_NAMESPACE}/{SERVICE}", *(f"{FAULT_NAMESPACE}/{n}" for n in names)}
 
     def holder() -> str | None:
@@ -177,11 +201,27 @@ def _extra_services(site: FaultSite) -> Memo:
 
 
 def _drop_extra_services(site: FaultSite, memo: Memo) -> None:
+    """Delete the faults' namespace and wait until it is gone, so the next fault may create it again."""
+    namespace = memo["namespace"]
     try:
-        site.cluster.core.delete_namespace(memo["namespace"])
+        site.cluster.core.delete_namespace(namespace)
     except ApiException as err:
         if err.status != 404:
             raise
+
+    def gone() -> bool:
+        try:
+            site.cluster.core.read_namespace(namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return True
+            raise
+        return False
+
+    def timed_out() -> KalabError:
+        return KalabError(f"Namespace {namespace} is still there after 60 s; see `oc get ns {namespace} -o yaml`.")
+
+    poll(gone, 60, timed_out, interval=0.25)
 
 
 # -- the nodes' network ----------------------------------------------------------------------------------------
@@ -235,17 +275,18 @@ RECIPES: Final[dict[str, Recipe]] = {
         Recipe("vrrp-blocked", _block_vrrp, _allow_vrrp),
         Recipe("vip-nowhere", _links_down, _links_up),
         Recipe("vips-concentrated", _extra_services, _drop_extra_services),
+        Recipe("cidr-exhausted", _small_block, _wide_block),
     )
 }
 
 NOT_YET: Final[dict[str, str]] = {
     "operator-not-ready": "not yet: whether the lab leaves a CSV UnsupportedOperatorGroup is unchecked",
     "port-conflict": "not yet: needs the lab's scheduler to refuse a second pod wanting hostPort 9650 on a node",
-    "cidr-exhausted": "not yet: filling the block takes one service per address (30 in the seed's /27)",
     "router-ids-exhausted": "not yet: needs 256 services in one group",
     "vrid-collision": "not yet: needs a rogue keepalived on the lab's segment",
     "node-down": "not yet: needs the lab's node controller to mark a node NotReady when its link is down",
-    "vip-not-on-master": "not yet: whether the lab's keepalived re-adds an address removed by hand is unchecked",
+    "vip-not-on-master": "no: keepalived 2.2.7 notices an address removed by hand and hands the VIP to its backup, "
+    "so the disagreement does not last",
     "cidr-overlaps-cluster": "not yet: moving the block renumbers the seed's service, and its old address then "
     "fails the externalIP policy check too",
 }
