@@ -63,6 +63,19 @@ def _policy_empty(site: FaultSite) -> Memo:
     return memo
 
 
+def _overlapping_block(site: FaultSite) -> Memo:
+    """Both CIDRs moved, as notebook 02 patches them, to the last /27 of the service network: the services get
+    addresses that clients inside the cluster route to kube-proxy's service range instead."""
+    current = _external_ip(site)
+    memo = {"autoAssignCIDRs": current["autoAssignCIDRs"], "policy": current.get("policy") or {}}
+    services = (network.read_network(site.cluster).get("status") or {}).get("serviceNetwork") or []
+    if not services:
+        raise KalabError("network.config/cluster reports no status.serviceNetwork to overlap.")
+    last = list(ipaddress.ip_network(str(services[0])).subnets(new_prefix=27))[-1]
+    site.patch_network({"autoAssignCIDRs": [str(last)], "policy": {"allowedCIDRs": [str(last)]}})
+    return memo
+
+
 def _restore_network(site: FaultSite, memo: Memo) -> None:
     site.patch_network(memo)
 
@@ -276,6 +289,7 @@ RECIPES: Final[dict[str, Recipe]] = {
         Recipe("vip-nowhere", _links_down, _links_up),
         Recipe("vips-concentrated", _extra_services, _drop_extra_services),
         Recipe("cidr-exhausted", _small_block, _wide_block),
+        Recipe("cidr-overlaps-cluster", _overlapping_block, _restore_network),
     )
 }
 
@@ -287,6 +301,4 @@ NOT_YET: Final[dict[str, str]] = {
     "node-down": "not yet: needs the lab's node controller to mark a node NotReady when its link is down",
     "vip-not-on-master": "no: keepalived 2.2.7 notices an address removed by hand and hands the VIP to its backup, "
     "so the disagreement does not last",
-    "cidr-overlaps-cluster": "not yet: moving the block renumbers the seed's service, and its old address then "
-    "fails the externalIP policy check too",
 }
