@@ -22,7 +22,7 @@ import pandas as pd
 from kubernetes.client.exceptions import ApiException
 
 from kalab.cluster import exporter, keepalived, network, nodes
-from kalab.cluster._common import Deadline, api_message
+from kalab.cluster._common import Deadline, api_message, as_dict
 from kalab.cluster.connect import Cluster
 from kalab.cluster.diagnose._reads import _as_dict, _joined, _networks, _policy_nets, _read_group
 from kalab.cluster.diagnose.catalog import FAULTS
@@ -158,6 +158,8 @@ class Doctor:
         self._check("cidr-overlaps-cluster", "cluster", self._overlaps, [("autoassign-missing", "cluster")])
         for svc in self._services:
             self._service_refs(svc)
+        if self.service is None and self._failed("operator-not-ready") is None:
+            self._all_groups()
         for ref in sorted(self._groups):
             self._group_checks(self._groups[ref])
         for svc in self._services:
@@ -192,6 +194,19 @@ class Doctor:
             ),
             key=operator.namespaced_name,
         )
+
+    def _all_groups(self) -> None:
+        """Every KeepalivedGroup, also those no service names yet (a second group can still take a node's ports)."""
+        try:
+            found = self.cluster.custom.list_cluster_custom_object(
+                keepalived.GROUP, keepalived.VERSION, keepalived.PLURAL, _request_timeout=self.timeout
+            )
+        except ApiException:
+            return  # the groups the services name are checked all the same
+        for obj in as_dict(found).get("items") or []:
+            meta = obj.get("metadata") or {}
+            ref = f"{meta.get('namespace')}/{meta.get('name')}"
+            self._groups.setdefault(ref, _Group(str(meta.get("namespace")), str(meta.get("name")), dict(obj)))
 
     def _external(self) -> dict[str, Any] | None:
         if self._external_ip is None:

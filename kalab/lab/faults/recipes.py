@@ -28,6 +28,7 @@ Memo = dict[str, Any]
 FAULT_NAMESPACE: Final = "kalab-faults"  # what the lab adds for a fault (extra services) lives here
 BAD_IMAGE: Final = "quay.io/redhat-cop/keepalived-ipfailover-typo:latest"
 BAD_INTERFACE: Final = "eth1"
+SECOND_GROUP: Final = "keepalivedgroup-second"
 MISSING_GROUP: Final = f"{GROUP_NAMESPACE}/keepalivedgroup-missing"
 VRRP_DROP: Final = ["INPUT", "-p", "vrrp", "-j", "DROP"]
 
@@ -139,6 +140,37 @@ def _group_field(key: str, value: str) -> Callable[[FaultSite], Memo]:
 
 def _restore_group(site: FaultSite, memo: Memo) -> None:
     site.patch_group({"spec": memo})
+
+
+def _second_group(site: FaultSite) -> Memo:
+    """A second KeepalivedGroup selecting the same nodes: its pods want the exporter's hostPort 9650 as well."""
+    group = site.group()
+    body = {
+        "apiVersion": group["apiVersion"],
+        "kind": group["kind"],
+        "metadata": {"name": SECOND_GROUP, "namespace": GROUP_NAMESPACE},
+        "spec": group.get("spec") or {},
+    }
+    site.cluster.custom.create_namespaced_custom_object(
+        keepalived.GROUP, keepalived.VERSION, GROUP_NAMESPACE, keepalived.PLURAL, body
+    )
+    return {"group": SECOND_GROUP}
+
+
+def _drop_second_group(site: FaultSite, memo: Memo) -> None:
+    """Delete the second group and wait until its pods are gone too."""
+    try:
+        site.cluster.custom.delete_namespaced_custom_object(
+            keepalived.GROUP, keepalived.VERSION, GROUP_NAMESPACE, keepalived.PLURAL, memo["group"]
+        )
+    except ApiException as err:
+        if err.status != 404:
+            raise
+
+    def timed_out() -> KalabError:
+        return KalabError(f"The pods of KeepalivedGroup {memo['group']} are still there after 60 s.")
+
+    poll(lambda: keepalived.keepalived_pods(site.cluster, GROUP_NAMESPACE, memo["group"]).empty, 60, timed_out, 0.25)
 
 
 def _annotate(value: str) -> Callable[[FaultSite], Memo]:
@@ -289,13 +321,13 @@ RECIPES: Final[dict[str, Recipe]] = {
         Recipe("vip-nowhere", _links_down, _links_up),
         Recipe("vips-concentrated", _extra_services, _drop_extra_services),
         Recipe("cidr-exhausted", _small_block, _wide_block),
+        Recipe("port-conflict", _second_group, _drop_second_group),
         Recipe("cidr-overlaps-cluster", _overlapping_block, _restore_network),
     )
 }
 
 NOT_YET: Final[dict[str, str]] = {
     "operator-not-ready": "not yet: whether the lab leaves a CSV UnsupportedOperatorGroup is unchecked",
-    "port-conflict": "not yet: needs the lab's scheduler to refuse a second pod wanting hostPort 9650 on a node",
     "router-ids-exhausted": "not yet: needs 256 services in one group",
     "vrid-collision": "not yet: needs a rogue keepalived on the lab's segment",
     "node-down": "not yet: needs the lab's node controller to mark a node NotReady when its link is down",
