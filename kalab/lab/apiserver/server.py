@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kalab.lab.apiserver import access, discovery, fieldmanager, openapi, portforward, streams, tables
+from kalab.lab.apiserver import access, discovery, fieldmanager, openapi, portforward, protobuf, streams, tables
 from kalab.lab.apiserver.attach import attach_hooks
 from kalab.lab.apiserver.crds import CrdController, read_defaults, start_crd_controller
 from kalab.lab.apiserver.errors import ApiError, bad_request, conflict, forbidden_on, invalid, not_found
@@ -126,6 +126,8 @@ def negotiate(accept: str | None) -> _Output:
     if not accept or not accept.strip():
         return _Output("json")
     for mime, params in _media_ranges(accept):
+        if mime == protobuf.MEDIA_TYPE and "as" not in params:
+            return _Output("json")  # send_json encodes it for a client that takes nothing else
         if mime not in ("application/json", "application/*", "*/*"):
             continue
         as_ = params.get("as")
@@ -761,7 +763,11 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def send_json(self, code: int, doc: Any, content_type: str = "application/json") -> None:
-        data = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+        encoded = None
+        if content_type == "application/json" and protobuf.accepts_only_protobuf(self.headers.get("Accept")):
+            encoded = protobuf.encode(doc)  # None for kinds with no protobuf form (custom resources): JSON then
+        data = encoded if encoded is not None else json.dumps(doc, separators=(",", ":")).encode("utf-8")
+        content_type = protobuf.MEDIA_TYPE if encoded is not None else content_type
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -865,16 +871,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if req.sub == "proxy":
             raise _unavailable(f"the lab does not proxy to {req.rt.plural}")
+        if req.body and protobuf.is_protobuf(req.content_type):
+            # kubectl's generator commands (`kubectl create namespace|configmap|secret|deployment|role …`) send
+            # protobuf: read it as the JSON it stands for, so every verb below sees one form.
+            req.body = protobuf.body_as_json(req.body, req.rt.api_version, req.rt.kind if req.sub is None else "")
+            req.content_type = "application/json"
         if req.body and not _readable_body(req.content_type):
-            # kubectl's generator commands (`kubectl create namespace|configmap|secret …`) send protobuf, which
-            # this server does not decode (and client-go does not fall back to JSON on 415): say what works.
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
-                f"the body of the request was in an unknown format ({req.content_type}): the lab API server reads "
-                "JSON and YAML only, so write the object as a manifest and use `kubectl apply -f` or "
-                f"`kubectl create -f` - accepted media types include: application/json, application/yaml, "
-                f"{', '.join(PATCH_TYPES)}",
+                f"the body of the request was in an unknown format ({req.content_type}) - accepted media types "
+                f"include: application/json, application/yaml, {protobuf.MEDIA_TYPE}, {', '.join(PATCH_TYPES)}",
             )
         if access.serves(req.rt):  # create-only reviews: answered, never stored
             if method != "POST" or req.name is not None or req.sub is not None:
