@@ -42,6 +42,7 @@ from kalab.model.errors import KalabError
 
 VerdictStatus = Literal["ok", "warn", "fail"]
 CHECK_TIMEOUT = 8.0  # seconds one check may take before it is reported as not finished
+COLLISION_LOOK = 2.0  # seconds between the two looks at the exporters' error counters
 SETTLE = 5.0  # seconds an election in progress (no MASTER yet) is looked at again before it counts
 _REF = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$")
 _INTERFACE_LOG = ("doesn't exist", "Non-existent interface")
@@ -128,6 +129,7 @@ class Doctor:
         # A group's VRRP states and node addresses, read once and shared by its services' checks.
         self._states: dict[str, pd.DataFrame] = {}
         self._addresses: dict[str, dict[str, pd.DataFrame]] = {}
+        self._errors: dict[str, dict[tuple[str, str], tuple[float, float]]] = {}
 
     # -- running ---------------------------------------------------------------------------------------------
 
@@ -400,8 +402,33 @@ class Doctor:
                 placed.update(self._placement(svc, self._groups[ref]))
             return placed
 
+        group = self._groups.get(ref)
+        if operator.service_vips(svc) and group is not None:
+            self._check("vrid-collision", where, lambda: self._collision(svc, group), after)
+        after.append(("vrid-collision", where))
         for fault_id in ("vip-nowhere", "vrrp-blocked", "vip-not-on-master"):
             self._check(fault_id, where, lambda f=fault_id: self._placed(f, where, place()), after)  # type: ignore[misc]
+
+    def _collision(self, svc: dict[str, Any], group: _Group) -> Verdict:
+        """Adverts for the service's router ID that carry other addresses: keepalived counts them in addr_list_err.
+        A counter keeps what happened since keepalived started, so it counts only when it rises between two looks."""
+        where, keys = operator.namespaced_name(svc), operator.instance_keys(svc)
+        if group.ref not in self._errors:
+            first = _addr_list_errors(self.cluster, group)
+            time.sleep(COLLISION_LOOK)  # two adverts at the operator's advert_int of 1 s
+            second = _addr_list_errors(self.cluster, group)
+            self._errors[group.ref] = {k: (first.get(k, v), v) for k, v in second.items() if v > first.get(k, v)}
+        rising = {k: v for k, v in self._errors[group.ref].items() if k[1] in keys}
+        vrids = (group.obj or {}).get("status", {}).get("routerIDs") or {}
+        if rising:
+            seen = "; ".join(f"addr_list_err of {n} on {p} rose {a:g} → {b:g}" for (p, n), (a, b) in rising.items())
+            seen += f" (router ID {_joined(str(vrids.get(k)) for k in keys)} is used by another VRRP speaker)"
+            return _bad("vrid-collision", where, seen, group=group.name, group_namespace=group.namespace)
+        return _ok(
+            "vrid-collision",
+            where,
+            f"no adverts with other addresses for router ID {_joined(vrids.get(k) for k in keys)}",
+        )
 
     def _placed(self, fault_id: str, where: str, placed: Mapping[str, list[Finding]]) -> Verdict:
         ns, name = where.split("/", 1)
@@ -481,6 +508,15 @@ class Doctor:
 
 
 _GROUP_FAULTS = ("no-loadbalancer-nodes", "scc-missing", "image-pull", "wrong-interface", "port-conflict")
+
+
+def _addr_list_errors(cluster: Cluster, group: _Group) -> dict[tuple[str, str], float]:
+    """(pod, instance) → keepalived_vrrp_addr_list_err, from every Running keepalived pod's exporter."""
+    frame = exporter.scrape_all(cluster, group.namespace, group.name)
+    if "name" not in frame.columns:
+        return {}
+    errors = frame[frame["metric"] == "keepalived_vrrp_addr_list_err"]
+    return {(str(p), str(n)): float(v) for p, n, v in zip(errors["pod"], errors["name"], errors["value"], strict=True)}
 
 
 def _bounded(fault_id: str, subject: str, run: Callable[[], Verdict], timeout: float) -> Verdict:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from kubernetes import client
@@ -18,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kalab.cluster import exporter, keepalived, network, scc
 from kalab.cluster._common import poll
+from kalab.lab.dataplane.naming import POD_INTERFACE
 from kalab.lab.dataplane.topology import Topology, TopologySpec
 from kalab.lab.faults.site import GROUP, GROUP_NAMESPACE, SERVICE, SERVICE_NAMESPACE, FaultSite
 from kalab.model import manifests
@@ -30,6 +33,8 @@ BAD_IMAGE: Final = "quay.io/redhat-cop/keepalived-ipfailover-typo:latest"
 BAD_INTERFACE: Final = "eth1"
 SECOND_GROUP: Final = "keepalivedgroup-second"
 MISSING_GROUP: Final = f"{GROUP_NAMESPACE}/keepalivedgroup-missing"
+ROGUE_VIP: Final = "192.168.7.250"  # on the nodes' segment, outside every externalIP block
+ROGUE_COMMAND: Final = ["/usr/sbin/keepalived", "--no-syslog"]  # no console log: the daemon keeps no pipe open
 VRRP_DROP: Final = ["INPUT", "-p", "vrrp", "-j", "DROP"]
 
 
@@ -306,6 +311,50 @@ def _links_up(site: FaultSite, memo: Memo) -> None:
         topology.set_uplink(node, True)  # and its routes, which the kernel dropped with the link
 
 
+def _rogue_dir(site: FaultSite) -> Path:
+    return site.info.state_dir / "faults" / "rogue"
+
+
+def _rogue(site: FaultSite) -> Memo:
+    """Another VRRP speaker on the segment (as the cluster's own keepalived for its API VIP would be), started on a
+    node outside the group with the router ID the group gave the demo, for an address of its own."""
+    status = site.group().get("status") or {}
+    vrid = (status.get("routerIDs") or {}).get(f"{SERVICE_NAMESPACE}/{SERVICE}")
+    if not vrid:
+        raise KalabError(f"The group has no router ID for {SERVICE_NAMESPACE}/{SERVICE} yet; deploy the demo first.")
+    lb_nodes = site.keepalived_nodes()
+    others = [n for n in Topology(TopologySpec.seed()).node_names if n not in lb_nodes]
+    node = others[0] if others else lb_nodes[0]
+    folder = _rogue_dir(site)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "keepalived.conf").write_text(
+        "vrrp_instance rogue {\n"
+        f"    interface {POD_INTERFACE}\n    virtual_router_id {int(vrid)}\n    priority 100\n    advert_int 1\n"
+        f"    virtual_ipaddress {{\n        {ROGUE_VIP}/32\n    }}\n}}\n"
+    )
+    # keepalived forks into the background (no --dont-fork), so it outlives this command, inside the lab's tree.
+    site.node(node, [*ROGUE_COMMAND, f"--use-file={folder / 'keepalived.conf'}", *_pid_flags(folder)])
+    return {"node": node, "vrid": int(vrid)}
+
+
+def _pid_flags(folder: Path) -> list[str]:
+    names = {"pid": "keepalived.pid", "vrrp_pid": "vrrp.pid", "checkers_pid": "checkers.pid", "bfd_pid": "bfd.pid"}
+    return [f"--{flag}={folder / name}" for flag, name in names.items()]
+
+
+def _stop_rogue(site: FaultSite, memo: Memo) -> None:
+    folder = _rogue_dir(site)
+    pid_file = folder / "keepalived.pid"
+    if pid_file.exists():
+        site.node(memo["node"], ["kill", pid_file.read_text().split()[0]], check=False)
+
+    def timed_out() -> KalabError:
+        return KalabError(f"The rogue keepalived on {memo['node']} did not stop within 30 s.")
+
+    poll(lambda: not pid_file.exists(), 30, timed_out, interval=0.2)  # keepalived removes it when it ends
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 RECIPES: Final[dict[str, Recipe]] = {
     r.id: r
     for r in (
@@ -322,6 +371,7 @@ RECIPES: Final[dict[str, Recipe]] = {
         Recipe("vips-concentrated", _extra_services, _drop_extra_services),
         Recipe("cidr-exhausted", _small_block, _wide_block),
         Recipe("port-conflict", _second_group, _drop_second_group),
+        Recipe("vrid-collision", _rogue, _stop_rogue),
         Recipe("cidr-overlaps-cluster", _overlapping_block, _restore_network),
     )
 }
@@ -329,7 +379,6 @@ RECIPES: Final[dict[str, Recipe]] = {
 NOT_YET: Final[dict[str, str]] = {
     "operator-not-ready": "not yet: whether the lab leaves a CSV UnsupportedOperatorGroup is unchecked",
     "router-ids-exhausted": "not yet: needs 256 services in one group",
-    "vrid-collision": "not yet: needs a rogue keepalived on the lab's segment",
     "node-down": "not yet: needs the lab's node controller to mark a node NotReady when its link is down",
     "vip-not-on-master": "no: keepalived 2.2.7 notices an address removed by hand and hands the VIP to its backup, "
     "so the disagreement does not last",
