@@ -134,6 +134,7 @@ CATALOG: Final[tuple[Fault, ...]] = (
         "the VIP moved, but some requests keep failing",
         "a loadbalancer node is unreachable or NotReady while endpoints on it remain",
         "oc get nodes; oc adm drain <node> --ignore-daemonsets --delete-emptydir-data",
+        scope="group",
     ),
     Fault(
         "vip-nowhere",

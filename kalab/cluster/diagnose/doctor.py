@@ -105,6 +105,7 @@ class _Group:
     matching: list[str] = field(default_factory=list)
     raw_pods: list[dict[str, Any]] = field(default_factory=list)
     pods: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=keepalived.POD_COLUMNS))
+    not_ready: list[str] = field(default_factory=list)  # nodes of the group that are not Ready
 
     @property
     def ref(self) -> str:
@@ -302,10 +303,19 @@ class Doctor:
         self._check("wrong-interface", ref, lambda: self._interface(group), [*pod_after, ("image-pull", ref)])
         self._check("port-conflict", ref, lambda: self._ports(group), pod_after)
         self._check("router-ids-exhausted", ref, lambda: self._router_ids(group), after)
+        self._check("node-down", ref, lambda: self._node_down(group), [*after, ("no-loadbalancer-nodes", ref)])
+
+    def _node_down(self, group: _Group) -> Verdict:
+        if group.not_ready:
+            seen = f"loadbalancer node(s) {_joined(group.not_ready)} not Ready; endpoints there may still get traffic"
+            return _bad("node-down", group.ref, seen)
+        return _ok("node-down", group.ref, f"every node of the group is Ready ({_joined(group.matching, 'none')})")
 
     def _selector(self, group: _Group) -> Verdict:
         selector = {str(k): str(v) for k, v in (group.spec.get("nodeSelector") or {}).items()}
-        group.matching = matching_nodes(nodes.nodes(self.cluster), selector)
+        table = nodes.nodes(self.cluster)
+        group.matching = matching_nodes(table, selector)
+        group.not_ready = sorted(str(n) for n in table[~table["ready"].astype(bool)]["name"] if n in group.matching)
         try:
             items = self.cluster.core.list_namespaced_pod(
                 group.namespace, label_selector=f"{operator.POD_GROUP_LABEL}={group.name}"
