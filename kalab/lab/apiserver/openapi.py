@@ -16,6 +16,7 @@ import hashlib
 import json
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -272,11 +273,19 @@ class OpenApi:
         self._docs: Documents | None = None
 
     def documents(self, registry: Registry, crds: list[Doc]) -> Documents:
+        versions = tuple(sorted((c["metadata"]["name"], c["metadata"].get("resourceVersion")) for c in crds))
+        return self.documents_for(registry, versions, lambda: crds)
+
+    def documents_for(
+        self, registry: Registry, crd_versions: tuple[tuple[str, str | None], ...], crds: Callable[[], list[Doc]]
+    ) -> Documents:
+        """The documents for the served types and the CRDs at `crd_versions` ((name, resourceVersion) pairs,
+        sorted); `crds` reads the CRDs themselves, only when the documents must be rebuilt."""
         types = tuple(sorted(registry, key=lambda rt: (rt.group, rt.version, rt.plural)))
-        key = (types, tuple(sorted((c["metadata"]["name"], c["metadata"].get("resourceVersion")) for c in crds)))
+        key = (types, crd_versions)
         with self._lock:
             if self._docs is None or key != self._key:
-                self._docs = build(list(types), crds)
+                self._docs = build(list(types), crds())
                 self._key = key
             return self._docs
 
@@ -367,8 +376,15 @@ def documents_of(store: Store) -> Documents:
         cache = _caches.get(store)
         if cache is None:
             cache = _caches[store] = OpenApi()
-    crds = store.list(store.registry.by_key(_CRD_KEY))[0] if any(rt.key == _CRD_KEY for rt in store.registry) else []
-    return cache.documents(store.registry, crds)
+    if not any(rt.key == _CRD_KEY for rt in store.registry):
+        return cache.documents(store.registry, [])
+    # Asked on every strict write: tell whether the CRDs changed from their versions alone, without copying their
+    # (large) schemas; read them only to rebuild.
+    crd_rt = store.registry.by_key(_CRD_KEY)
+    versions = tuple(
+        sorted(store.collect(crd_rt, lambda c: (str(c["metadata"]["name"]), c["metadata"].get("resourceVersion"))))
+    )
+    return cache.documents_for(store.registry, versions, lambda: store.list(crd_rt)[0])
 
 
 def _accepts(accept: str, media_type: str) -> bool:

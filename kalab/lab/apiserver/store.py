@@ -200,6 +200,20 @@ class Store:
             ]
             return items, self._last_rv
 
+    def shared_list(
+        self, rt: ResourceType, namespace: str | None = None, labels: str | None = None
+    ) -> builtins.list[Obj]:
+        """Like `list`, but the stored objects themselves, as a client-go lister hands out its cache's: for
+        controllers that read whole kinds on every pass. The store never changes a stored object (a write stores
+        a new one), so they stay as read; callers must not change them either (clone first)."""
+        match = self._matcher(labels, None)
+        with self._cond:
+            return [
+                obj
+                for (ns, _), obj in sorted(self._objects.get(rt.key, {}).items())
+                if (not namespace or not rt.namespaced or ns == namespace) and match(obj)
+            ]
+
     def collect(self, rt: ResourceType, read: Callable[[Obj], T | None]) -> builtins.list[T]:
         """`read` applied to every stored object of `rt`, the Nones left out: for hot paths (admission, event
         handlers) that need a few values of every object, without copying each. `read` gets the stored object

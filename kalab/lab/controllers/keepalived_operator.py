@@ -194,8 +194,9 @@ class KeepalivedOperator(Controller):
         try:
             rendered = render_config(
                 group,
-                self.ctx.store.list(self.ctx.rt("/services"))[0],
-                self.ctx.store.list(self.ctx.rt("/pods"), namespace, labels=f"{POD_GROUP_LABEL}={name}")[0],
+                # Every service on every pass: read shared, not copied (render_config only reads them).
+                self.ctx.store.shared_list(self.ctx.rt("/services")),
+                self.ctx.store.shared_list(self.ctx.rt("/pods"), namespace, labels=f"{POD_GROUP_LABEL}={name}"),
                 previous_router_ids=previous,
                 password=self._password(group),
             )

@@ -115,7 +115,9 @@ class KubeProxyController(Controller):
         if topology is None:
             return None
         store = self.ctx.store
-        ports = all_service_ports(store.list(self.ctx.rt("/services"))[0], store.list(self.ctx.rt("/endpoints"))[0])
+        # Every service and endpoint on every pass: read shared, not copied (all_service_ports only reads them).
+        services, endpoints = store.shared_list(self.ctx.rt("/services")), store.shared_list(self.ctx.rt("/endpoints"))
+        ports = all_service_ports(services, endpoints)
         if ports == self._last:
             return None
         program_all(topology, ports)  # a failure raises, and the base controller retries with backoff
