@@ -141,6 +141,8 @@ def test_notebooks_run_in_order_and_a_second_run_changes_nothing(lab: control.La
     assert "✅ refused externalIP explained: " in trouble and "192.0.2.10 is outside allowedCIDRs" in trouble
     assert "✅ scratch namespace removed: namespace kalab-troubleshoot is gone" in trouble
     assert f"✅ demo unchanged: all 21 checks ok; demo/demo has EXTERNAL-IP {vip}" in trouble
+    assert re.search(r"✅ the doctor's diagnosis: \d+ checks, none fails", trouble)
+    assert re.search(r"✅ healthy again: (\d+) of \1 checks ok", trouble)
 
     summary = json.loads((tmp_path / "first" / "summary.json").read_text())
     assert summary["demo"] == {"vip": vip, "service": "demo/demo"}

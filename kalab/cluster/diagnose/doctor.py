@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from kalab.cluster import exporter, keepalived, network, nodes
 from kalab.cluster._common import Deadline, api_message, as_dict
 from kalab.cluster.connect import Cluster
-from kalab.cluster.diagnose._reads import _as_dict, _joined, _networks, _policy_nets, _read_group
+from kalab.cluster.diagnose._reads import _as_dict, _joined, _networks, _policy_nets, _read_group, _read_service
 from kalab.cluster.diagnose.catalog import FAULTS
 from kalab.cluster.diagnose.external_ip import _holders, auto_block, block_finding, policy_refusal, usage_finding
 from kalab.cluster.diagnose.findings import Finding
@@ -178,8 +178,6 @@ class Doctor:
     def _read_services(self) -> None:
         if self.service:
             namespace = self.namespace or "demo"
-            from kalab.cluster.diagnose._reads import _read_service
-
             self._services = [_read_service(self.cluster, namespace, self.service)]
             return
         try:
