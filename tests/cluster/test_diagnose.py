@@ -242,7 +242,7 @@ def test_an_exhausted_block_leaves_the_next_service_pending(seeded: SeededLab, s
 
         def pending_with_event() -> list[Finding] | None:
             findings = diagnose.diagnose_external_ip(cluster, scratch, "second")
-            return findings if "ExternalIPUnavailable" in evidence(findings, "EXTERNAL-IP assigned") else None
+            return findings if "IngressIPRangeFull" in evidence(findings, "EXTERNAL-IP assigned") else None
 
         findings = wait_for(pending_with_event, 15, "the second service pending with an event", 0.25)
         text = diagnose.expect_problem(findings, PENDING)

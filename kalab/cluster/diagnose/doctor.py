@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import pandas as pd
@@ -26,7 +26,14 @@ from kalab.cluster._common import Deadline, api_message, as_dict
 from kalab.cluster.connect import Cluster
 from kalab.cluster.diagnose._reads import _as_dict, _joined, _networks, _policy_nets, _read_group, _read_service
 from kalab.cluster.diagnose.catalog import FAULTS
-from kalab.cluster.diagnose.external_ip import _holders, auto_block, block_finding, policy_refusal, usage_finding
+from kalab.cluster.diagnose.external_ip import (
+    _holders,
+    _service_warnings,
+    auto_block,
+    block_finding,
+    policy_refusal,
+    usage_finding,
+)
 from kalab.cluster.diagnose.findings import Finding
 from kalab.cluster.diagnose.keepalived_pods import (
     _operator_findings,
@@ -227,8 +234,16 @@ class Doctor:
     def _exhausted(self) -> Verdict:
         block = auto_block(self._external())
         assert block is not None  # autoassign-missing comes first
-        pending = any(not operator.service_vips(s) for s in self._services)
-        return _from_findings("cidr-exhausted", "cluster", [usage_finding(block, _holders(self.cluster), pending)])
+        waiting = [s for s in self._services if not operator.service_vips(s)]
+        found = usage_finding(block, _holders(self.cluster), bool(waiting))
+        if not found.ok:  # the events of the services left waiting say so in OpenShift's words
+            events = [
+                f"{operator.namespaced_name(s)}: {w}"
+                for s in waiting
+                for w in _service_warnings(self.cluster, *operator.namespaced_name(s).split("/", 1))
+            ]
+            found = replace(found, evidence=f"{found.evidence}; events: {_joined(events)}")
+        return _from_findings("cidr-exhausted", "cluster", [found])
 
     def _policy(self) -> Verdict:
         """Requested externalIPs must pass spec.externalIP.policy: the services' own, and the block's addresses."""

@@ -479,9 +479,9 @@ class ExternalIPController(Controller):
         if is_lb and block is not None and not keep:
             picked = first_free(block, self._used(svc, stale))
             if picked is None:
-                self.ctx.record_event(
-                    svc, "ExternalIPUnavailable", f"no free address left in autoAssignCIDRs {block}", "Warning"
-                )
+                # OpenShift's ingress IP controller's own words (FACTS.md §10).
+                message = f"No available ingress ip to allocate to service {ns}/{name}"
+                self.ctx.record_event(svc, "IngressIPRangeFull", message, "Warning")
             else:
                 keep = [picked]
         if keep != assigned:
