@@ -109,8 +109,8 @@ CATALOG: Final[tuple[Fault, ...]] = (
     Fault(
         "router-ids-exhausted",
         "group condition ReconcileError: cannot allocate more than 255 ids",
-        "too many services (or VIPs with spreadvips) in one KeepalivedGroup",
-        "oc apply -f <a second KeepalivedGroup>  # and move services to it with the annotation",
+        "too many services (or VIPs with spreadvips) in one KeepalivedGroup, or blacklistRouterIDs leaves too few",
+        "oc apply -f <a second KeepalivedGroup>  # and move services to it; or shrink spec.blacklistRouterIDs",
         scope="group",
     ),
     Fault(

@@ -403,7 +403,11 @@ class Doctor:
 
     def _router_ids(self, group: _Group) -> Verdict:
         conditions = (group.obj or {}).get("status", {}).get("conditions") or []
-        bad = [str(c.get("message")) for c in conditions if "cannot allocate" in str(c.get("message") or "")]
+        bad = [
+            f"{c.get('type')}: {c.get('message')}"
+            for c in conditions
+            if c.get("type") == "ReconcileError" and re.search(r"allocate|router ID", str(c.get("message") or ""))
+        ]
         if bad:
             return _bad("router-ids-exhausted", group.ref, bad[0])
         held = len((group.obj or {}).get("status", {}).get("routerIDs") or {})

@@ -143,6 +143,14 @@ def _group_field(key: str, value: str) -> Callable[[FaultSite], Memo]:
     return make
 
 
+def _no_free_router_id(site: FaultSite) -> Memo:
+    """Every router ID 1–255 blacklisted (meant to dodge other VRRP speakers, overdone): the operator has no ID left
+    for the demo's instance, as a group with more than 255 services has none for the 256th."""
+    memo = {"blacklistRouterIDs": (site.group().get("spec") or {}).get("blacklistRouterIDs")}
+    site.patch_group({"spec": {"blacklistRouterIDs": list(range(1, 256))}})
+    return memo
+
+
 def _restore_group(site: FaultSite, memo: Memo) -> None:
     site.patch_group({"spec": memo})
 
@@ -372,13 +380,13 @@ RECIPES: Final[dict[str, Recipe]] = {
         Recipe("cidr-exhausted", _small_block, _wide_block),
         Recipe("port-conflict", _second_group, _drop_second_group),
         Recipe("vrid-collision", _rogue, _stop_rogue),
+        Recipe("router-ids-exhausted", _no_free_router_id, _restore_group),
         Recipe("cidr-overlaps-cluster", _overlapping_block, _restore_network),
     )
 }
 
 NOT_YET: Final[dict[str, str]] = {
     "operator-not-ready": "not yet: whether the lab leaves a CSV UnsupportedOperatorGroup is unchecked",
-    "router-ids-exhausted": "not yet: needs 256 services in one group",
     "node-down": "not yet: needs the lab's node controller to mark a node NotReady when its link is down",
     "vip-not-on-master": "no: keepalived 2.2.7 notices an address removed by hand and hands the VIP to its backup, "
     "so the disagreement does not last",
