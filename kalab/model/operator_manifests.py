@@ -281,30 +281,99 @@ def prometheus_role_binding(group: Mapping[str, Any]) -> Manifest:
 # --- the CRD ------------------------------------------------------------------------------------------------
 
 
+def _described(schema: dict[str, Any], text: str) -> dict[str, Any]:
+    return {**schema, "description": text}
+
+
 def _spec_schema() -> dict[str, Any]:
+    # Descriptions say what each field does, for `oc explain keepalivedgroup.spec`, the way people learn a CRD.
     strings = {"type": "object", "additionalProperties": {"type": "string"}}
     return {
         "type": "object",
+        "description": "KeepalivedGroupSpec: where the group's keepalived pods run and how they announce the VIPs.",
         "required": ["interface"],
         "properties": {
-            "image": {"type": "string", "default": DEFAULT_IMAGE},
-            "interface": {"type": "string"},
-            "interfaceFromIP": {"type": "string"},
-            "nodeSelector": strings,
-            "blacklistRouterIDs": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 255}},
-            "unicastEnabled": {"type": "boolean"},
-            "passwordAuth": {
-                "type": "object",
-                "properties": {
-                    "secretRef": {"type": "object", "properties": {"name": {"type": "string"}}},
-                    "secretKey": {"type": "string", "default": "password"},
+            "image": _described(
+                {"type": "string", "default": DEFAULT_IMAGE},
+                "The keepalived image the group's DaemonSet runs (default: OpenShift's ose-keepalived-ipfailover).",
+            ),
+            "interface": _described(
+                {"type": "string"},
+                "The node interface keepalived puts the VIPs on and sends VRRP adverts from, e.g. ens3. Ignored "
+                "when interfaceFromIP is set.",
+            ),
+            "interfaceFromIP": _described(
+                {"type": "string", "format": "ipv4"},
+                "An IPv4 address; on each node the interface that routes to it is used, for clusters whose "
+                "nodes name their interfaces differently.",
+            ),
+            "nodeSelector": _described(
+                strings, "Labels a node must carry to run the group's keepalived pod (a loadbalancer node)."
+            ),
+            "blacklistRouterIDs": _described(
+                {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 255}},
+                "VRRP router IDs (1-255) the operator never assigns, e.g. those another keepalived on the same "
+                "network already uses.",
+            ),
+            "unicastEnabled": _described(
+                {"type": "boolean"},
+                "Send VRRP adverts to the other nodes of the group by unicast instead of multicast, for networks "
+                "that filter multicast.",
+            ),
+            "passwordAuth": _described(
+                {
+                    "type": "object",
+                    "properties": {
+                        "secretRef": _described(
+                            {"type": "object", "properties": {"name": {"type": "string"}}},
+                            "The Secret, in the group's namespace, that holds the VRRP password.",
+                        ),
+                        "secretKey": _described(
+                            {"type": "string", "default": "password"}, "The key of the password in that Secret."
+                        ),
+                    },
                 },
-            },
-            "verbatimConfig": strings,
-            "daemonsetPodPriorityClassName": {"type": "string"},
-            "daemonsetPodAnnotations": strings,
+                "VRRP authentication with a password kept in a Secret.",
+            ),
+            "verbatimConfig": _described(
+                strings, "Lines added as they are to keepalived.conf's global_defs (key: value)."
+            ),
+            "daemonsetPodPriorityClassName": _described(
+                {"type": "string"}, "The priority class of the group's keepalived pods."
+            ),
+            "daemonsetPodAnnotations": _described(strings, "Annotations added to the group's keepalived pods."),
         },
         # Lenient like an older CRD: unknown fields are kept rather than pruned.
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+
+
+def _status_schema() -> dict[str, Any]:
+    condition = {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string"},
+            "status": {"type": "string"},
+            "reason": {"type": "string"},
+            "message": {"type": "string"},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+        },
+    }
+    return {
+        "type": "object",
+        "description": "KeepalivedGroupStatus: what the operator did with the group.",
+        "properties": {
+            "routerIDs": _described(
+                {"type": "object", "additionalProperties": {"type": "integer"}},
+                "The VRRP router ID given to each instance (namespace/service, or namespace/service/VIP with "
+                "spreadvips); kept across reconciles so a service keeps its ID.",
+            ),
+            "conditions": _described(
+                {"type": "array", "items": condition},
+                "One condition: type ReconcileSuccess, or ReconcileError with the error as its message (e.g. no router "
+                "ID left).",,
+            ),
+        },
         "x-kubernetes-preserve-unknown-fields": True,
     }
 
@@ -340,10 +409,7 @@ def keepalivedgroup_crd() -> Manifest:
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
                                 "spec": _spec_schema(),
-                                "status": {
-                                    "type": "object",
-                                    "x-kubernetes-preserve-unknown-fields": True,
-                                },
+                                "status": _status_schema(),
                             },
                         }
                     },
