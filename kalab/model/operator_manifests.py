@@ -370,8 +370,8 @@ def _status_schema() -> dict[str, Any]:
             ),
             "conditions": _described(
                 {"type": "array", "items": condition},
-                "One condition: type ReconcileSuccess, or ReconcileError with the error as its message (e.g. no router "
-                "ID left).",,
+                "One condition: type ReconcileSuccess, or ReconcileError with the error as its message (e.g. no "
+                "router ID left).",
             ),
         },
         "x-kubernetes-preserve-unknown-fields": True,
