@@ -249,7 +249,7 @@ def test_an_exhausted_block_leaves_the_next_service_pending(seeded: SeededLab, s
         held = f"172.21.6.33 by demo/demo, 172.21.6.34 by {scratch}/first"
         assert f"all 2 usable addresses of 172.21.6.32/30 are held ({held})" in text
         assert f"{scratch}/second is <pending>: the block 172.21.6.32/30 is exhausted" in text
-        assert "no free address left in autoAssignCIDRs 172.21.6.32/30" in text
+        assert f"IngressIPRangeFull: No available ingress ip to allocate to service {scratch}/second" in text
         assert diagnose.table(findings)["status"].tolist() == ["ok", "ok", "problem", "problem"]
         assert diagnose.all_ok(diagnose.diagnose_external_ip(cluster)) == "all 4 checks ok"  # the demo keeps .33
     finally:
