@@ -9,6 +9,10 @@
 - VIP nowhere: no MASTER, because the service lacks the group annotation, the pods are not Ready or the group's
   interface does not exist on the nodes.
 
+The troubleshooting catalog (catalog.py: the failures users really hit, by stable id) is what `doctor()` checks:
+one `Verdict` (ok, warn or fail, evidence, the fix as a command) per id for the cluster, each KeepalivedGroup and
+each annotated LoadBalancer service, built from the findings below.
+
 Every diagnosis returns `Finding`s (symptom, check, ok/problem, the evidence seen, what to do); `table` makes them a
 DataFrame. The scratch helpers reproduce symptoms safely in a namespace of their own and delete it again.
 """
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 from kalab.cluster import keepalived
 from kalab.cluster.connect import Cluster
+from kalab.cluster.diagnose.catalog import CATALOG, FAULTS, Fault
+from kalab.cluster.diagnose.doctor import Verdict, doctor, failing
 from kalab.cluster.diagnose.external_ip import (
     ServiceAttempt,
     assigned_finding,
@@ -70,7 +76,9 @@ from kalab.cluster.diagnose.vip import (
 )
 
 __all__ = [
+    "CATALOG",
     "COLUMNS",
+    "FAULTS",
     "NOWHERE",
     "NO_PODS",
     "PENDING",
@@ -81,9 +89,11 @@ __all__ = [
     "SPLIT_BRAIN_TODO",
     "SYMPTOMS",
     "TWO_NODES",
+    "Fault",
     "Finding",
     "ServiceAttempt",
     "Status",
+    "Verdict",
     "all_ok",
     "annotation_finding",
     "assigned_finding",
@@ -96,8 +106,10 @@ __all__ = [
     "diagnose_external_ip",
     "diagnose_keepalived",
     "diagnose_vip",
+    "doctor",
     "expect_problem",
     "failed_create_finding",
+    "failing",
     "failover_finding",
     "interface_finding",
     "matching_nodes",
