@@ -20,12 +20,13 @@ from typing import Any, Literal
 
 import pandas as pd
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from kalab.cluster import exporter, keepalived, network, nodes
 from kalab.cluster._common import Deadline, api_message, as_dict
 from kalab.cluster.connect import Cluster
 from kalab.cluster.diagnose._reads import _as_dict, _joined, _networks, _policy_nets, _read_group, _read_service
-from kalab.cluster.diagnose.catalog import FAULTS
+from kalab.cluster.diagnose.catalog import CATALOG, FAULTS
 from kalab.cluster.diagnose.external_ip import (
     _holders,
     _service_warnings,
@@ -189,8 +190,14 @@ class Doctor:
             return
         try:
             items = self.cluster.core.list_service_for_all_namespaces(_request_timeout=self.timeout).items
-        except ApiException as err:
-            raise KalabError(f"Listing services failed ({api_message(err).rstrip('.')}); check your access.") from None
+        except (ApiException, HTTPError, OSError) as err:
+            # The service checks cannot run; say so for each, and let the cluster and group checks run all the same.
+            why = api_message(err).rstrip(".") if isinstance(err, ApiException) else type(err).__name__
+            for fault in CATALOG:
+                if fault.scope == "service":
+                    seen = f"could not check: listing services failed ({why})"
+                    self.verdicts.append(Verdict(fault.id, "warn", seen, seen, "", "services"))
+            return
         found = [_as_dict(self.cluster, item) for item in items]
         self._services = sorted(
             (
@@ -209,7 +216,7 @@ class Doctor:
             found = self.cluster.custom.list_cluster_custom_object(
                 keepalived.GROUP, keepalived.VERSION, keepalived.PLURAL, _request_timeout=self.timeout
             )
-        except ApiException:
+        except (ApiException, HTTPError, OSError):
             return  # the groups the services name are checked all the same
         for obj in as_dict(found).get("items") or []:
             meta = obj.get("metadata") or {}
