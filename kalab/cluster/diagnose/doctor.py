@@ -125,7 +125,8 @@ class _Group:
 
 
 class Doctor:
-    """One run of every check; `run()` returns the verdicts in catalog order per subject."""
+    """One run of every check; `run()` returns the verdicts in the order the checks ran: the cluster's, the services'
+    group references, each group's, each service's VIP, and last where each group's VIPs are."""
 
     def __init__(
         self, cluster: Cluster, namespace: str | None = None, service: str | None = None, timeout: float = CHECK_TIMEOUT
