@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from kalab.lab.apiserver import openapi
 from kalab.lab.apiserver.crds import CrdController
 from kalab.lab.apiserver.resources import Registry
 from kalab.lab.apiserver.server import RunningServer, serve
@@ -97,6 +98,9 @@ class Lab:
             listener=self.listener,
         )
         _log.info("lab up in %.2f s at %s", time.monotonic() - started, self.server.url)
+        # The OpenAPI documents take about half a second to build the first time (the client models they come from
+        # are imported lazily); build them now, off the request path, as kube-apiserver has them ready at start.
+        threading.Thread(target=openapi.documents_of, args=(ctx.store,), name="openapi-warm", daemon=True).start()
         return self.server
 
     def stop(self) -> None:

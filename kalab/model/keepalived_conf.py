@@ -20,6 +20,7 @@ from kalab.model.errors import KalabError
 from kalab.model.operator import (
     instance_keys,
     instance_vips,
+    ip_version,
     keepalived_pods,
     namespaced_name,
     pod_host_ip,
@@ -308,7 +309,7 @@ def _plan(svc: Mapping[str, Any], warnings: list[str]) -> _ServicePlan:
             f"The verbatim config of Service {name} sets {', '.join(clash)}, which the operator renders itself; "
             "remove it from the annotation."
         )
-    ipv6 = [vip for vip in service_vips(svc) if ipaddress.ip_address(vip).version == 6]
+    ipv6 = [vip for vip in service_vips(svc) if ip_version(vip) == 6]
     if ipv6:
         warnings.append(
             f"Service {name} has IPv6 VIPs ({', '.join(ipv6)}); the group's instances are IPv4, so they are left out."

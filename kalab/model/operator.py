@@ -6,6 +6,7 @@ runbook, the lab's operator controller and the tests share one implementation.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 from collections.abc import Iterable, Mapping
@@ -79,16 +80,24 @@ def service_vips(svc: Mapping[str, Any]) -> list[str]:
         if not raw:
             continue
         vip = str(raw).strip()
-        try:
-            ipaddress.ip_address(vip)
-        except ValueError:
+        if ip_version(vip) is None:
             raise KalabError(
                 f"Service {namespaced_name(svc)} lists {vip!r} as an external or ingress IP, "
                 "which is not an IP address; fix the Service."
-            ) from None
+            )
         if vip not in vips:
             vips.append(vip)
     return vips
+
+
+@functools.lru_cache(maxsize=4096)
+def ip_version(text: str) -> int | None:
+    """4 or 6, or None when `text` is not an IP address. Cached: the operator reads every service's VIPs on each
+    reconcile, and parsing them again each time was most of a reconcile's work with hundreds of services."""
+    try:
+        return ipaddress.ip_address(text).version
+    except ValueError:
+        return None
 
 
 def spreads_vips(svc: Mapping[str, Any]) -> bool:
@@ -101,7 +110,7 @@ def instance_vips(svc: Mapping[str, Any]) -> list[str]:
     keepalived refuses to mix address families in one instance, and the group's peers and interfaceFromIP are
     IPv4, so IPv6 VIPs are left out (the renderer says so in its warnings).
     """
-    return [vip for vip in service_vips(svc) if ipaddress.ip_address(vip).version == 4]
+    return [vip for vip in service_vips(svc) if ip_version(vip) == 4]
 
 
 @dataclass(frozen=True)
