@@ -500,9 +500,11 @@ def operator_csv(namespace: str, version: str = OPERATOR_VERSION, image: str = O
             "maturity": "alpha",
             "provider": {"name": "Red Hat Community of Practice"},
             "keywords": ["keepalived", "vrrp", "loadbalancer", "externalIP"],
+            # As the operator's bundle has them: it watches the whole cluster, so an OperatorGroup that targets
+            # namespaces leaves the CSV Failed (UnsupportedOperatorGroup).
             "installModes": [
-                {"type": "OwnNamespace", "supported": True},
-                {"type": "SingleNamespace", "supported": True},
+                {"type": "OwnNamespace", "supported": False},
+                {"type": "SingleNamespace", "supported": False},
                 {"type": "MultiNamespace", "supported": False},
                 {"type": "AllNamespaces", "supported": True},
             ],

@@ -224,6 +224,42 @@ def test_without_an_operator_group_the_csv_fails_until_one_exists(lab: Lab) -> N
     wait_for(lambda: lab.csv_phase() == "Succeeded", what="CSV Succeeded")
 
 
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        ([NS], "OwnNamespace InstallModeType not supported, cannot configure to watch own namespace"),
+        (["default"], "SingleNamespace InstallModeType not supported, cannot configure to watch one namespace"),
+        (["default", NS], "MultiNamespace InstallModeType not supported, cannot configure to watch 2 namespaces"),
+    ],
+)
+def test_an_operator_group_the_csv_does_not_support_fails_it_until_fixed(
+    lab: Lab, targets: list[str], message: str
+) -> None:
+    """The operator supports AllNamespaces only: an OperatorGroup narrowed to namespaces fails the installed CSV
+    (its operator keeps running, as OLM leaves it), and restoring the group brings it back to Succeeded."""
+    lab.apply(olm_install())
+    wait_for(lambda: lab.csv_phase() == "Succeeded", what="CSV Succeeded")
+    og_rt = lab.rt("operators.coreos.com/operatorgroups")
+    (og,) = lab.store.list(og_rt, NS)[0]
+    og["spec"]["targetNamespaces"] = targets
+    lab.store.update(og_rt, og)
+    csv = wait_for(lambda: lab.csv_phase() == "Failed" and lab.csv(), what="CSV Failed")
+    assert (csv["status"]["reason"], csv["status"]["message"]) == ("UnsupportedOperatorGroup", message)
+    assert csv["metadata"]["annotations"]["olm.targetNamespaces"] == ",".join(targets)
+    assert lab.get("apps/deployments", "keepalived-operator") is not None
+    time.sleep(0.5)
+    assert lab.csv_phase() == "Failed"  # it stays Failed while the group is wrong
+
+    (og,) = lab.store.list(og_rt, NS)[0]
+    del og["spec"]["targetNamespaces"]
+    lab.store.update(og_rt, og)
+    wait_for(lambda: lab.csv_phase() == "Succeeded", what="CSV Succeeded again")
+    healed = lab.csv()
+    assert healed is not None and healed["metadata"]["annotations"]["olm.targetNamespaces"] == ""
+    history = [(c["phase"], c["reason"], c["message"]) for c in healed["status"]["conditions"]]
+    assert ("Pending", "RequirementsUnknown", "InstallModes now support target namespaces") in history
+
+
 def test_a_deleted_operator_deployment_comes_back(lab: Lab) -> None:
     lab.apply(olm_install())
     wait_for(lambda: lab.csv_phase() == "Succeeded", what="CSV Succeeded")

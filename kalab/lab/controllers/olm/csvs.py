@@ -8,6 +8,7 @@ from typing import Final
 
 from kalab.lab.apiserver.store import Obj, now_rfc3339
 from kalab.lab.controllers.base import Controller
+from kalab.lab.controllers.olm.install_modes import unsupported
 from kalab.lab.controllers.olm.install_strategy import (
     install,
     missing_deployments,
@@ -17,6 +18,8 @@ from kalab.lab.controllers.olm.install_strategy import (
 
 PHASE_DELAY: Final = 0.3  # seconds between CSV phases: long enough for a watcher to see each, short for tests
 RETRY_DELAY: Final = 1.0  # seconds before re-checking requirements that are not met yet
+# Failures a change of the namespace's OperatorGroup cures: OLM then sends the CSV back to Pending.
+OPERATOR_GROUP_REASONS: Final = frozenset({"NoOperatorGroup", "TooManyOperatorGroups", "UnsupportedOperatorGroup"})
 
 
 class CsvPhases(Controller):
@@ -41,6 +44,15 @@ class CsvPhases(Controller):
         phase = (csv.get("status") or {}).get("phase", "")
         if phase == "":
             self._set_phase(csv, "Pending", "RequirementsUnknown", "requirements not yet checked")
+            return self.phase_delay
+        # As OLM does on every sync, whatever the phase: the CSV needs one OperatorGroup whose target namespaces
+        # its installModes support. A change to the OperatorGroup re-queues the CSV (see the controller).
+        problem = self._operator_group_problem(csv)
+        if problem is not None:
+            self._set_phase(csv, "Failed", *problem)
+            return None
+        if phase == "Failed" and (csv.get("status") or {}).get("reason") in OPERATOR_GROUP_REASONS:
+            self._set_phase(csv, "Pending", "RequirementsUnknown", "InstallModes now support target namespaces")
             return self.phase_delay
         if phase in ("Pending", "Failed"):
             return self._check_requirements(csv, phase)
@@ -71,20 +83,25 @@ class CsvPhases(Controller):
             return self.phase_delay
         return None
 
-    def _check_requirements(self, csv: Obj, phase: str) -> float | None:
+    def _operator_group_problem(self, csv: Obj) -> tuple[str, str] | None:
+        """(reason, message) when the CSV's namespace has no OperatorGroup, several, or one whose targets its
+        installModes do not support; with exactly one, the CSV's OLM annotations are brought up to date first."""
         og_rt = self.ctx.rt("operators.coreos.com/operatorgroups")
         groups, _ = self.ctx.store.list(og_rt, csv["metadata"]["namespace"])
         if not groups:
-            self._set_phase(csv, "Failed", "NoOperatorGroup", "csv in namespace with no operatorgroups")
-            return None  # an OperatorGroup event re-queues this CSV
+            return "NoOperatorGroup", "csv in namespace with no operatorgroups"
         if len(groups) > 1:
-            self._set_phase(
-                csv,
-                "Failed",
+            return (
                 "TooManyOperatorGroups",
                 "csv created in namespace with multiple operatorgroups, can't pick one automatically",
             )
-            return None
+        self._annotate(csv, groups[0])
+        targets = csv["metadata"]["annotations"]["olm.targetNamespaces"].split(",")
+        modes = (csv.get("spec") or {}).get("installModes") or []
+        why = unsupported(modes, csv["metadata"]["namespace"], targets)
+        return None if why is None else ("UnsupportedOperatorGroup", why)
+
+    def _check_requirements(self, csv: Obj, phase: str) -> float | None:
         if phase == "Failed":
             self._set_phase(csv, "Pending", "RequirementsUnknown", "requirements not yet checked")
             return self.phase_delay
@@ -93,7 +110,6 @@ class CsvPhases(Controller):
         if not met:
             self._set_phase(csv, "Pending", "RequirementsNotMet", "one or more requirements couldn't be found", extra)
             return RETRY_DELAY
-        self._annotate(csv, groups[0])
         self._set_phase(csv, "InstallReady", "AllRequirementsMet", "all requirements found, attempting install", extra)
         return self.phase_delay
 
