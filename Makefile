@@ -28,6 +28,7 @@ bench: setup
 	$(BIN)/python bench/labs.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/services.py
+	$(BIN)/python bench/doctor.py
 	$(BIN)/python bench/classroom.py
 
 # The notebooks start (or attach to) the lab themselves; `kalab lab down` stops it.
