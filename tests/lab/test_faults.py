@@ -8,12 +8,15 @@ ok and both keepalived pods are Ready again, so each fault starts from a healthy
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 from cluster.seeded import SeededLab, seeded_lab
 from conftest import needs_root_tools
 from kalabcli import run_kalab
+from lab.apiserver.api_kit import KUBECTL
 from waiting import wait_for
 
 from kalab.cluster import keepalived
@@ -97,6 +100,28 @@ def test_break_is_named_by_the_doctor_and_heal_makes_it_ok(seeded: SeededLab, fa
     finally:
         assert faults.heal(name) == [fault_id]
     assert faults.broken(seeded.info) == {}
+    wait_healthy(seeded)
+
+
+def test_the_doctors_fix_for_a_narrowed_operator_group_heals_the_csv(seeded: SeededLab) -> None:
+    """OLM's reason and message are the evidence, and the fix (run as written, kubectl for oc) widens the group
+    again: redoing notebook 01's install would keep the narrowed one."""
+    name = seeded.info.name
+    wait_healthy(seeded)
+    faults.break_fault(name, "operator-not-ready")
+    try:
+        verdicts = wait_for(lambda: named(seeded, "operator-not-ready"), 60, "the doctor to name it", 0.5)
+        found = next(v for v in verdicts if v.id == "operator-not-ready")
+        wording = "UnsupportedOperatorGroup: OwnNamespace InstallModeType not supported, cannot configure to watch own"
+        assert wording in found.evidence
+        argv = shlex.split(found.fix)
+        assert argv[:3] == ["oc", "patch", "operatorgroup"]
+        kubectl = [str(KUBECTL), "--kubeconfig", str(seeded.info.kubeconfig), *argv[1:]]
+        done = subprocess.run(kubectl, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        wait_healthy(seeded)
+    finally:
+        faults.heal(name)
     wait_healthy(seeded)
 
 

@@ -45,6 +45,7 @@ from kalab.cluster.diagnose.keepalived_pods import (
     matching_nodes,
 )
 from kalab.cluster.diagnose.vip import interface_finding, placement_findings, router_id_finding
+from kalab.cluster.olm import OLM_GROUP
 from kalab.model import operator
 from kalab.model.errors import KalabError
 
@@ -232,9 +233,12 @@ class Doctor:
     # -- cluster-wide ----------------------------------------------------------------------------------------
 
     def _operator(self) -> Verdict:
-        return _from_findings(
-            "operator-not-ready", "cluster", _operator_findings(self.cluster, keepalived.DEFAULT_NAMESPACE)
-        )
+        namespace = keepalived.DEFAULT_NAMESPACE
+        verdict = _from_findings("operator-not-ready", "cluster", _operator_findings(self.cluster, namespace))
+        if verdict.status == "fail" and "UnsupportedOperatorGroup" in verdict.evidence:
+            # Redoing the install would keep the narrowed group: the fix is the group watching all namespaces.
+            return replace(verdict, fix=_widen_operator_group(self.cluster, namespace))
+        return verdict
 
     def _autoassign(self) -> Verdict:
         return _from_findings("autoassign-missing", "cluster", [block_finding(self._external())])
@@ -426,8 +430,9 @@ class Doctor:
     def _vip_checks(self, svc: dict[str, Any]) -> None:
         where = operator.namespaced_name(svc)
         ref = str(((svc.get("metadata") or {}).get("annotations") or {}).get(operator.GROUP_ANNOTATION, "")).strip()
-        after: list[tuple[str, str | None]] = [("annotation-malformed", where), ("group-missing", where)]
-        after += [(f, ref) for f in _GROUP_FAULTS]
+        # Without a ready operator the group is not read (group-missing is not checked), so neither are the VIPs.
+        after: list[tuple[str, str | None]] = [("operator-not-ready", "cluster"), ("annotation-malformed", where)]
+        after += [("group-missing", where), *((f, ref) for f in _GROUP_FAULTS)]
         if not operator.service_vips(svc):
             after += [("autoassign-missing", "cluster"), ("cidr-exhausted", "cluster")]
         placed: dict[str, list[Finding]] = {}
@@ -543,6 +548,15 @@ class Doctor:
 
 
 _GROUP_FAULTS = ("no-loadbalancer-nodes", "scc-missing", "image-pull", "wrong-interface", "port-conflict")
+
+
+def _widen_operator_group(cluster: Cluster, namespace: str) -> str:
+    """The fix for a CSV that supports AllNamespaces only: its OperatorGroup without targetNamespaces."""
+    found = as_dict(cluster.custom.list_namespaced_custom_object(OLM_GROUP, "v1", namespace, "operatorgroups"))
+    names = [str(g["metadata"]["name"]) for g in found.get("items") or []]
+    name = names[0] if len(names) == 1 else "<operatorgroup>"
+    remove = '[{"op":"remove","path":"/spec/targetNamespaces"}]'
+    return f"oc patch operatorgroup {name} -n {namespace} --type json -p '{remove}'"
 
 
 def _addr_list_errors(cluster: Cluster, group: _Group) -> dict[tuple[str, str], float]:

@@ -4,6 +4,7 @@ operator is missing."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 from kubernetes.client.exceptions import ApiException
@@ -18,7 +19,8 @@ from kalab.model import manifests
 
 
 def _csvs(cluster: Cluster, namespace: str) -> dict[str, str]:
-    """The keepalived operator's ClusterServiceVersions in `namespace` → their phase."""
+    """The keepalived operator's ClusterServiceVersions in `namespace` → their phase (with OLM's reason and message
+    when it is not Succeeded, e.g. `Failed (UnsupportedOperatorGroup: OwnNamespace InstallModeType not supported…)`)."""
     try:
         found = as_dict(
             cluster.custom.list_namespaced_custom_object(OLM_GROUP, OLM_VERSION, namespace, "clusterserviceversions")
@@ -26,10 +28,17 @@ def _csvs(cluster: Cluster, namespace: str) -> dict[str, str]:
     except ApiException as err:
         raise fail(f"Listing ClusterServiceVersions in {namespace}", err, "check your access") from None
     return {
-        str(c["metadata"]["name"]): str((c.get("status") or {}).get("phase") or "without a phase")
+        str(c["metadata"]["name"]): _phase_text(c.get("status") or {})
         for c in found.get("items") or []
         if str(c["metadata"]["name"]).startswith("keepalived-operator")
     }
+
+
+def _phase_text(status: Mapping[str, Any]) -> str:
+    phase = str(status.get("phase") or "without a phase")
+    if phase == "Succeeded" or not status.get("reason"):
+        return phase
+    return f"{phase} ({status['reason']}: {status.get('message') or ''})"
 
 
 def _operator_findings(cluster: Cluster, namespace: str) -> list[Finding]:

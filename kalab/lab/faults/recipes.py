@@ -19,7 +19,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kalab.cluster import exporter, keepalived, network, scc
-from kalab.cluster._common import poll
+from kalab.cluster._common import as_dict, poll
+from kalab.cluster.olm import OLM_GROUP
 from kalab.lab.dataplane.naming import POD_INTERFACE
 from kalab.lab.dataplane.topology import Topology, TopologySpec
 from kalab.lab.faults.site import GROUP, GROUP_NAMESPACE, SERVICE, SERVICE_NAMESPACE, FaultSite
@@ -84,6 +85,39 @@ def _overlapping_block(site: FaultSite) -> Memo:
 
 def _restore_network(site: FaultSite, memo: Memo) -> None:
     site.patch_network(memo)
+
+
+# -- OLM ---------------------------------------------------------------------------------------------------------
+
+
+def _operator_group(site: FaultSite) -> dict[str, Any]:
+    """The one OperatorGroup of the operator's namespace (the seed installs the operator where its group lives)."""
+    found = as_dict(
+        site.cluster.custom.list_namespaced_custom_object(OLM_GROUP, "v1", GROUP_NAMESPACE, "operatorgroups")
+    )
+    groups = found.get("items") or []
+    if len(groups) != 1:
+        raise KalabError(f"{GROUP_NAMESPACE} has {len(groups)} OperatorGroups, not one; install the operator first.")
+    return dict(groups[0])
+
+
+def _own_namespace_group(site: FaultSite) -> Memo:
+    """The operator's OperatorGroup narrowed to its own namespace (as many operators' install docs have it): OLM
+    fails the CSV with UnsupportedOperatorGroup, since this operator supports AllNamespaces only."""
+    group = _operator_group(site)
+    name = group["metadata"]["name"]
+    memo = {"name": name, "targetNamespaces": (group.get("spec") or {}).get("targetNamespaces")}
+    _patch_operator_group(site, name, [GROUP_NAMESPACE])
+    return memo
+
+
+def _restore_operator_group(site: FaultSite, memo: Memo) -> None:
+    _patch_operator_group(site, memo["name"], memo["targetNamespaces"])
+
+
+def _patch_operator_group(site: FaultSite, name: str, targets: list[str] | None) -> None:
+    body = {"spec": {"targetNamespaces": targets}}  # a merge patch: None removes the field (all namespaces)
+    site.cluster.custom.patch_namespaced_custom_object(OLM_GROUP, "v1", GROUP_NAMESPACE, "operatorgroups", name, body)
 
 
 # -- nodes and the SCC -----------------------------------------------------------------------------------------
@@ -366,6 +400,7 @@ def _stop_rogue(site: FaultSite, memo: Memo) -> None:
 RECIPES: Final[dict[str, Recipe]] = {
     r.id: r
     for r in (
+        Recipe("operator-not-ready", _own_namespace_group, _restore_operator_group),
         Recipe("autoassign-missing", _no_autoassign, _restore_network),
         Recipe("externalip-not-allowed", _policy_empty, _restore_network),
         Recipe("no-loadbalancer-nodes", _unlabel, _relabel),
@@ -386,7 +421,6 @@ RECIPES: Final[dict[str, Recipe]] = {
 }
 
 NOT_YET: Final[dict[str, str]] = {
-    "operator-not-ready": "not yet: whether the lab leaves a CSV UnsupportedOperatorGroup is unchecked",
     "node-down": "not yet: needs the lab's node controller to mark a node NotReady when its link is down",
     "vip-not-on-master": "no: keepalived 2.2.7 notices an address removed by hand and hands the VIP to its backup, "
     "so the disagreement does not last",
