@@ -26,20 +26,30 @@ import logging
 import re
 import select
 import socket
-import socketserver
 import ssl
 import string
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kalab.lab.apiserver import access, discovery, fieldmanager, openapi, portforward, protobuf, streams, tables
+import h11
+
+from kalab.lab.apiserver import (
+    access,
+    discovery,
+    fieldmanager,
+    openapi,
+    portforward,
+    protobuf,
+    streams,
+    tables,
+    transport,
+)
 from kalab.lab.apiserver.attach import attach_hooks
 from kalab.lab.apiserver.crds import CrdController, read_defaults, start_crd_controller
 from kalab.lab.apiserver.errors import ApiError, bad_request, conflict, forbidden_on, invalid, not_found
@@ -644,123 +654,41 @@ def _scale_of(obj: Obj) -> Obj:
 # -- HTTP ---------------------------------------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-    def __init__(
-        self, address: tuple[str, int], api: _Api, tls: ssl.SSLContext, listener: socket.socket | None = None
-    ) -> None:
+
+def _error_page(status: int, reason: str) -> tuple[list[transport.Header], bytes]:
+    """A request too malformed to route gets a Status too, never a bare page."""
+    reasons = {400: "BadRequest", 413: "RequestEntityTooLarge", 414: "RequestURITooLong", 431: "BadRequest"}
+    message = f"the request could not be parsed: {reason}"
+    body = json.dumps(ApiError(status, reasons.get(status, "BadRequest"), message).status()).encode("utf-8")
+    return [("Content-Type", "application/json"), ("Cache-Control", "no-cache, private")], body
+
+
+class _Handler:
+    """One request: routed to discovery, OpenAPI, the resource verbs or a pod stream, and answered on `ex`."""
+
+    def __init__(self, api: _Api, ex: transport.Exchange) -> None:
         self.api = api
-        self.tls = tls
-        self.connections: set[ssl.SSLSocket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler, bind_and_activate=listener is None)
-        if listener is not None:
-            # A socket bound and listening already (the lab's, bound on the host before the lab left its network).
-            self.socket.close()
-            self.socket = listener
-            self.server_address = listener.getsockname()
-            self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+        self.ex = ex
+        self.headers = ex.headers
+        self.path = ex.request.target
+        self.command = ex.request.method
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind asks getfqdn() for a name, which hangs where no resolver answers.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
+    @classmethod
+    def application(cls, api: _Api) -> transport.Application:
+        def serve(ex: transport.Exchange) -> None:
+            cls(api, ex)._dispatch(ex.request.method)
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # The TLS handshake runs here, in the connection's own thread, so one slow client cannot stall accept().
-        try:
-            # Headers and body go out in separate writes; with Nagle's algorithm the body then waits for the
-            # client's delayed ACK (~40 ms a response). Go's net/http, hence kube-apiserver, sets TCP_NODELAY too.
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            request.settimeout(HANDSHAKE_TIMEOUT)
-            conn = self.tls.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError) as err:
-            _log.debug("TLS handshake with %s failed: %s", client_address, err)
-            request.close()
-            return
-        with self.connections_lock:
-            self.connections.add(conn)
-        try:
-            _Handler(conn, client_address, self)
-        finally:
-            with self.connections_lock:
-                self.connections.discard(conn)
-            with contextlib.suppress(OSError):
-                conn.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        _log.debug("connection from %s ended with an error", client_address, exc_info=True)
-
-    def close_connections(self) -> None:
-        with self.connections_lock:
-            live = list(self.connections)
-        for conn in live:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                conn.close()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = IDLE_TIMEOUT
-    server_version = "kalab-apiserver"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        _log.debug("%s %s", self.address_string(), format % args)
-
-    @property
-    def api(self) -> _Api:
-        return cast(_Server, self.server).api
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch("OPTIONS")
+        return serve
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
     def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_BODY:
-                    raise ApiError(413, "RequestEntityTooLarge", "the request body is too large")
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self.close_connection = True
-            raise ApiError(413, "RequestEntityTooLarge", "the request body is too large")
-        return self.rfile.read(length) if length > 0 else b""
+        try:
+            return self.ex.read_body(MAX_BODY)
+        except transport.BodyTooLarge:
+            raise ApiError(413, "RequestEntityTooLarge", "the request body is too large") from None
 
     def send_json(self, code: int, doc: Any, content_type: str = "application/json") -> None:
         encoded = None
@@ -768,38 +696,26 @@ class _Handler(BaseHTTPRequestHandler):
             encoded = protobuf.encode(doc)  # None for kinds with no protobuf form (custom resources): JSON then
         data = encoded if encoded is not None else json.dumps(doc, separators=(",", ":")).encode("utf-8")
         content_type = protobuf.MEDIA_TYPE if encoded is not None else content_type
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-cache, private")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        self.ex.respond(code, [("Content-Type", content_type), ("Cache-Control", "no-cache, private")], data)
 
     def _send_text(self, code: int, text: str) -> None:
-        data = text.encode("utf-8")
-        self.send_response(code)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        self.ex.respond(code, [("Content-Type", "text/plain; charset=utf-8")], text.encode("utf-8"))
 
     def _dispatch(self, method: str) -> None:
-        self._started = False
         try:
             self._route(method)
         except ApiError as err:
-            if self._started:
-                self.close_connection = True
+            if self.ex.started:
+                self.ex.close_after()
             else:
                 self.send_json(err.code, err.status())
-        except (BrokenPipeError, ConnectionResetError, TimeoutError, ssl.SSLError):
-            self.close_connection = True
+        except OSError:  # the client went away (BrokenPipe, ConnectionReset, Timeout, SSLError)
+            _log.debug("%s %s: the client went away", method, self.path, exc_info=True)
+            self.ex.close_after()
         except Exception:
             _log.exception("%s %s failed", method, self.path)
-            self.close_connection = True
-            if not self._started:
+            self.ex.close_after()
+            if not self.ex.started:
                 with contextlib.suppress(OSError):
                     self.send_json(
                         500,
@@ -815,8 +731,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_text(200, "ok")
             return
         if not self.api.authorized(self.headers.get("Authorization")):
-            self.close_connection = True  # its body, if any, is left unread
+            self.ex.close_after()  # its body, if any, is left unread
             raise ApiError(401, "Unauthorized", "Unauthorized")
+        if method not in _KNOWN_METHODS:
+            self.ex.close_after()  # a body, if any, in a framing we do not know
+            raise _method_not_allowed()
         body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
         access.set_requester(access.impersonated(access.ADMIN, self.headers))
         if not segments:
@@ -851,14 +770,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if answer is None:
             raise _no_such_path()
-        self.send_response(answer.status)
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        if answer.status != 301:
-            self.send_header("Content-Length", str(len(answer.body)))
-        self.end_headers()
-        if self.command != "HEAD" and answer.body:
-            self.wfile.write(answer.body)
+        self.ex.respond(answer.status, list(answer.headers), answer.body)
 
     def _serve_resource(self, req: _Request) -> None:
         api, method = self.api, req.method
@@ -946,12 +858,12 @@ class _Handler(BaseHTTPRequestHandler):
     # -- watch -----------------------------------------------------------------------------------------------
 
     def _write_chunk(self, data: bytes) -> None:
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.ex.write(data)
 
     def _client_gone(self) -> bool:
         """During a watch the client sends nothing, so a readable socket means it closed (or broke) the stream."""
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
+            readable, _, _ = select.select([self.ex.sock], [], [], 0)
         except (OSError, ValueError):
             return True
         return bool(readable)
@@ -984,12 +896,14 @@ class _Handler(BaseHTTPRequestHandler):
                 raise bad_request(f"invalid resource version: {since_text!r}") from err
         events = api.store.watch(rt, req.namespace, since, labels, fields or None, timeout, WATCH_TICK, api.stopping)
         # Like kube-apiserver, answer 200 at once; a resourceVersion too old arrives as an ERROR event (410).
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Cache-Control", "no-cache, private")
-        self.end_headers()
-        self._started = True
+        self.ex.start_stream(
+            200,
+            [
+                ("Content-Type", "application/json"),
+                ("Transfer-Encoding", "chunked"),
+                ("Cache-Control", "no-cache, private"),
+            ],
+        )
         columns_sent = False
 
         def render(obj: Obj) -> Obj:
@@ -1041,8 +955,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as err:
             send("ERROR", err.status())
         finally:
-            with contextlib.suppress(OSError):
-                self.wfile.write(b"0\r\n\r\n")
+            with contextlib.suppress(OSError, h11.LocalProtocolError):
+                self.ex.end()
 
     # -- pod streams -----------------------------------------------------------------------------------------
 
@@ -1070,7 +984,7 @@ class _Handler(BaseHTTPRequestHandler):
                 tail_lines=req.integer("tailLines"),
                 since_seconds=req.integer("sinceSeconds"),
             )
-            call = functools.partial(streams.serve_log, self, hooks, log)
+            call = functools.partial(streams.serve_log, self.ex, hooks, log)
         elif req.sub == "exec":
             command = ExecRequest(
                 namespace=namespace,
@@ -1080,25 +994,24 @@ class _Handler(BaseHTTPRequestHandler):
                 stdin=req.flag("stdin"),
                 tty=req.flag("tty"),
             )
-            call = functools.partial(streams.serve_exec, self, hooks, command)
+            call = functools.partial(streams.serve_exec, self.ex, hooks, command)
         elif req.sub == "attach":
             attaching = attach_hooks(hooks)
             if attaching is None:
                 raise _unavailable("this lab's kubelet cannot attach to containers")
             request = ExecRequest(namespace, name, req.q("container"), (), req.flag("stdin"), req.flag("tty"))
-            call = functools.partial(streams.serve_exec, self, attaching, request)
+            call = functools.partial(streams.serve_exec, self.ex, attaching, request)
         elif req.sub == "portforward":
             if not (pod.get("spec") or {}).get("nodeName"):
                 raise bad_request(f"pod {name} does not have a host assigned")
             uid = str(pod["metadata"].get("uid", ""))
-            call = functools.partial(portforward.serve_port_forward, self, hooks, namespace, name, uid)
+            call = functools.partial(portforward.serve_port_forward, self.ex, hooks, namespace, name, uid)
         else:
             port = port or _default_port(pod, req.proxy_target)
             call = functools.partial(
-                streams.serve_proxy, self, hooks, namespace, name, port, req.proxy_path, req.method, req.body
+                streams.serve_proxy, self.ex, hooks, namespace, name, port, req.proxy_path, req.method, req.body
             )
-        self._started = True
-        self.close_connection = True  # the stream owns the connection from here on
+        self.ex.close_after()  # the stream owns the connection from here on
         call()
 
 
@@ -1142,25 +1055,20 @@ class RunningServer:
     ca_file: Path
     kubeconfig: Path
     host: str
-    _server: _Server = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
+    _server: transport.Server = field(repr=False)
+    _api: _Api = field(repr=False)
     _crds: CrdController | None = field(default=None, repr=False)
 
     @property
     def bound_address(self) -> tuple[str, int]:
         """The listening socket's own address (what the kernel bound), for checks that nothing listens wider."""
-        host, port = self._server.socket.getsockname()[:2]
-        return str(host), int(port)
+        return self._server.address
 
     def shutdown(self) -> None:
         """Stop accepting, end every watch and connection, and stop the CRD controller. Idempotent."""
-        self._server.api.stopping.set()
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
-        self._server.close_connections()
-        self._server.api.finish_terminating()
-        self._thread.join(timeout=5)
+        self._api.stopping.set()
+        self._server.shutdown()
+        self._api.finish_terminating()
         if self._crds is not None:
             self._crds.stop()
             self._crds = None
@@ -1212,18 +1120,25 @@ def serve(
     material = make_tls(state_dir / "pki", host)
     token = new_token()
     api = _Api(store, hooks, token, bookmark_interval, namespace_grace)
-    server = _Server((host, port), api, _tls_context(material.cert_file, material.key_file), listener)
-    bound_port = int(server.server_address[1])
+    if listener is None:
+        listener = socket.create_server((host, port), backlog=128)
+    server = transport.Server(
+        listener,
+        _Handler.application(api),
+        _error_page,
+        _tls_context(material.cert_file, material.key_file),
+        idle_timeout=IDLE_TIMEOUT,
+        handshake_timeout=HANDSHAKE_TIMEOUT,
+        name=f"kalab-apiserver-{listener.getsockname()[1]}",
+    )
+    bound_port = server.address[1]
     api.address = f"{host}:{bound_port}"
     url = f"https://{host}:{bound_port}"
     kubeconfig = write_kubeconfig(
         state_dir / "kubeconfig", url, token, material.ca_pem, extensions=kubeconfig_extensions
     )
     crds = start_crd_controller(LabContext(store=store, state_dir=state_dir)) if crd_controller else None
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"kalab-apiserver-{bound_port}", daemon=True
-    )
-    thread.start()
+    server.start()
     return RunningServer(
         url=url,
         port=bound_port,
@@ -1232,6 +1147,6 @@ def serve(
         kubeconfig=kubeconfig,
         host=host,
         _server=server,
-        _thread=thread,
+        _api=api,
         _crds=crds,
     )

@@ -713,11 +713,7 @@ class StreamsRecorder:
         self.calls: list[tuple[str, Any]] = []
 
     def _answer(self, handler: Any, text: str) -> None:
-        data = text.encode()
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        handler.respond(200, [], text.encode())
 
     def serve_log(self, handler: Any, hooks: Any, request: LogRequest) -> None:
         self.calls.append(("log", request))
