@@ -286,9 +286,12 @@ class Server:
         while not self._stopping.is_set():
             try:
                 raw, address = self.listener.accept()
-            except OSError:
+            except OSError as err:
                 if self._stopping.is_set():
                     return
+                # Out of file descriptors, say: pause rather than spin, as Go's net/http does.
+                _log.warning("accept failed: %s", err)
+                self._stopping.wait(0.05)
                 continue
             threading.Thread(
                 target=self._serve_connection, args=(raw, address), name=f"{self.name}-conn", daemon=True
