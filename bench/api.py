@@ -4,7 +4,8 @@
 
 Starts a lab (under a temporary KALAB_HOME), then times GET of a namespace, LIST of namespaces, and CREATE+DELETE
 of a ConfigMap through the `kubernetes` client, and GETs of a trivial HTTPS server (http.server behind TLS,
-answering `{}`) through urllib3 (what the client uses underneath), on the same machine. Prints p50/p90 in ms and
+answering `{}`) and of the lab's own HTTP layer answering `{}` (h11 over TLS, no routing or storage) through
+urllib3 (what the client uses underneath), on the same machine. Prints p50/p90 in ms and
 the lab's ratio to the trivial server; writes bench/results/api.json.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import ssl
 import statistics
 import tempfile
@@ -27,6 +29,7 @@ import urllib3
 from kubernetes import client, config
 
 from kalab.lab import control
+from kalab.lab.apiserver import transport
 from kalab.lab.apiserver.tls import make_tls
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +74,33 @@ def trivial_server(count: int, folder: Path) -> dict[str, float]:
         server.server_close()
 
 
+def transport_server(count: int, folder: Path) -> dict[str, float]:
+    """GET of the lab's own HTTP layer (kalab.lab.apiserver.transport, h11 over TLS) answering `{}`: what the
+    protocol handling costs without routing or storage, next to the trivial http.server above."""
+    material = make_tls(folder / "pki-transport", "127.0.0.1")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(material.cert_file), str(material.key_file))
+
+    def answer(exchange: transport.Exchange) -> None:
+        exchange.respond(200, [("Content-Type", "application/json")], b"{}")
+
+    server = transport.Server(
+        socket.create_server(("127.0.0.1", 0)),
+        answer,
+        lambda status, reason: ([], reason.encode()),
+        context,
+        idle_timeout=60,
+        handshake_timeout=10,
+    )
+    server.start()
+    try:
+        pool = urllib3.PoolManager(ca_certs=str(material.ca_file))
+        url = f"https://127.0.0.1:{server.address[1]}/"
+        return timed(lambda: pool.request("GET", url), count)
+    finally:
+        server.shutdown()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
@@ -96,9 +126,10 @@ def main() -> int:
         finally:
             control.down("bench-api")
         floor = trivial_server(args.requests, Path(tmp))
-    result = {"requests": args.requests, "lab": lab, "trivial_tls_server_get": floor}
+        layer = transport_server(args.requests, Path(tmp))
+    result = {"requests": args.requests, "lab": lab, "trivial_tls_server_get": floor, "http_layer_get": layer}
     result["get_ratio_to_trivial"] = round(lab["get"]["p50_ms"] / floor["p50_ms"], 2)
-    for what, figures in {**lab, "trivial TLS server GET": floor}.items():
+    for what, figures in {**lab, "trivial TLS server GET": floor, "lab's HTTP layer GET": layer}.items():
         print(f"{what:<24} p50 {figures['p50_ms']:6.2f} ms   p90 {figures['p90_ms']:6.2f} ms")
     print(f"lab GET / trivial GET: {result['get_ratio_to_trivial']:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import http.server
 import logging
 import queue
 import select
@@ -43,6 +42,7 @@ from wsproto.events import CloseConnection, Message, TextMessage
 from kalab.lab.apiserver import spdy, streams
 from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden
 from kalab.lab.apiserver.hooks import PodHooks
+from kalab.lab.apiserver.transport import Exchange
 
 _log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _tokens(values: Iterable[str]) -> list[str]:
     return [token.strip() for value in values for token in value.split(",") if token.strip()]
 
 
-def negotiate(handler: http.server.BaseHTTPRequestHandler) -> None:
+def negotiate(handler: Exchange) -> None:
     """Check the upgrade request; `_Refused` with the error kube-apiserver/the kubelet would answer."""
     headers = handler.headers
     upgrade = {t.lower() for t in _tokens(headers.get_all("Upgrade") or [])}
@@ -90,9 +90,7 @@ def negotiate(handler: http.server.BaseHTTPRequestHandler) -> None:
         )
 
 
-def serve_port_forward(
-    handler: http.server.BaseHTTPRequestHandler, hooks: PodHooks, namespace: str, pod: str, uid: str
-) -> None:
+def serve_port_forward(handler: Exchange, hooks: PodHooks, namespace: str, pod: str, uid: str) -> None:
     """Upgrade the request to SPDY/3.1 (or websocket channels) and forward to the pod until the client leaves."""
     if "websocket" in {t.lower() for t in _tokens(handler.headers.get_all("Upgrade") or [])}:
         _serve_channels(handler, hooks, namespace, pod, uid)
@@ -102,18 +100,13 @@ def serve_port_forward(
     except _Refused as refused:
         streams.write_status(handler, refused.error)
         return
-    handler.close_connection = True  # the connection is the SPDY session's from here on
-    try:
-        # By hand, not send_response: the handler may speak HTTP/1.0, and a 101 must be HTTP/1.1.
-        handler.wfile.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
-            + f"X-Stream-Protocol-Version: {PROTOCOL}\r\n\r\n".encode("ascii")
+    try:  # the connection is the SPDY session's from here on
+        sock, leftover = handler.upgrade(
+            [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"), ("X-Stream-Protocol-Version", PROTOCOL)]
         )
-        handler.wfile.flush()
     except OSError:
         return
-    handler.log_request(101)
-    Session(handler.connection, hooks, namespace, pod, uid).run()
+    Session(sock, hooks, namespace, pod, uid, leftover).run()
 
 
 class _Gone(Exception):
@@ -128,9 +121,10 @@ class _Transport:
     select() outside the lock and then reads without blocking.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, leftover: bytes = b"") -> None:
         self.sock = sock
         self.codec = spdy.Codec()
+        self._leftover = leftover  # frames the client sent right behind its upgrade request
         self._io = threading.Lock()
         self.closed = False
         sock.settimeout(_SEND_TIMEOUT)
@@ -147,6 +141,10 @@ class _Transport:
 
     def receive(self, timeout: float) -> list[spdy.Frame]:
         """Frames that arrived within `timeout` ([] if none); `_Gone` once the client closed."""
+        if self._leftover:
+            with self._io:
+                data, self._leftover = self._leftover, b""
+                return self.codec.feed(data)
         if not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
             try:
                 readable, _, _ = select.select([self.sock], [], [], timeout)
@@ -194,8 +192,10 @@ class _Forward:
 class Session:
     """The SPDY session of one upgraded request: reads frames in the calling thread, one thread per connection."""
 
-    def __init__(self, sock: socket.socket, hooks: PodHooks, namespace: str, pod: str, uid: str) -> None:
-        self.transport = _Transport(sock)
+    def __init__(
+        self, sock: socket.socket, hooks: PodHooks, namespace: str, pod: str, uid: str, leftover: bytes = b""
+    ) -> None:
+        self.transport = _Transport(sock, leftover)
         self.hooks = hooks
         self.namespace = namespace
         self.pod = pod
@@ -389,11 +389,9 @@ def _query_ports(path: str) -> list[int]:
     return ports
 
 
-def _serve_channels(
-    handler: http.server.BaseHTTPRequestHandler, hooks: PodHooks, namespace: str, pod: str, uid: str
-) -> None:
+def _serve_channels(handler: Exchange, hooks: PodHooks, namespace: str, pod: str, uid: str) -> None:
     try:
-        ports = _query_ports(handler.path)
+        ports = _query_ports(handler.request.target)
         key, protocol = streams.negotiate(
             handler,
             CHANNEL_PROTOCOLS,
@@ -405,12 +403,11 @@ def _serve_channels(
     except streams.Refused as refused:
         streams.write_status(handler, refused.error, refused.headers)
         return
-    handler.close_connection = True
     try:
-        streams.write_switching_protocols(handler, key, protocol)
+        sock, leftover = streams.write_switching_protocols(handler, key, protocol)
     except OSError:
         return
-    _ChannelSession(streams.WebSocket(handler.connection, protocol), hooks, namespace, pod, uid, ports).run()
+    _ChannelSession(streams.WebSocket(sock, protocol, leftover), hooks, namespace, pod, uid, ports).run()
 
 
 class _ChannelSession:

@@ -1,13 +1,13 @@
 """The streaming pod subresources: `pods/exec` over websocket channels, `pods/log` (followed or not), pod proxy.
 
-The HTTP server parses and routes the request; these functions then own the handler's connection and speak what
+The HTTP server parses and routes the request; these functions then answer its `transport.Exchange` and speak what
 real clients expect from kube-apiserver:
 
-- exec: a websocket (RFC 6455; framing by wsproto, the opening handshake written here because the HTTP request
-  has already been parsed by `http.server`) carrying the Kubernetes channel protocol. Every message's first byte
-  is its channel: 0 stdin, 1 stdout, 2 stderr, 3 error/status, 4 terminal resize; `v5.channel.k8s.io` adds
-  channel 255, "close stream <n>", with which a client ends its stdin. From v4 on, channel 3 carries a `Status`
-  object with the exit code; before v4 it carried plain error text.
+- exec: a websocket (RFC 6455; framing by wsproto, the opening handshake checked here because the HTTP request
+  has already been parsed by `transport`, which sends our 101) carrying the Kubernetes channel protocol. Every
+  message's first byte is its channel: 0 stdin, 1 stdout, 2 stderr, 3 error/status, 4 terminal resize;
+  `v5.channel.k8s.io` adds channel 255, "close stream <n>", with which a client ends its stdin. From v4 on,
+  channel 3 carries a `Status` object with the exit code; before v4 it carried plain error text.
 - log: `text/plain`; when following, a chunked response flushed chunk by chunk until the log ends or the client
   goes away.
 - proxy: the request handed to the kubelet (which makes it from inside the lab), the answer written back.
@@ -21,8 +21,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import http.server
 import json
+import logging
 import queue
 import select
 import socket
@@ -41,6 +41,9 @@ from wsproto.utilities import LocalProtocolError, generate_accept_token
 
 from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden
 from kalab.lab.apiserver.hooks import ExecRequest, ExecSession, LogRequest, PodHooks
+from kalab.lab.apiserver.transport import Exchange
+
+_log = logging.getLogger(__name__)
 
 STDIN: Final = 0
 STDOUT: Final = 1
@@ -108,7 +111,7 @@ _GONE: Final = OSError
 # --------------------------------------------------------------------------------------------------- exec
 
 
-def serve_exec(handler: http.server.BaseHTTPRequestHandler, hooks: PodHooks, request: ExecRequest) -> None:
+def serve_exec(handler: Exchange, hooks: PodHooks, request: ExecRequest) -> None:
     """Upgrade the request to a channel websocket, run the command and pump its streams until it exits."""
     try:
         key, protocol = negotiate(handler)
@@ -116,17 +119,15 @@ def serve_exec(handler: http.server.BaseHTTPRequestHandler, hooks: PodHooks, req
         write_status(handler, refused.error, refused.headers)
         return
     # The connection is the websocket's from here on; it is never reused for another HTTP request.
-    handler.close_connection = True
-    sock: socket.socket = handler.connection
     try:
-        write_switching_protocols(handler, key, protocol)
+        sock, leftover = write_switching_protocols(handler, key, protocol)
     except _GONE:
         return
     # The command starts after the upgrade, so the kubelet's refusals travel on channel 3. Refused before the
     # upgrade, kubectl would retry over SPDY, which this server does not speak, and show that error instead of
     # the kubelet's. (Pod and container existence are the API server's to check beforehand, from storage, as
     # kube-apiserver does: then websocket and SPDY attempts get the same 404/400.)
-    _ExecPump(sock, protocol, hooks, request, _wanted_streams(handler.path)).run()
+    _ExecPump(sock, protocol, hooks, request, _wanted_streams(handler.request.target), leftover).run()
 
 
 class Refused(Exception):
@@ -141,7 +142,7 @@ def _tokens(values: Iterable[str]) -> list[str]:
 
 
 def negotiate(
-    handler: http.server.BaseHTTPRequestHandler,
+    handler: Exchange,
     protocols: Sequence[ChannelProtocol] = PROTOCOLS,
     no_websocket: str = "Upgrade request required: pods/exec is served over websocket",
 ) -> tuple[str, ChannelProtocol]:
@@ -182,20 +183,16 @@ def negotiate(
     )
 
 
-def write_switching_protocols(handler: http.server.BaseHTTPRequestHandler, key: str, protocol: ChannelProtocol) -> None:
-    # Written by hand rather than with send_response: the handler may be speaking HTTP/1.0, and a 101 must be
-    # an HTTP/1.1 response.
-    lines = [
-        "HTTP/1.1 101 Switching Protocols",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Accept: {generate_accept_token(key.encode('ascii')).decode('ascii')}",
+def write_switching_protocols(handler: Exchange, key: str, protocol: ChannelProtocol) -> tuple[socket.socket, bytes]:
+    """Answer 101 for the websocket: the connection and what the client sent after its request, now the caller's."""
+    headers = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", generate_accept_token(key.encode("ascii")).decode("ascii")),
     ]
     if protocol.name:
-        lines.append(f"Sec-WebSocket-Protocol: {protocol.name}")
-    handler.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-    handler.wfile.flush()
-    handler.log_request(101)
+        headers.append(("Sec-WebSocket-Protocol", protocol.name))
+    return handler.upgrade(headers)
 
 
 def _wanted_streams(path: str) -> frozenset[int]:
@@ -248,10 +245,11 @@ class WebSocket:
     then reads without blocking, so a silent client never keeps the writer waiting.
     """
 
-    def __init__(self, sock: socket.socket, protocol: ChannelProtocol) -> None:
+    def __init__(self, sock: socket.socket, protocol: ChannelProtocol, leftover: bytes = b"") -> None:
         self.sock = sock
         self.protocol = protocol
         self._ws = Connection(ConnectionType.SERVER)
+        self._leftover = leftover  # frames the client sent right behind its upgrade request
         self._io = threading.Lock()
         sock.settimeout(_SEND_TIMEOUT)
 
@@ -284,7 +282,7 @@ class WebSocket:
                     self._send_locked(CloseConnection(code=code, reason=reason))
 
     def _readable(self, timeout: float) -> bool:
-        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+        if self._leftover or (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
             return True  # already decrypted and buffered: select() on the socket cannot see it
         try:
             readable, _, _ = select.select([self.sock], [], [], timeout)
@@ -302,15 +300,19 @@ class WebSocket:
         with self._io:
             if self._ws.state is ConnectionState.CLOSED:
                 return None
-            self.sock.settimeout(0)
-            try:
-                data: bytes | None = self.sock.recv(_RECV_SIZE)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
-                return []  # a partial TLS record, or only TLS housekeeping: nothing for us yet
-            except OSError:
-                data = b""
-            finally:
-                self.sock.settimeout(_SEND_TIMEOUT)
+            data: bytes | None
+            if self._leftover:
+                data, self._leftover = self._leftover, b""
+            else:
+                self.sock.settimeout(0)
+                try:
+                    data = self.sock.recv(_RECV_SIZE)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                    return []  # a partial TLS record, or only TLS housekeeping: nothing for us yet
+                except OSError:
+                    data = b""
+                finally:
+                    self.sock.settimeout(_SEND_TIMEOUT)
             self._ws.receive_data(data or None)  # None: the TCP connection ended without a close frame
             events = list(self._ws.events())
             for event in events:
@@ -336,8 +338,9 @@ class _ExecPump:
         hooks: PodHooks,
         request: ExecRequest,
         wanted: frozenset[int],
+        leftover: bytes = b"",
     ) -> None:
-        self.ws = WebSocket(sock, protocol)
+        self.ws = WebSocket(sock, protocol, leftover)
         self.hooks = hooks
         self.session: ExecSession | None = None
         self.request = request
@@ -501,7 +504,7 @@ class _ExecPump:
 # ---------------------------------------------------------------------------------------------------- log
 
 
-def serve_log(handler: http.server.BaseHTTPRequestHandler, hooks: PodHooks, request: LogRequest) -> None:
+def serve_log(handler: Exchange, hooks: PodHooks, request: LogRequest) -> None:
     """The container's log as text/plain; when following, streamed until the log ends or the client leaves."""
     try:
         chunks = hooks.logs(request)
@@ -514,13 +517,9 @@ def serve_log(handler: http.server.BaseHTTPRequestHandler, hooks: PodHooks, requ
         return
     else:
         try:
-            handler.send_response(200)
-            handler.send_header("Content-Type", "text/plain")
-            handler.send_header("Content-Length", str(len(body)))
-            handler.end_headers()
-            handler.wfile.write(body)
+            handler.respond(200, [("Content-Type", "text/plain")], body)
         except _GONE:
-            handler.close_connection = True
+            handler.close_after()
 
 
 class _LogEnd:
@@ -551,7 +550,7 @@ def _produce(
                 close()
 
 
-def _follow_log(handler: http.server.BaseHTTPRequestHandler, chunks: Iterator[bytes]) -> None:
+def _follow_log(handler: Exchange, chunks: Iterator[bytes]) -> None:
     out: queue.SimpleQueue[bytes | _LogEnd | Exception] = queue.SimpleQueue()
     stop = threading.Event()
     threading.Thread(target=_produce, args=(chunks, out, stop), name="log-follow", daemon=True).start()
@@ -563,36 +562,27 @@ def _follow_log(handler: http.server.BaseHTTPRequestHandler, chunks: Iterator[by
         stop.set()
         write_status(handler, first)
         return
-    # Chunked framing needs an HTTP/1.1 exchange; with an HTTP/1.0 one the body simply ends with the connection.
-    chunked = handler.request_version == "HTTP/1.1" and handler.protocol_version == "HTTP/1.1"
     # Watching for the client's departure may consume what it sends meanwhile (see peer_closed): the connection
     # is not reused after a followed log.
-    handler.close_connection = True
-    sock: socket.socket = handler.connection
+    handler.close_after()
+    sock = handler.sock
     try:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/plain")
-        if chunked:
-            handler.send_header("Transfer-Encoding", "chunked")
-        handler.end_headers()
+        # Chunked for an HTTP/1.1 client; for an HTTP/1.0 one the body simply ends with the connection.
+        handler.start_stream(200, [("Content-Type", "text/plain")])
         item = first
         while True:
             if isinstance(item, _LogEnd):
                 break
             if isinstance(item, Exception):
                 # Headers are out: the only way left to tell the client is to end the stream early.
-                handler.log_error("log stream failed: %s", item)
-                handler.close_connection = True
+                _log.warning("log stream failed: %s", item)
                 break
             if item:
-                handler.wfile.write(b"%x\r\n%s\r\n" % (len(item), item) if chunked else item)
-                handler.wfile.flush()
+                handler.write(item)
             item = _next_log_item(out, sock)
-        if chunked:
-            handler.wfile.write(b"0\r\n\r\n")
-            handler.wfile.flush()
+        handler.end()
     except (ClientGone, _GONE):
-        handler.close_connection = True
+        pass
     finally:
         stop.set()
 
@@ -657,7 +647,7 @@ def _forwardable(headers: Iterable[tuple[str, str]], drop: Iterable[str] = ()) -
 
 
 def serve_proxy(
-    handler: http.server.BaseHTTPRequestHandler,
+    handler: Exchange,
     hooks: PodHooks,
     namespace: str,
     pod: str,
@@ -670,7 +660,7 @@ def serve_proxy(
     # Authorization is the client's credential for this API server, never the pod's business. Host and
     # Content-Length describe this hop: the kubelet's request sets its own from the target and the body.
     headers = _forwardable(handler.headers.items(), ("authorization", "host", "content-length"))
-    headers.append(("X-Forwarded-For", str(handler.client_address[0])))
+    headers.append(("X-Forwarded-For", str(handler.request.client_address[0])))
     try:
         response = hooks.proxy(namespace, pod, port, path, method, headers, body)
     except ApiError as error:
@@ -681,33 +671,23 @@ def serve_proxy(
         write_status(handler, ApiError(503, "ServiceUnavailable", f"error trying to reach service: {exc}"))
         return
     try:
-        handler.send_response(response.status)
-        for name, value in _forwardable(response.headers, ("content-length",)):
-            handler.send_header(name, value)
         has_body = method.upper() != "HEAD" and response.status not in (204, 304) and response.status >= 200
-        if has_body or method.upper() == "HEAD":
-            handler.send_header("Content-Length", str(len(response.body)))
-        handler.end_headers()
-        if has_body:
-            handler.wfile.write(response.body)
+        handler.respond(
+            response.status,
+            _forwardable(response.headers, ("content-length",)),
+            response.body if has_body or method.upper() == "HEAD" else b"",
+            content_length=has_body or method.upper() == "HEAD",
+        )
     except _GONE:
-        handler.close_connection = True
+        handler.close_after()
 
 
 # ------------------------------------------------------------------------------------------------- common
 
 
-def write_status(
-    handler: http.server.BaseHTTPRequestHandler, error: ApiError, headers: Sequence[tuple[str, str]] = ()
-) -> None:
+def write_status(handler: Exchange, error: ApiError, headers: Sequence[tuple[str, str]] = ()) -> None:
     body = json.dumps(error.status()).encode("utf-8")
     try:
-        handler.send_response(error.code)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        for name, value in headers:
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(body)
+        handler.respond(error.code, [("Content-Type", "application/json"), *headers], body)
     except _GONE:
-        handler.close_connection = True
+        handler.close_after()

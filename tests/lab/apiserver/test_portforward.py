@@ -18,7 +18,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -357,16 +357,25 @@ def test_base64_channels(served: tuple[RunningServer, LoopbackHooks]) -> None:
 class SpdyClient:
     """What client-go's SPDY connection does, on the lab's codec: enough to see every frame the server sends."""
 
-    def __init__(self, server: RunningServer, pod: str = "exporter", protocol: str = "portforward.k8s.io") -> None:
+    def __init__(
+        self,
+        server: RunningServer,
+        pod: str = "exporter",
+        protocol: str = "portforward.k8s.io",
+        ahead: Sequence[spdy.Frame] = (),
+    ) -> None:
         context = ssl.create_default_context(cafile=str(server.ca_file))
         raw = socket.create_connection((server.host, server.port), timeout=WAIT)
         self.sock = context.wrap_socket(raw, server_hostname=server.host)
+        self.codec = spdy.Codec()
+        # `ahead`: frames sent in the same write as the upgrade request, before any answer.
         self.sock.sendall(
             (
                 f"POST /api/v1/namespaces/demo/pods/{pod}/portforward HTTP/1.1\r\nHost: {server.host}\r\n"
                 f"Authorization: Bearer {server.token}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
                 f"X-Stream-Protocol-Version: {protocol}\r\nContent-Length: 0\r\n\r\n"
             ).encode()
+            + b"".join(self.codec.encode(frame) for frame in ahead)
         )
         head = b""
         while b"\r\n\r\n" not in head:
@@ -374,7 +383,6 @@ class SpdyClient:
             assert chunk, "the server closed during the upgrade"
             head += chunk
         self.head = head.decode()
-        self.codec = spdy.Codec()
         self.pending: list[spdy.Frame] = []
 
     def send(self, *frames: spdy.Frame) -> None:
@@ -429,6 +437,15 @@ def test_upgrade_answer(spdy_client: SpdyClient) -> None:
     assert lines[0] == "HTTP/1.1 101 Switching Protocols"
     assert "Upgrade: SPDY/3.1" in lines
     assert "X-Stream-Protocol-Version: portforward.k8s.io" in lines
+
+
+def test_frames_sent_with_the_upgrade_request_are_not_lost(served: tuple[RunningServer, LoopbackHooks]) -> None:
+    client = SpdyClient(served[0], ahead=[spdy.Ping(3)])
+    try:
+        assert client.head.startswith("HTTP/1.1 101 ")
+        assert client.next() == spdy.Ping(3)  # handed over with the socket after the 101, and answered
+    finally:
+        client.close()
 
 
 def test_two_connections_at_once_and_pings(spdy_client: SpdyClient) -> None:

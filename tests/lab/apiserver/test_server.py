@@ -16,7 +16,7 @@ import urllib3
 from kubernetes import client, dynamic, watch
 from lab.apiserver.api_kit import official_client, raw_request, running_server, seeded_store, wait_for
 
-from kalab.lab.apiserver import server as server_module
+from kalab.lab.apiserver import endpoints
 from kalab.lab.apiserver import store as store_module
 from kalab.lab.apiserver.hooks import ExecRequest, LogRequest, PodHooks
 from kalab.lab.apiserver.resources import Registry
@@ -713,11 +713,7 @@ class StreamsRecorder:
         self.calls: list[tuple[str, Any]] = []
 
     def _answer(self, handler: Any, text: str) -> None:
-        data = text.encode()
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        handler.respond(200, [], text.encode())
 
     def serve_log(self, handler: Any, hooks: Any, request: LogRequest) -> None:
         self.calls.append(("log", request))
@@ -738,7 +734,7 @@ def test_pod_log_exec_and_proxy_are_routed_to_streams(
     monkeypatch: pytest.MonkeyPatch, lab_store: Store, tmp_path: Path
 ) -> None:
     recorder = StreamsRecorder()
-    monkeypatch.setattr(server_module, "streams", recorder)
+    monkeypatch.setattr(endpoints, "streams", recorder)
     lab_store.create(
         lab_store.registry.by_key("/pods"),
         {

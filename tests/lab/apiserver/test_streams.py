@@ -43,7 +43,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 from waiting import wait_for
 
-from kalab.lab.apiserver import streams
+from kalab.lab.apiserver import streams, transport
 from kalab.lab.apiserver.errors import ApiError, bad_request, not_found
 from kalab.lab.apiserver.hooks import ExecRequest, LogRequest, ProxyResponse
 
@@ -225,42 +225,21 @@ def flag(query: dict[str, list[str]], name: str) -> bool:
     return query.get(name, ["false"])[-1].lower() in ("true", "1")
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Harness
+class Handler:
+    """Routes one request of the harness's server, as the lab's API server routes pod subresources."""
 
-    def setup(self) -> None:
-        # The TLS handshake happens in the handler's thread, not in the accepting one.
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(10)
-            self.request.do_handshake()
-            self.request.settimeout(None)
-        super().setup()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.route("GET")
-
-    def do_POST(self) -> None:
-        self.route("POST")
-
-    def do_HEAD(self) -> None:
-        self.route("HEAD")
+    def __init__(self, server: Harness, exchange: transport.Exchange) -> None:
+        self.server = server
+        self.ex = exchange
+        self.headers = exchange.headers
+        self.path = exchange.request.target
 
     def send_json(self, code: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.ex.respond(code, [("Content-Type", "application/json")], json.dumps(body).encode())
 
     def route(self, method: str) -> None:
         self.server.seen.append((method, self.path, {k.lower(): v for k, v in self.headers.items()}))
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self.ex.read_body(1 << 20)
         if self.server.token and self.headers.get("Authorization") != f"Bearer {self.server.token}":
             self.send_json(401, ApiError(401, "Unauthorized", "Unauthorized").status())
             return
@@ -285,18 +264,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif sub == "exec":
                 request = ExecRequest(ns, pod, container, query.get("command", []), flag(query, "stdin"),
                                       flag(query, "tty"))  # fmt: skip
-                streams.serve_exec(self, hooks, request)
+                streams.serve_exec(self.ex, hooks, request)
             elif sub == "log":
                 tail = query.get("tailLines")
                 request_log = LogRequest(ns, pod, container, follow=flag(query, "follow"),
                                          tail_lines=int(tail[-1]) if tail else None)  # fmt: skip
-                streams.serve_log(self, hooks, request_log)
+                streams.serve_log(self.ex, hooks, request_log)
             else:
                 name, _, port = pod.partition(":")
                 rest = match["rest"] or "/"
                 if url.query:
                     rest += "?" + url.query
-                streams.serve_proxy(self, hooks, ns, name, int(port or 80), rest, method, body)
+                streams.serve_proxy(self.ex, hooks, ns, name, int(port or 80), rest, method, body)
         except ApiError as error:
             self.send_json(error.code, error.status())
         finally:
@@ -317,22 +296,24 @@ def pod_object(hooks: FakeHooks, namespace: str, pod: str) -> dict[str, Any]:
     }
 
 
-class Harness(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+class Harness:
+    """The lab's HTTP layer (kalab.lab.apiserver.transport) serving `Handler`, over TLS or plain HTTP."""
 
-    def __init__(self, tls: ssl.SSLContext | None, handler: type[Handler] = Handler) -> None:
+    def __init__(self, tls: ssl.SSLContext | None) -> None:
         self.hooks = FakeHooks()
         self.tls = tls
         self.token = TOKEN if tls else None  # tokens only over TLS, as kubectl sends them
         self.seen: list[tuple[str, str, dict[str, str]]] = []
         self.finished: queue.Queue[tuple[str | None, str]] = queue.Queue()
-        super().__init__(("127.0.0.1", 0), handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, address = super().get_request()
-        if self.tls is not None:
-            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, address
+        self.http = transport.Server(
+            socket.create_server(("127.0.0.1", 0)),
+            lambda exchange: Handler(self, exchange).route(exchange.request.method),
+            lambda status, reason: ([("Content-Type", "text/plain")], reason.encode()),
+            tls,
+            idle_timeout=30,
+            handshake_timeout=10,
+        )
+        self.server_address = self.http.address
 
     @property
     def url(self) -> str:
@@ -376,16 +357,13 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
     return Tls(folder / "cert.pem", context, cert_pem)
 
 
-def serve(tls_context: ssl.SSLContext | None, handler: type[Handler] = Handler) -> Iterator[Harness]:
-    server = Harness(tls_context, handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+def serve(tls_context: ssl.SSLContext | None) -> Iterator[Harness]:
+    server = Harness(tls_context)
+    server.http.start()
     try:
         yield server
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        server.http.shutdown()
         for session in server.hooks.sessions:
             if session.proc.poll() is None:
                 session.proc.kill()
@@ -708,14 +686,15 @@ def test_logs_follow_error_raised_on_first_read_is_a_status(harness: Harness, tl
     assert raised.value.status == 404
 
 
-class Http10Handler(Handler):
-    protocol_version = "HTTP/1.0"
+class Http10Connection(http.client.HTTPConnection):
+    _http_vsn = 10
+    _http_vsn_str = "HTTP/1.0"
 
 
 def test_logs_follow_over_http_1_0_ends_with_the_connection() -> None:
-    for server in serve(None, Http10Handler):
+    for server in serve(None):
         server.hooks.follow_release.set()
-        connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+        connection = Http10Connection("127.0.0.1", server.server_address[1], timeout=10)
         connection.request("GET", "/api/v1/namespaces/demo/pods/web/log?follow=true")
         response = connection.getresponse()
         assert response.getheader("Transfer-Encoding") is None

@@ -1,0 +1,172 @@
+"""Per-kind rules of the API server's writes, as kube-apiserver's registry strategies hold them.
+
+What the verb handlers (`handlers`) ask of a kind, whatever the verb: how a create is prepared (fields only the
+server sets dropped, the name validated, the status it starts with), how an update is (the name the URL gives), which
+patches it takes, what a delete answers, the scale subresource, and the namespace lifecycle hooks (no new content in
+a Terminating namespace; a deleted namespace handed to the terminator). Defaults are `defaults` (applied by the
+store), field ownership `fieldmanager`, the namespace controller `namespaces`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden_on, invalid
+from kalab.lab.apiserver.namespaces import NamespaceTerminator
+from kalab.lab.apiserver.resources import ResourceType
+from kalab.lab.apiserver.store import Obj, Store, initial_status
+
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Set by the server alone: whatever a client sends for them on a create is dropped.
+SERVER_SET = ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "selfLink")
+
+# Groups kube-apiserver (or OpenShift's own API servers) serve from compiled types, which is what strategic merge
+# patch needs; everything else is a CRD on a real cluster (config.openshift.io, OLM, monitoring, SCC in 4.x) and
+# refuses it with 415, so a runbook that works here works there.
+STRATEGIC_GROUPS = frozenset(
+    {
+        "",
+        "apps",
+        "batch",
+        "autoscaling",
+        "policy",
+        "rbac.authorization.k8s.io",
+        "apiextensions.k8s.io",
+        "networking.k8s.io",
+        "storage.k8s.io",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "scheduling.k8s.io",
+        "node.k8s.io",
+        "certificates.k8s.io",
+        "events.k8s.io",
+        "admissionregistration.k8s.io",
+        "apiregistration.k8s.io",
+        "project.openshift.io",
+        "route.openshift.io",
+        "apps.openshift.io",
+    }
+)
+
+
+def allows_strategic_merge(rt: ResourceType) -> bool:
+    return rt.group in STRATEGIC_GROUPS
+
+
+def validate_name(rt: ResourceType, name: str) -> None:
+    if name in (".", "..") or "/" in name or "%" in name:
+        raise bad_request(f'"{name}" may not be a name: names may not be "." or "..", nor contain "/" or "%"')
+    if rt.group != "rbac.authorization.k8s.io" and (len(name) > 253 or not _SUBDOMAIN.match(name)):
+        raise invalid(
+            rt.kind,
+            name,
+            f'metadata.name: Invalid value: "{name}": '
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+            "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+            r"validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+            rt.group,
+        )
+
+
+# -- create and update ---------------------------------------------------------------------------------------------
+
+
+def prepare_for_create(rt: ResourceType, obj: Obj, name: str | None = None) -> None:
+    """Drop what only the server sets and check the name (`name`: the one an apply to a missing object gives)."""
+    meta = obj["metadata"]
+    for server_set in SERVER_SET:
+        meta.pop(server_set, None)
+    name = name or meta.get("name")
+    if name:
+        validate_name(rt, name)
+
+
+def set_initial_status(rt: ResourceType, obj: Obj) -> None:
+    """The status a created object starts with: kube-apiserver ignores a status sent with a create."""
+    status = initial_status(rt, obj)
+    if status is None:
+        obj.pop("status", None)
+    else:
+        obj["status"] = status
+
+
+def prepare_for_update(obj: Obj, name: str) -> None:
+    """The object is the one the URL names: a body naming another is refused."""
+    meta = obj["metadata"]
+    if meta.get("name") and meta["name"] != name:
+        raise bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+    meta["name"] = name
+
+
+# -- namespace lifecycle -------------------------------------------------------------------------------------------
+# As in Kubernetes, a deleted namespace is Terminating until the namespace controller (namespaces.py) has deleted
+# its content and removed its "kubernetes" finalizer: objects in it can still be deleted (`kubectl delete -f` of a
+# file holding a Namespace and what is in it succeeds for every object), nothing new can be created in it.
+
+
+def check_not_terminating(store: Store, rt: ResourceType, namespace: str | None, name: str) -> None:
+    if not rt.namespaced or not namespace:
+        return
+    ns = store.try_get(store.registry.by_key("/namespaces"), None, namespace)
+    if ns is not None and (ns.get("status") or {}).get("phase") == "Terminating":
+        why = f"unable to create new content in namespace {namespace} because it is being terminated"
+        cause = {"reason": "NamespaceTerminating", "message": why, "field": "metadata.namespace"}
+        raise forbidden_on(rt.plural, name, why, rt.group, [cause])
+
+
+def marked_for_deletion(store: Store, terminator: NamespaceTerminator, rt: ResourceType, marked: Obj) -> Obj:
+    """What a delete that only marked the object answers; a namespace starts terminating."""
+    if rt.key != "/namespaces":
+        return marked
+    name = marked["metadata"]["name"]
+    terminator.start(name)
+    return store.try_get(rt, None, name) or marked
+
+
+# -- delete --------------------------------------------------------------------------------------------------------
+
+
+# Kinds whose DELETE answers with the deleted object rather than a Status, as in kube-apiserver (the official
+# client decodes `delete_namespaced_pod` as a V1Pod, `delete_namespaced_service` as a V1Service, …).
+RETURNS_DELETED_OBJECT = frozenset({
+    "/pods", "/services", "/serviceaccounts", "/persistentvolumeclaims", "/persistentvolumes", "/podtemplates",
+    "/resourcequotas", "/namespaces", "apiextensions.k8s.io/customresourcedefinitions",
+})  # fmt: skip
+
+
+def deleted_answer(rt: ResourceType, obj: Obj) -> Obj:
+    return obj if rt.key in RETURNS_DELETED_OBJECT else status_success(rt, obj)
+
+
+def status_success(rt: ResourceType, obj: Obj) -> Obj:
+    meta = obj.get("metadata") or {}
+    details = {"name": meta.get("name"), "group": rt.group, "kind": rt.plural, "uid": meta.get("uid")}
+    if not rt.group:
+        del details["group"]
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+
+
+# -- scale ---------------------------------------------------------------------------------------------------------
+
+
+_SCALE_META = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+
+
+def scale_of(obj: Obj) -> Obj:
+    meta = obj["metadata"]
+    selector = (obj.get("spec") or {}).get("selector") or {}
+    labels = ",".join(f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items()))
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: meta[k] for k in _SCALE_META if k in meta},
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+        "status": {"replicas": int((obj.get("status") or {}).get("replicas", 0) or 0), "selector": labels},
+    }
+
+
+def scale_replicas(name: str, scale: Obj) -> int:
+    replicas = (scale.get("spec") or {}).get("replicas")
+    if not isinstance(replicas, int) or replicas < 0:
+        raise ApiError(422, "Invalid", f'Scale "{name}" is invalid: spec.replicas: must be a non-negative int')
+    return replicas
