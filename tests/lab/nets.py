@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from waiting import wait_for
+from waiting import stop_process, wait_for
 
 from kalab.lab.dataplane.topology import Topology, TopologySpec, build, lab_namespaces, sweep
 
@@ -81,13 +81,7 @@ def demo_server(ns: str, log: Path, *args: str, env: dict[str, str] | None = Non
         assert proc.poll() is None, log.read_text()
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def curl(ns: str, url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -21,7 +21,7 @@ from kubernetes import client as k8s
 from kubernetes import config
 from kubernetes.stream import portforward
 from labs import running_lab
-from waiting import wait_for
+from waiting import stop_process, wait_for
 
 from kalab.lab import control
 from kalab.lab.dataplane import naming
@@ -78,12 +78,7 @@ def port_forward(binary: str, env: dict[str, str], *args: str) -> Iterator[int]:
         yield int(found.group(1))
     finally:
         timer.cancel()
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 def get_local(port: int, path: str) -> str:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
-from wsproto.events import CloseConnection, Message, TextMessage
+from wsproto.events import CloseConnection
 
 from kalab.lab.apiserver import spdy, streams
 from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden
@@ -458,20 +458,8 @@ class _ChannelSession:
             self._await_close()
 
     def _read_client(self, threads: list[threading.Thread]) -> None:
-        partial = bytearray()
-        while any(thread.is_alive() for thread in threads):
-            events = self.ws.receive(_POLL)
-            if events is None:
-                return
-            for event in events:
-                if isinstance(event, CloseConnection):
-                    return
-                if isinstance(event, Message):
-                    chunk = event.data
-                    partial += chunk.encode("utf-8") if isinstance(chunk, str) else chunk
-                    if event.message_finished:
-                        self._dispatch(bytes(partial), isinstance(event, TextMessage))
-                        partial.clear()
+        for message, text in self.ws.messages(lambda: any(thread.is_alive() for thread in threads), _POLL):
+            self._dispatch(message, text)
 
     def _await_close(self) -> None:
         """After our close frame, the client's, for a little while (RFC 6455's closing handshake)."""

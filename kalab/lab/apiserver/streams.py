@@ -29,7 +29,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
@@ -327,6 +327,24 @@ class WebSocket:
                 return None
             return events
 
+    def messages(self, go_on: Callable[[], bool], poll: float = _POLL) -> Iterator[tuple[bytes, bool]]:
+        """Each whole message the client sends, as (payload, whether it was a text frame), while `go_on()`;
+        ends when the client closes or the connection ends."""
+        partial = bytearray()
+        while go_on():
+            events = self.receive(poll)
+            if events is None:
+                return
+            for event in events:
+                if isinstance(event, CloseConnection):
+                    return
+                if isinstance(event, Message):
+                    chunk = event.data
+                    partial += chunk.encode("utf-8") if isinstance(chunk, str) else chunk
+                    if event.message_finished:
+                        yield bytes(partial), isinstance(event, TextMessage)
+                        partial.clear()
+
 
 class _ExecPump:
     """Moves bytes between a websocket and an exec session until the command exits or the client leaves."""
@@ -431,21 +449,9 @@ class _ExecPump:
             self.ws.send_text_on_channel(ERROR, str(status.get("message", "command failed")))
 
     def _read_client(self) -> None:
-        partial = bytearray()
         try:
-            while not self.stop.is_set():
-                events = self.ws.receive(_POLL)
-                if events is None:
-                    return
-                for event in events:
-                    if isinstance(event, CloseConnection):
-                        return
-                    if isinstance(event, Message):
-                        chunk = event.data
-                        partial += chunk.encode("utf-8") if isinstance(chunk, str) else chunk
-                        if event.message_finished:
-                            self._dispatch(bytes(partial), isinstance(event, TextMessage))
-                            partial.clear()
+            for message, text in self.ws.messages(lambda: not self.stop.is_set()):
+                self._dispatch(message, text)
         except Exception:  # whatever broke the reader, the client is as good as gone
             return
         finally:

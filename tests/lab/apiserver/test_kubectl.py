@@ -9,8 +9,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-import pytest
-from lab.apiserver.api_kit import KUBECTL, Kubectl, make_kubectl, wait_for
+from lab.apiserver.api_kit import KUBECTL, Kubectl, wait_for
 
 from kalab.lab.apiserver.server import RunningServer
 from kalab.lab.apiserver.store import Store
@@ -60,11 +59,6 @@ spec:
   nodeSelector:
     node-role.kubernetes.io/loadbalancer: ""
 """
-
-
-@pytest.fixture
-def kubectl(server: RunningServer, tmp_path: Path) -> Kubectl:
-    return make_kubectl(server, tmp_path / "home")
 
 
 def table_rows(output: str) -> list[list[str]]:

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 from kubernetes import client, watch
-from lab.apiserver.api_kit import Kubectl, make_kubectl, official_client, raw_request, wait_for
+from lab.apiserver.api_kit import Kubectl, official_client, raw_request, wait_for
 
 from kalab.lab.apiserver import openapi, openapi_proto
 from kalab.lab.apiserver.resources import Registry
@@ -70,11 +70,6 @@ WIDGET_CRD: dict[str, Any] = {
         ],
     },
 }
-
-
-@pytest.fixture
-def kubectl(server: RunningServer, tmp_path: Path) -> Kubectl:
-    return make_kubectl(server, tmp_path / "home")
 
 
 def _older_kubectl(kubectl: Kubectl, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

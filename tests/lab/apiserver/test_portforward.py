@@ -27,6 +27,7 @@ import websocket  # websocket-client, the Python client's transport: to speak th
 from kubernetes import client as k8s
 from kubernetes.stream import portforward
 from lab.apiserver.api_kit import Kubectl, make_kubectl, official_client, raw_request, running_server, seeded_store
+from waiting import stop_process
 
 from kalab.lab.apiserver import spdy
 from kalab.lab.apiserver.errors import ApiError
@@ -165,12 +166,7 @@ def port_forward(kubectl: Kubectl, binary: str | None, *args: str) -> Iterator[t
         local = _forwarding_port(process)
         yield process, local
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 def _forwarding_port(process: subprocess.Popen[str]) -> int:

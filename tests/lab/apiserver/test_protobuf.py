@@ -6,15 +6,12 @@ import base64
 import gzip
 import inspect
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from google.protobuf import descriptor_pb2
 from kubernetes import client
 from kubernetes.client import models
-from lab.apiserver.api_kit import Kubectl, make_kubectl, official_client, raw_request
+from lab.apiserver.api_kit import Kubectl, raw_request
 
 from kalab.lab.apiserver import protobuf
 from kalab.lab.apiserver.protobuf import descriptors
@@ -31,17 +28,6 @@ from kalab.lab.apiserver.protobuf.schema import (
 from kalab.lab.apiserver.server import RunningServer
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
-
-
-@pytest.fixture
-def kubectl(server: RunningServer, tmp_path: Path) -> Kubectl:
-    return make_kubectl(server, tmp_path / "home")
-
-
-@pytest.fixture
-def api(server: RunningServer) -> Iterator[client.ApiClient]:
-    with official_client(server) as api_client:
-        yield api_client
 
 
 def sent_protobuf(kubectl: Kubectl, *args: str) -> str:

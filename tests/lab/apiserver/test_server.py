@@ -28,12 +28,6 @@ TABLE = (
 )
 
 
-@pytest.fixture
-def api(server: RunningServer) -> Iterator[client.ApiClient]:
-    with official_client(server) as api_client:
-        yield api_client
-
-
 def expect_api_error(code: int, call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Call and expect an ApiException with `code`; return the Status body."""
     with pytest.raises(client.ApiException) as err:

@@ -4,13 +4,12 @@ dry runs through admission, finalizers, foreground deletion and namespace termin
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-from lab.apiserver.api_kit import Kubectl, make_kubectl, official_client, raw_request, wait_for
+from lab.apiserver.api_kit import Kubectl, raw_request, wait_for
 
 from kalab.lab.apiserver.server import RunningServer
 from kalab.lab.apiserver.store import Store
@@ -31,17 +30,6 @@ data:
 
 JSON = {"Content-Type": "application/json"}
 APPLY = {"Content-Type": "application/apply-patch+yaml"}
-
-
-@pytest.fixture
-def kubectl(server: RunningServer, tmp_path: Path) -> Kubectl:
-    return make_kubectl(server, tmp_path / "home")
-
-
-@pytest.fixture
-def api(server: RunningServer) -> Iterator[client.ApiClient]:
-    with official_client(server) as api_client:
-        yield api_client
 
 
 def managed(kubectl: Kubectl, *target: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
