@@ -19,7 +19,7 @@ from waiting import wait_for
 
 from kalab.cluster import demo, diagnose, keepalived, network, nodes, pods
 from kalab.cluster.connect import Cluster
-from kalab.cluster.diagnose import NO_PODS, NOWHERE, PENDING, TWO_NODES, Finding
+from kalab.cluster.diagnose import NO_PODS, NOWHERE, PENDING, TWO_NODES, Finding, exercise
 from kalab.model.errors import KalabError
 from kalab.model.operator import GROUP_ANNOTATION
 
@@ -196,6 +196,34 @@ def test_a_service_losing_its_group_annotation_has_its_vip_nowhere(seeded: Seede
     # The service still has its EXTERNAL-IP: only the VIP's carrier is missing.
     assert diagnose.all_ok(diagnose.diagnose_external_ip(cluster, scratch, "web")) == "all 4 checks ok"
     assert healthy(cluster) is not None
+
+
+def test_symptoms_show_what_a_user_sees_healthy_and_with_the_vip_nowhere(seeded: SeededLab, scratch: str) -> None:
+    cluster = seeded.cluster
+    seen = dict(exercise.symptoms(cluster).itertuples(index=False))
+    assert seen["oc get svc -n demo demo"] == f"EXTERNAL-IP {seeded.vip},{seeded.vip}"
+    pods_seen = seen[f"oc get pods -n {NS} -l keepalivedGroup=keepalivedgroup-workers -o wide"]
+    assert pods_seen == "2 of 2 ready: master-1 Running, master-2 Running"
+    states = seen["the exporters' VRRP state (port 9650, through the pod proxy)"]
+    assert sorted(states.split(", ")) in (
+        ["master-1 BACKUP", "master-2 MASTER"], ["master-1 MASTER", "master-2 BACKUP"])  # fmt: skip
+    answered = re.fullmatch(r"(\d+) of (\d+) requests answered, from the lab's bastion .*", seen[
+        "curl http://VIP/ from where the clients are (1 s)"])  # fmt: skip
+    assert answered and answered[1] == answered[2] and int(answered[1]) >= 3
+
+    # An EXTERNAL-IP that no keepalived carries: the curl goes unanswered, and no exporter knows the instance.
+    diagnose.create_scratch_service(cluster, scratch, "stray")
+    vip = demo.service_vip(cluster, scratch, "stray", timeout=5)
+    seen = dict(exercise.symptoms(cluster, scratch, "stray").itertuples(index=False))
+    assert seen[f"oc get svc -n {scratch} stray"] == f"EXTERNAL-IP {vip},{vip}"
+    assert seen["the exporters' VRRP state (port 9650, through the pod proxy)"] == (
+        f"no exporter reports an instance {scratch}/stray")
+    assert re.fullmatch(r"0 of \d+ requests answered, .*", seen["curl http://VIP/ from where the clients are (1 s)"])
+    # A service that does not exist is one sentence in its row, and the other looks are still made.
+    seen = dict(exercise.symptoms(cluster, scratch, "nothing-here").itertuples(index=False))
+    assert seen[f"oc get svc -n {scratch} nothing-here"].startswith("could not look: ")
+    assert seen["curl http://VIP/ from where the clients are (1 s)"] == "nothing to curl: no EXTERNAL-IP"
+    assert "2 of 2 ready" in seen[f"oc get pods -n {NS} -l keepalivedGroup=keepalivedgroup-workers -o wide"]
 
 
 # ------------------------------------------------------------------------------------------- EXTERNAL-IP pending

@@ -178,8 +178,17 @@ def test_notebooks_run_in_order_and_a_second_run_changes_nothing(lab: control.La
     assert after["spec"] == demo_service["spec"]
     assert "skipped (restore_cluster = False)" in second["06-troubleshooting"]
 
-    # The end of a workshop: 06 with restore_cluster deletes the demo and undoes 02's patch.
+    # 06 as the troubleshooting exercise: a fault broken for real, its symptoms seen, the doctor naming it, healed.
     params = ["-p", f"lab_name={lab.name}"]
+    result = kalab("run", "--only", "06", "--out", str(tmp_path / "exercise"), "-p", "fault=vrrp-blocked", *params)
+    assert result.returncode == 0, result.stderr + result.stdout
+    exercise = outputs_text(tmp_path / "exercise" / "06-troubleshooting.ipynb")
+    assert "vrrp-blocked is broken" in exercise
+    assert "requests answered, from the lab's bastion" in exercise  # the curl from where the clients are
+    assert re.search(r"✅ the doctor's diagnosis: .*vrrp-blocked \(.*\): fix with ", exercise)
+    assert re.search(r"✅ healthy again: (\d+) of \1 checks ok; healed vrrp-blocked", exercise)
+
+    # The end of a workshop: 06 with restore_cluster deletes the demo and undoes 02's patch.
     result = kalab("run", "--only", "06", "--out", str(tmp_path / "restore"), "-p", "restore_cluster=true", *params)
     assert result.returncode == 0, result.stderr + result.stdout
     restored = outputs_text(tmp_path / "restore" / "06-troubleshooting.ipynb")
