@@ -2,36 +2,45 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from kalab.cli.shapes import check_shape
 from kalab.model.errors import KalabError
+from kalab.model.textfile import parse_yaml_all, read_text
+from kalab.model.wording import shorten
+
+HINT = "pass the path of a YAML or JSON file of Kubernetes objects"
 
 
 def load_documents(path: str) -> list[dict[str, Any]]:
-    """All objects in a YAML/JSON file; a `kind: List` (or a bare list) is flattened to its items."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise KalabError(f"{path} does not exist; pass the path of a YAML or JSON file.") from None
-    except IsADirectoryError:
-        raise KalabError(f"{path} is a directory; pass the path of a YAML or JSON file.") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise KalabError(f"{path} cannot be read ({err.__class__.__name__}); check the file.") from None
-    try:
-        raw = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise KalabError(f"{path} is not valid YAML{where}; fix the syntax and try again.") from None
+    """All objects in a YAML/JSON file; a `kind: List` (or a bare list) is flattened to its items.
+
+    Every object is a map whose fields kalab reads have the right types (see kalab.cli.shapes), so the
+    commands reading them never meet a string where they expect a map.
+    """
+    shown = shorten(path)
+    raw = parse_yaml_all(read_text(path, "The file", HINT), "The file", path, "fix the syntax and try again")
+    if not raw:
+        raise KalabError(f"The file {shown} holds no objects; {HINT}.")
     docs: list[dict[str, Any]] = []
     for item in raw:
-        items = item if isinstance(item, list) else item.get("items", [item]) if item.get("kind") == "List" else [item]
+        if isinstance(item, dict) and item.get("kind") == "List":
+            items = item.get("items")
+            if not isinstance(items, list):
+                raise KalabError(f"{shown} holds a List whose items is not a list; list the objects under items:.")
+        else:
+            items = item if isinstance(item, list) else [item]
         for obj in items:
             if not isinstance(obj, dict):
-                raise KalabError(f"{path} holds a {type(obj).__name__} where a Kubernetes object was expected.")
+                raise KalabError(
+                    f"{shown} holds {_a(obj)} ({shorten(obj, 40)}) where a Kubernetes object (a map with "
+                    "apiVersion, kind and metadata) was expected; pass a file of objects."
+                )
+            check_shape(obj, shown)
             docs.append(obj)
     return docs
+
+
+def _a(value: Any) -> str:
+    names = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list"}
+    return names.get(type(value), f"a {type(value).__name__}")

@@ -1,0 +1,158 @@
+"""Bad input to the real `kalab` command: one sentence on stderr, a non-zero exit, nothing written.
+
+Every case runs `python -m kalab` as a user would; none needs a lab (the kubeconfig cases stop at parsing).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kalabcli import one_stderr_line, run_kalab
+
+GROUP = """apiVersion: redhatcop.redhat.io/v1alpha1
+kind: KeepalivedGroup
+metadata: {name: g, namespace: keepalived-operator}
+spec: {interface: ens3}
+"""
+SERVICES = """apiVersion: v1
+kind: Service
+metadata:
+  name: demo
+  namespace: demo
+  annotations: {keepalived-operator.redhat-cop.io/keepalivedgroup: keepalived-operator/g}
+spec: {type: LoadBalancer, externalIPs: [172.21.6.50], ports: [{port: 80, protocol: TCP}]}
+"""
+LONG = "x" * 10_000
+
+Make = Callable[[Path], list[str]]
+
+
+def _file(tmp: Path, name: str, content: str | bytes) -> Path:
+    path = tmp / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def group_file(content: str | bytes) -> Make:
+    """`render keepalived-conf` with `content` as the group file and good Services."""
+    return lambda tmp: [
+        "render", "keepalived-conf", "--group", str(_file(tmp, "g.yaml", content)),
+        "--services", str(_file(tmp, "s.yaml", SERVICES)),
+    ]  # fmt: skip
+
+
+def services_file(content: str) -> Make:
+    return lambda tmp: [
+        "render", "keepalived-conf", "--group", str(_file(tmp, "g.yaml", GROUP)),
+        "--services", str(_file(tmp, "s.yaml", content)),
+    ]  # fmt: skip
+
+
+def group_path(make_path: Callable[[Path], Path]) -> Make:
+    return lambda tmp: [
+        "render", "keepalived-conf", "--group", str(make_path(tmp)),
+        "--services", str(_file(tmp, "s.yaml", SERVICES)),
+    ]  # fmt: skip
+
+
+def _fifo(tmp: Path) -> Path:
+    path = tmp / "fifo.yaml"
+    os.mkfifo(path)
+    return path
+
+
+def _dir(tmp: Path) -> Path:
+    (tmp / "adir").mkdir()
+    return tmp / "adir"
+
+
+def _group(old: str, new: str) -> Make:
+    return group_file(GROUP.replace(old, new))
+
+
+def _services(old: str, new: str) -> Make:
+    return services_file(SERVICES.replace(old, new))
+
+
+SPEC = "{interface: ens3}"
+INPUT_FILES: list[tuple[str, Make, str]] = [
+    ("scalar-string", group_file("hello\n"), "holds a string (hello) where a Kubernetes object"),
+    ("scalar-number", group_file("42\n"), "holds a number (42) where a Kubernetes object"),
+    ("list-items-not-list", group_file("kind: List\nitems: 5\n"), "whose items is not a list"),
+    ("list-items-numbers", group_file("kind: List\nitems: [1, 2]\n"), "holds a number (1) where"),
+    ("bare-list-of-strings", group_file("- a\n- b\n"), "holds a string (a) where"),
+    ("binary", group_file(b"\x00\x01\xff\xfe\x80binary"), "is not UTF-8 text"),
+    ("control-characters", group_file(b"kind: \x01\x02\n"), "is not valid YAML"),
+    ("empty", group_file(""), "holds no objects"),
+    ("only-comments", group_file("# nothing\n---\n"), "holds no objects"),
+    ("bad-syntax", group_file("kind: [unclosed\n"), "is not valid YAML at line"),
+    ("directory", group_path(_dir), "is a directory"),
+    ("fifo", group_path(_fifo), "is not a regular file"),
+    ("missing", group_path(lambda tmp: tmp / "nope.yaml"), "does not exist"),
+    ("spec-string", _group(f"spec: {SPEC}", 'spec: "x"'), 'has spec = "x", but it must be a map'),
+    ("metadata-number", _group("metadata: {name: g, namespace: keepalived-operator}", "metadata: 5"), "metadata = 5"),
+    ("interface-number", _group("interface: ens3", "interface: 5"), "has spec.interface = 5, but it must be a string"),
+    ("unicast-string", _group(SPEC, "{interface: ens3, unicastEnabled: yes-please}"), "spec.unicastEnabled"),
+    ("blacklist-range", _group(SPEC, "{interface: ens3, blacklistRouterIDs: [9999]}"), "spec.blacklistRouterIDs[0]"),
+    ("kind-not-string", group_file("kind: [a]\n"), "kind is not a string"),
+    ("service-spec-string", _services("spec: {type", 'spec: "x"\nx: {type'), 'has spec = "x", but it must be a map'),
+    ("service-externalips-string", _services("[172.21.6.50]", "172.21.6.50"), "spec.externalIPs"),
+    ("service-ports-number", _services("[{port: 80, protocol: TCP}]", "5"), "spec.ports = 5, but it must be a list"),
+    ("service-port-string", _services("port: 80", "port: eighty"), "spec.ports[0].port"),
+    ("service-labels-list", _services("  name: demo\n", "  name: demo\n  labels: [a]\n"), "metadata.labels"),
+    ("service-status-number", services_file(SERVICES + "status: 5\n"), "has status = 5"),
+    ("long-path", group_path(lambda tmp: tmp / LONG), "characters)"),
+]
+
+
+@pytest.mark.parametrize(("make", "expected"), [c[1:] for c in INPUT_FILES], ids=[c[0] for c in INPUT_FILES])
+def test_bad_input_file_is_one_sentence(tmp_path: Path, make: Make, expected: str) -> None:
+    argv = make(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    result = run_kalab(*argv, timeout=60)  # a FIFO must not block: the timeout would raise
+    line = _one_sentence(result)
+    assert expected in line
+    assert result.stdout == ""  # nothing rendered from a bad file
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def _one_sentence(result: object) -> str:
+    import subprocess
+
+    assert isinstance(result, subprocess.CompletedProcess)
+    assert result.returncode != 0, result.stdout
+    line: str = one_stderr_line(result)
+    assert line.startswith("kalab") and line.endswith("."), line
+    assert len(line) < 400, line  # values are shortened: a 10k-character one is not echoed whole
+    return line
+
+
+GRACEFUL = ["failover", "--kind", "graceful"]
+NUMBERS: list[tuple[list[str], str]] = [
+    ([*GRACEFUL, "--advert-int", "inf", "--vrrp-version", "3"], "--advert-int: 'inf' is not a finite"),
+    ([*GRACEFUL, "--advert-int", "nan", "--vrrp-version", "3"], "--advert-int: 'nan' is not a finite"),
+    ([*GRACEFUL, "--advert-int", "1e308", "--vrrp-version", "3"], "longer than VRRP v3 can carry"),
+    ([*GRACEFUL, "--advert-int", "1e308"], "longer than VRRP v2 can carry"),
+    (["failover", "--kind", "crash", "--rate", "NaN"], "--rate: 'NaN' is not a finite number"),
+    (["probe", "http://172.21.6.50/", "--for", "nan"], "--for: 'nan' is not a finite number"),
+    (["probe", "http://172.21.6.50/", "--for", "1", "--rate", "inf"], "--rate: 'inf' is not a finite number"),
+    (["probe", "http://172.21.6.50/", "--for", "1", "--timeout", "Infinity"], "--timeout: 'Infinity' is not a finite"),
+    (["probe", "http://172.21.6.50/", "--for", "9" * 400], "is not a finite number"),
+    (["probe", "http://172.21.6.50/", "--for", LONG], "is not a number"),
+    (["run", "--timeout", "inf"], "--timeout: 'inf' is not a finite number"),
+    (["failover", "--kind", LONG], "characters)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "expected"), NUMBERS, ids=lambda v: " ".join(v)[:60] if isinstance(v, list) else "")
+def test_number_that_is_not_finite_is_refused_before_anything_starts(argv: list[str], expected: str) -> None:
+    result = run_kalab(*argv, timeout=60)
+    line = _one_sentence(result)
+    assert expected in line
+    assert result.stdout == ""
