@@ -3,21 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
 from kalab.model.errors import KalabError
+from kalab.model.wording import one_line, shorten
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def finite_float(text: str) -> float:
+    """A number option's value: inf and nan parse as floats but no duration, rate or interval can be one."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{shorten(text, 40)!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{shorten(text.strip(), 40)!r} is not a finite number; give e.g. 1 or 0.5")
+    return value
 
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one sentence with a pointer to --help, not a usage dump."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Every `type=float` option of every sub-command goes through finite_float (argparse looks types up here).
+        self.register("type", float, finite_float)
+
     def error(self, message: str) -> NoReturn:
         sentence = message[0].upper() + message[1:] if message else "Invalid arguments"
-        sys.stderr.write(f"{self.prog}: error: {sentence.rstrip('.')}; see `{self.prog} --help`.\n")
+        sys.stderr.write(one_line(f"{self.prog}: error: {sentence.rstrip('.')}; see `{self.prog} --help`.") + "\n")
         raise SystemExit(2)
 
 
@@ -49,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except KalabError as err:
-        sys.stderr.write(f"kalab: error: {err}\n")
+        sys.stderr.write(one_line(f"kalab: error: {err}") + "\n")
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("kalab: interrupted.\n")

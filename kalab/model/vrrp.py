@@ -6,6 +6,7 @@ a graceful stop sends priority 0, a killed keepalived leaves its VIP behind, a l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -36,16 +37,16 @@ def check_timing(advert_int: float, priority: int = DEFAULT_PRIORITY, version: i
         raise KalabError(f"VRRP version {version} does not exist; use 2 or 3.")
     if not 1 <= priority <= 254:
         raise KalabError(f"Priority {priority} is outside 1..254 (255 is reserved for the address owner).")
-    if advert_int <= 0:
-        raise KalabError(f"advert_int {advert_int} must be positive, e.g. 1 (seconds).")
+    if not math.isfinite(advert_int) or advert_int <= 0:
+        raise KalabError(f"advert_int {advert_int} must be a positive number of seconds, e.g. 1.")
+    if advert_int > (255 if version == 2 else 40.95):  # before the rounding below, which overflows on huge values
+        raise KalabError(f"advert_int {advert_int} s is longer than VRRP v{version} can carry.")
     if version == 2 and advert_int != int(advert_int):
         raise KalabError(
             f"advert_int {advert_int} s needs VRRP version 3 (v2 counts whole seconds); set vrrp_version 3."
         )
     if version == 3 and round(advert_int * 100) != advert_int * 100:
         raise KalabError(f"advert_int {advert_int} s is finer than VRRP v3's centiseconds; round it to 0.01 s.")
-    if advert_int > (255 if version == 2 else 40.95):
-        raise KalabError(f"advert_int {advert_int} s is longer than VRRP v{version} can carry.")
 
 
 def skew_time(advert_int: float, priority: int = DEFAULT_PRIORITY) -> float:
