@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -18,6 +19,8 @@ from urllib3.exceptions import HTTPError
 
 from kalab.cluster._common import api_message
 from kalab.model.errors import KalabError
+from kalab.model.textfile import parse_yaml_all, read_text
+from kalab.model.wording import shorten
 
 CONNECT_TIMEOUT = 10.0
 
@@ -72,28 +75,49 @@ def _kubeconfig_path(kubeconfig: str | os.PathLike[str] | None) -> Path:
     return Path(env).expanduser() if env else Path.home() / ".kube" / "config"
 
 
+def _context_names(path: Path) -> set[str]:
+    """The names of the kubeconfig's contexts, after checking the file is a readable YAML map with a list of them."""
+    what, hint = "The kubeconfig", "pass the kubeconfig `kalab lab up` printed, or your cluster's"
+    docs = parse_yaml_all(read_text(path, what, hint), what, path, hint)
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise KalabError(
+            f"The kubeconfig {shorten(path)} is not a kubeconfig (a YAML map of clusters, contexts, users); {hint}."
+        )
+    contexts = docs[0].get("contexts") or []
+    if not isinstance(contexts, list) or not all(isinstance(c, dict) for c in contexts):
+        raise KalabError(f"The kubeconfig {shorten(path)} has a contexts field that is not a list of contexts; {hint}.")
+    return {str(c.get("name")) for c in contexts if c.get("name") is not None}
+
+
 def connect(
     kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None, timeout: float = CONNECT_TIMEOUT
 ) -> Cluster:
     """Load `kubeconfig` (default: $KUBECONFIG, then ~/.kube/config), pick `context`, and check the server answers."""
     path = _kubeconfig_path(kubeconfig)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise KalabError(
-            f"No kubeconfig at {path}; start the lab with `kalab lab up` and pass the kubeconfig it prints, "
-            "or pass the kubeconfig of your cluster."
+            f"No kubeconfig at {shorten(path)}; start the lab with `kalab lab up` and pass the kubeconfig it "
+            "prints, or pass the kubeconfig of your cluster."
+        )
+    names = _context_names(path)
+    if context is not None and context not in names:
+        listed = ", ".join(shorten(n, 40) for n in sorted(names)) or "none"
+        raise KalabError(
+            f'The kubeconfig {shorten(path)} has no context "{shorten(context, 40)}"; pick one of: {listed}.'
         )
     cfg = client.Configuration()
     try:
-        contexts, active = config.list_kube_config_contexts(config_file=str(path))  # type: ignore[no-untyped-call]
+        _, active = config.list_kube_config_contexts(config_file=str(path))  # type: ignore[no-untyped-call]
         chosen = context or (active or {}).get("name")
-        if context is not None and context not in {c.get("name") for c in contexts or []}:
-            names = ", ".join(sorted(str(c.get("name")) for c in contexts or [])) or "none"
-            raise KalabError(f'The kubeconfig {path} has no context "{context}"; pick one of: {names}.')
         config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=str(path), context=context, client_configuration=cfg, persist_config=False
         )
-    except ConfigException as err:
-        raise KalabError(f"The kubeconfig {path} cannot be used ({err}); fix it or pass another one.") from None
+    except (ConfigException, TypeError, AttributeError, KeyError, ValueError, yaml.YAMLError) as err:
+        # The client's loader reads whatever a file holds and fails on odd shapes with Python's own errors.
+        reason = shorten(err, 120) if isinstance(err, ConfigException) else f"{type(err).__name__}: {shorten(err, 80)}"
+        raise KalabError(
+            f"The kubeconfig {shorten(path)} cannot be used ({reason}); fix it or pass another one."
+        ) from None
     cfg.retries = 1
     api = client.ApiClient(cfg)
     server = str(cfg.host)

@@ -6,11 +6,15 @@ Every case runs `python -m kalab` as a user would; none needs a lab (the kubecon
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kalabcli import one_stderr_line, run_kalab
+from kalabcli import one_sentence, one_stderr_line, run_kalab
+
+from kalab.cluster.connect import connect
+from kalab.model.errors import KalabError
 
 GROUP = """apiVersion: redhatcop.redhat.io/v1alpha1
 kind: KeepalivedGroup
@@ -156,3 +160,40 @@ def test_number_that_is_not_finite_is_refused_before_anything_starts(argv: list[
     line = _one_sentence(result)
     assert expected in line
     assert result.stdout == ""
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: x, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: lab, context: {cluster: x, user: u}}, {name: other, context: {cluster: x, user: u}}]
+current-context: lab
+users: [{name: u, user: {token: t}}]
+"""
+KUBECONFIGS: list[tuple[str, Callable[[Path], Path], str]] = [
+    ("binary", lambda tmp: _file(tmp, "kc", b"\x00\x01\xff\xfe"), "is not UTF-8 text"),
+    ("scalar", lambda tmp: _file(tmp, "kc", "42\n"), "is not a kubeconfig"),
+    ("malformed", lambda tmp: _file(tmp, "kc", "clusters: [\n"), "is not valid YAML at line 2"),
+    ("control-characters", lambda tmp: _file(tmp, "kc", b"clusters: \x07\n"), "is not valid YAML"),
+    ("contexts-number", lambda tmp: _file(tmp, "kc", "kind: Config\ncontexts: 5\n"), "contexts field that is not"),
+    ("clusters-5", lambda tmp: _file(tmp, "kc", re.sub("clusters: .*", "clusters: 5", KUBECONFIG)), "cannot be used"),
+    ("no-contexts", lambda tmp: _file(tmp, "kc", "kind: Config\n"), "cannot be used"),
+    ("directory", _dir, "is a directory"),
+    ("fifo", _fifo, "is not a regular file"),
+    ("missing", lambda tmp: tmp / "nope", "No kubeconfig at"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "expected"), [c[1:] for c in KUBECONFIGS], ids=[c[0] for c in KUBECONFIGS])
+def test_bad_kubeconfig_is_one_sentence(tmp_path: Path, make: Callable[[Path], Path], expected: str) -> None:
+    result = run_kalab(*GRACEFUL, "--kubeconfig", str(make(tmp_path)), timeout=60)
+    line = _one_sentence(result)
+    assert expected in line
+    assert result.stdout == ""
+
+
+def test_wrong_context_lists_the_contexts_there_are(tmp_path: Path) -> None:
+    with pytest.raises(KalabError) as err:
+        connect(_file(tmp_path, "kc", KUBECONFIG), context="nope" + LONG)
+    text = one_sentence(err)
+    assert 'has no context "nope' in text and text.endswith("pick one of: lab, other.")
+    assert len(text) < 400
