@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kalab.cli.labtools import add_lab_option, in_private_tree
+from kalab.cli.output import atomic_path, check_out_dir
 from kalab.model.vrrp import FailureKind
+from kalab.model.wording import shorten
 
 if TYPE_CHECKING:
     from kalab.cluster.failover import Experiment
@@ -58,6 +60,8 @@ def handle(args: argparse.Namespace) -> int:
         from kalab.model.errors import KalabError
 
         raise KalabError(f"--trials {args.trials} is out of range; run between 1 and 50 trials.")
+    if args.out:
+        check_out_dir(args.out)  # before the trials: a bad path must not throw their results away
 
     def progress(result: failover.TrialResult) -> None:
         print(result.line(), file=sys.stderr, flush=True)
@@ -92,17 +96,9 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def report(experiment: Experiment, args: argparse.Namespace) -> int:
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for result, timeline, events in zip(
-            experiment.results, experiment.timelines, experiment.vip_events, strict=True
-        ):
-            timeline.to_csv(out / f"{args.kind}-trial{result.trial}-probes.csv", index=False)
-            events.to_csv(out / f"{args.kind}-trial{result.trial}-vip.csv", index=False)
     if args.json:
         print(json.dumps([r.to_dict() for r in experiment.results], indent=2))
-        return 0
+        return _write_csvs(experiment, args)
     table = experiment.frame()[
         [
             "trial",
@@ -121,4 +117,27 @@ def report(experiment: Experiment, args: argparse.Namespace) -> int:
     print(experiment.expectation.explanation)
     for result in experiment.results:
         print(f"trial {result.trial}: {result.verdict}")
+    return _write_csvs(experiment, args)
+
+
+def _write_csvs(experiment: Experiment, args: argparse.Namespace) -> int:
+    """The CSVs go last, after the results are printed, so a failing disk cannot hide what the trials measured."""
+    if not args.out:
+        return 0
+    out = Path(args.out).expanduser()
+    try:
+        for result, timeline, events in zip(
+            experiment.results, experiment.timelines, experiment.vip_events, strict=True
+        ):
+            with atomic_path(out / f"{args.kind}-trial{result.trial}-probes.csv") as temp:
+                timeline.to_csv(temp, index=False)
+            with atomic_path(out / f"{args.kind}-trial{result.trial}-vip.csv") as temp:
+                events.to_csv(temp, index=False)
+    except OSError as err:
+        from kalab.model.errors import KalabError
+
+        raise KalabError(
+            f"The CSVs could not be written to {shorten(out)} ({err.strerror or type(err).__name__}); "
+            "the results printed above are complete."
+        ) from None
     return 0

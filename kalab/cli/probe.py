@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kalab.cli.labtools import add_lab_option, in_private_tree, running_lab_clients
+from kalab.cli.output import atomic_path, check_out_file
 from kalab.model.clientsite import ClientPlace
 from kalab.model.errors import KalabError
 
@@ -59,6 +60,8 @@ def handle(args: argparse.Namespace) -> int:
     from kalab.cluster.prober import check_limits, parse_url, probe_timeline
 
     check_limits(args.duration, args.rate, args.timeout)
+    if args.out:
+        check_out_file(args.out)  # before probing: a bad path must not throw the timeline away
     if args.url:
         parse_url(args.url, resolve=False)
     if args.scenario:
@@ -68,7 +71,8 @@ def handle(args: argparse.Namespace) -> int:
     with _bastion(args) as (clients, url):
         frame = probe_timeline(url, args.duration, args.rate, args.timeout, clients)
     if args.out:
-        frame.to_csv(Path(args.out), index=False)
+        with atomic_path(Path(args.out).expanduser()) as temp:
+            frame.to_csv(temp, index=False)
     summary = dict(frame.attrs.get("summary", {}))
     answered = frame[frame["ok"].astype(bool)]
     summary["backends"] = {str(k): int(v) for k, v in answered["backend"].value_counts().sort_index().items()}

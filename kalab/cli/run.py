@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from kalab.cli.output import atomic_path, check_out_dir, write_text_atomic
 from kalab.model.errors import KalabError
 from kalab.model.summary import collect, summary_lines
 
@@ -92,26 +93,27 @@ def execute(notebook: Path, out: Path, params: dict[str, Any], kernel: str, time
     executed = out / notebook.name
     started = time.monotonic()
     error: str | None = None
-    try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(executed),
-            parameters=params,
-            kernel_name=kernel,
-            cwd=str(notebook.parent),
-            execution_timeout=timeout,
-            progress_bar=False,
-            # The kernel only talks to us over loopback; its transport warning would drown real errors.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        )
-    except papermill.PapermillExecutionError as err:
-        error = f"cell {err.exec_count}: {err.ename}: {err.evalue}"
+    with atomic_path(executed) as partial:  # an interrupted run leaves no half-written notebook
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(partial),
+                parameters=params,
+                kernel_name=kernel,
+                cwd=str(notebook.parent),
+                execution_timeout=timeout,
+                progress_bar=False,
+                # The kernel only talks to us over loopback; its transport warning would drown real errors.
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            )
+        except papermill.PapermillExecutionError as err:  # the notebook is still written, showing where it failed
+            error = f"cell {err.exec_count}: {err.ename}: {err.evalue}"
     seconds = time.monotonic() - started
     html: Path | None = None
     if executed.exists():
         body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(executed), as_version=4))  # type: ignore[no-untyped-call]
         html = executed.with_suffix(".html")
-        html.write_text(body, encoding="utf-8")
+        write_text_atomic(html, body)
     return NotebookRun(
         notebook.name, error is None, round(seconds, 2), str(executed), str(html) if html else None, error
     )
@@ -126,12 +128,12 @@ def run_all(notebooks: list[Path], out: Path, params: dict[str, Any], kernel: st
         print(f"  {'✅' if run.ok else '❌'} {run.seconds:.1f} s → {run.html or run.executed}", flush=True)
         if not run.ok:
             break
-    (out / "run.json").write_text(json.dumps([asdict(r) for r in runs], indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "run.json", json.dumps([asdict(r) for r in runs], indent=2) + "\n")
     failed = [r for r in runs if not r.ok]
     if failed:
         raise KalabError(f"{failed[0].notebook} failed ({failed[0].error}); open {failed[0].executed} to see where.")
     summary = gather_summary([Path(r.executed) for r in runs])
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     print(f"{len(runs)} notebook(s) ran; results in {out}/")
     lines = summary_lines(summary)
     if lines:
@@ -167,9 +169,9 @@ def run_on_fresh_lab(notebooks: list[Path], out: Path, params: dict[str, Any], a
 
 
 def handle(args: argparse.Namespace) -> int:
+    out = check_out_dir(args.out)  # before any notebook runs
     params = parse_parameters(args.parameter)
     notebooks = find_notebooks(Path(args.notebooks), args.only)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.lab:
         return run_on_fresh_lab(notebooks, out, params, args)

@@ -197,3 +197,53 @@ def test_wrong_context_lists_the_contexts_there_are(tmp_path: Path) -> None:
     text = one_sentence(err)
     assert 'has no context "nope' in text and text.endswith("pick one of: lab, other.")
     assert len(text) < 400
+
+
+PROBE = ["probe", "http://172.21.6.50/", "--for", "1"]
+OUT_PATHS: list[tuple[str, Callable[[Path], list[str]], str]] = [
+    ("failover-under-a-file", lambda tmp: [*GRACEFUL, "--out", "/etc/hostname/sub"], "/etc/hostname is a file"),
+    ("failover-deep-under-a-file", lambda tmp: [*GRACEFUL, "--out", str(_file(tmp, "f", "x") / "a/b")], "is a file"),
+    ("failover-a-file", lambda tmp: [*GRACEFUL, "--out", str(_file(tmp, "f", "x"))], "is a file, not a directory"),
+    ("failover-in-proc", lambda tmp: [*GRACEFUL, "--out", "/proc/kalab-no/such"], "cannot be created"),
+    ("probe-a-directory", lambda tmp: [*PROBE, "--out", str(_dir(tmp))], "is a directory"),
+    ("probe-a-fifo", lambda tmp: [*PROBE, "--out", str(_fifo(tmp))], "not a regular file"),
+    ("probe-no-folder", lambda tmp: [*PROBE, "--out", str(tmp / "no" / "p.csv")], "create it first"),
+    ("run-a-file", lambda tmp: ["run", "--out", str(_file(tmp, "f", "x"))], "is a file, not a directory"),
+    ("run-under-a-file", lambda tmp: ["run", "--out", str(_file(tmp, "f", "x") / "sub")], "is a file"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "expected"), [c[1:] for c in OUT_PATHS], ids=[c[0] for c in OUT_PATHS])
+def test_bad_output_path_fails_before_any_work(
+    tmp_path: Path, make: Callable[[Path], list[str]], expected: str
+) -> None:
+    argv = make(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    result = run_kalab(*argv, timeout=60)
+    line = _one_sentence(result)
+    assert expected in line
+    assert result.stdout == ""
+    assert "building" not in result.stderr and "trial" not in result.stderr  # no work started
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing created or touched
+    assert not Path("/proc/kalab-no").exists()
+
+
+def test_results_are_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    from kalab.cli.output import atomic_path, write_text_atomic
+
+    target = tmp_path / "summary.json"
+    write_text_atomic(target, "old\n")
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as temp:
+        temp.write_text("half of the ne", encoding="utf-8")
+        raise KeyboardInterrupt
+    assert target.read_text(encoding="utf-8") == "old\n"  # the interruption left the old file whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]  # and no temporary file
+    write_text_atomic(target, "new\n")
+    assert target.read_text(encoding="utf-8") == "new\n"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()  # the mode a plain write gives
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
