@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,6 +17,7 @@ import yaml
 from kalab.cli.inputs import load_documents
 from kalab.model.errors import KalabError
 from kalab.model.keepalived_conf import RenderedConfig, render_config
+from kalab.model.wording import shorten
 
 STATUS_SEPARATOR = "# --- status.routerIDs the operator records on the KeepalivedGroup ---"
 
@@ -67,7 +68,8 @@ def _of_kind(path: str, kind: str) -> list[dict[str, Any]]:
     for doc in docs:
         if doc.get("kind") != kind:
             raise KalabError(
-                f"{path} holds a {doc.get('kind') or 'object without a kind'} where a {kind} was expected."
+                f"{shorten(path)} holds a {shorten(doc.get('kind') or 'object without a kind', 40)} where a {kind} "
+                "was expected; pass a file of those."
             )
     return docs
 
@@ -75,7 +77,7 @@ def _of_kind(path: str, kind: str) -> list[dict[str, Any]]:
 def _single_group(path: str) -> dict[str, Any]:
     groups = _of_kind(path, "KeepalivedGroup")
     if len(groups) != 1:
-        raise KalabError(f"{path} holds {len(groups)} KeepalivedGroups; pass a file with exactly one.")
+        raise KalabError(f"{shorten(path)} holds {len(groups)} KeepalivedGroups; pass a file with exactly one.")
     return groups[0]
 
 
@@ -90,9 +92,9 @@ def _previous_router_ids(value: str) -> dict[str, int]:
                 f"{source} is not a valid JSON object ({err.msg}); write e.g. '{{\"demo/demo\": 1}}'."
             ) from None
     else:
-        docs = load_documents(value) if Path(value).exists() else None
+        docs = load_documents(value) if os.path.lexists(value) else None  # False, not OSError, on a too-long name
         if docs is None:
-            raise KalabError(f"{source} {value} is neither a JSON object nor an existing file.")
+            raise KalabError(f"{source} {shorten(value, 40)} is neither a JSON object nor an existing file.")
         parsed = docs[0] if len(docs) == 1 else None
         source = value
     return _router_id_map(parsed, source)

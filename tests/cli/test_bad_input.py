@@ -112,6 +112,8 @@ INPUT_FILES: list[tuple[str, Make, str]] = [
     ("service-labels-list", _services("  name: demo\n", "  name: demo\n  labels: [a]\n"), "metadata.labels"),
     ("service-status-number", services_file(SERVICES + "status: 5\n"), "has status = 5"),
     ("long-path", group_path(lambda tmp: tmp / LONG), "characters)"),
+    ("long-kind", group_file(f"kind: {LONG}\n"), "characters) where a KeepalivedGroup was expected"),
+    ("long-previous-ids", lambda tmp: [*group_file(GROUP)(tmp), "--previous-router-ids", "a " + LONG], "neither"),
 ]
 
 
