@@ -22,8 +22,6 @@ there is one connection per port, and the websocket closes once every port's con
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import logging
 import queue
@@ -458,8 +456,8 @@ class _ChannelSession:
             self._await_close()
 
     def _read_client(self, threads: list[threading.Thread]) -> None:
-        for message, text in self.ws.messages(lambda: any(thread.is_alive() for thread in threads), _POLL):
-            self._dispatch(message, text)
+        for channel, payload in self.ws.channel_messages(lambda: any(thread.is_alive() for thread in threads), _POLL):
+            self._dispatch(channel, payload)
 
     def _await_close(self) -> None:
         """After our close frame, the client's, for a little while (RFC 6455's closing handshake)."""
@@ -469,17 +467,7 @@ class _ChannelSession:
                 if events is None or any(isinstance(e, CloseConnection) for e in events):
                     return
 
-    def _dispatch(self, message: bytes, text: bool) -> None:
-        if not message:
-            return
-        if self.ws.protocol.base64 and text:
-            channel = message[0] - ord("0")
-            try:
-                payload = base64.b64decode(message[1:])
-            except binascii.Error:
-                return
-        else:
-            channel, payload = message[0], message[1:]
+    def _dispatch(self, channel: int, payload: bytes) -> None:
         # Only data channels carry bytes for the pod; what a client writes on an error channel is dropped.
         if channel % 2 == 0 and channel // 2 < len(self.ports) and payload:
             self.to_pod[channel // 2].put(payload)

@@ -345,6 +345,21 @@ class WebSocket:
                         yield bytes(partial), isinstance(event, TextMessage)
                         partial.clear()
 
+    def channel_messages(self, go_on: Callable[[], bool], poll: float = _POLL) -> Iterator[tuple[int, bytes]]:
+        """Each message the client sends, as (channel, payload) of the channel protocol: the first byte is the
+        channel, or with base64.channel.k8s.io an ASCII digit followed by base64. Empty or undecodable messages
+        are skipped, as the kubelet skips them."""
+        for message, text in self.messages(go_on, poll):
+            if not message:
+                continue
+            if self.protocol.base64 and text:
+                try:
+                    yield message[0] - ord("0"), base64.b64decode(message[1:])
+                except binascii.Error:
+                    continue
+            else:
+                yield message[0], message[1:]
+
 
 class _ExecPump:
     """Moves bytes between a websocket and an exec session until the command exits or the client leaves."""
@@ -450,24 +465,14 @@ class _ExecPump:
 
     def _read_client(self) -> None:
         try:
-            for message, text in self.ws.messages(lambda: not self.stop.is_set()):
-                self._dispatch(message, text)
+            for channel, payload in self.ws.channel_messages(lambda: not self.stop.is_set()):
+                self._dispatch(channel, payload)
         except Exception:  # whatever broke the reader, the client is as good as gone
             return
         finally:
             self.client_gone.set()
 
-    def _dispatch(self, message: bytes, text: bool) -> None:
-        if not message:
-            return
-        if self.ws.protocol.base64 and text:
-            channel = message[0] - ord("0")
-            try:
-                payload = base64.b64decode(message[1:])
-            except binascii.Error:
-                return
-        else:
-            channel, payload = message[0], message[1:]
+    def _dispatch(self, channel: int, payload: bytes) -> None:
         if channel == STDIN:
             if self.request.stdin and payload:
                 self.stdin.put(payload)
