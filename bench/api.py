@@ -30,7 +30,7 @@ from kubernetes import client, config
 
 from kalab.lab import control
 from kalab.lab.apiserver import transport
-from kalab.lab.apiserver.tls import make_tls
+from kalab.lab.apiserver.tls import TlsMaterial, make_tls
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,11 +57,17 @@ class _Echo(BaseHTTPRequestHandler):
         pass
 
 
-def trivial_server(count: int, folder: Path) -> dict[str, float]:
-    """GET of a trivial HTTPS server on loopback: the floor any Python server on TLS could reach here."""
-    material = make_tls(folder / "pki", "127.0.0.1")
+def _tls(folder: Path) -> tuple[TlsMaterial, ssl.SSLContext]:
+    """A CA and server certificate for 127.0.0.1, and the server context that presents them."""
+    material = make_tls(folder, "127.0.0.1")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(material.cert_file), str(material.key_file))
+    return material, context
+
+
+def trivial_server(count: int, folder: Path) -> dict[str, float]:
+    """GET of a trivial HTTPS server on loopback: the floor any Python server on TLS could reach here."""
+    material, context = _tls(folder / "pki")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -77,9 +83,7 @@ def trivial_server(count: int, folder: Path) -> dict[str, float]:
 def transport_server(count: int, folder: Path) -> dict[str, float]:
     """GET of the lab's own HTTP layer (kalab.lab.apiserver.transport, h11 over TLS) answering `{}`: what the
     protocol handling costs without routing or storage, next to the trivial http.server above."""
-    material = make_tls(folder / "pki-transport", "127.0.0.1")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(material.cert_file), str(material.key_file))
+    material, context = _tls(folder / "pki-transport")
 
     def answer(exchange: transport.Exchange) -> None:
         exchange.respond(200, [("Content-Type", "application/json")], b"{}")
