@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from kalab.model.errors import KalabError
 from kalab.model.operator_manifests import keepalivedgroup_crd
 from kalab.model.wording import shorten
+
+if TYPE_CHECKING:
+    import jsonschema
 
 _STRING = {"type": "string"}
 _INT = {"type": "integer"}
@@ -97,6 +98,8 @@ def check_shape(obj: dict[str, Any], source: str) -> None:
     kind = obj.get("kind")
     if kind is not None and not isinstance(kind, str):
         raise KalabError(f"{source} holds an object whose kind is not a string; write e.g. kind: Service.")
+    import jsonschema  # here, not at the top: importing it costs over a second, and most commands never need it
+
     error = jsonschema.exceptions.best_match(_validator(kind if isinstance(kind, str) else "").iter_errors(obj))
     if error is None:
         return
@@ -129,6 +132,8 @@ def _validator(kind: str) -> jsonschema.protocols.Validator:
     elif kind == "Pod":
         schema = {**_POD, "properties": {**schema["properties"], **_POD["properties"]}}
     schema["properties"] = {**schema["properties"], "metadata": _METADATA}
+    import jsonschema
+
     validator: jsonschema.protocols.Validator = jsonschema.Draft7Validator(schema)
     return validator
 
