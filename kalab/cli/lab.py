@@ -1,4 +1,4 @@
-"""`kalab lab up|down|status|list|exec`: embedded labs as clusters you can point any client at."""
+"""`kalab lab up|down|status|list|exec|reset`: embedded labs as clusters you can point any client at."""
 
 from __future__ import annotations
 
@@ -48,7 +48,55 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     enter.add_argument("node", metavar="NODE", help="master-0, master-1, master-2 or bastion")
     enter.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command and its arguments")
     enter.set_defaults(handler=_exec)
+    _register_reset(verbs)
     _register_faults(verbs)
+
+
+def _register_reset(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    resetting = verbs.add_parser(
+        "reset",
+        help="bring the lab to the state after notebook 01, 02 or 03 (or before 01) in seconds",
+        description=(
+            "Bring the running lab to a stage of the runbook through the same cluster verbs the notebooks use, "
+            "up or down: installed (after 01: operator, node labels, KeepalivedGroup, SCC grant, keepalived "
+            "pods), patched (after 02: + the externalIP CIDRs, with 02's undo journal), deployed (after 03: + the "
+            "demo and its VIP on a node), or fresh (none of it). Going down undoes what the later notebooks did."
+        ),
+    )
+    resetting.add_argument("--name", help=NAME_HELP)
+    # Checked by the handler (stages.stage_index), so `kalab --help` need not import the cluster verbs.
+    resetting.add_argument("--to", default="deployed", metavar="STAGE", help="fresh, installed, patched or deployed "
+                           "(default: deployed)")  # fmt: skip
+    resetting.add_argument("--json", action="store_true", help="print a JSON object")
+    resetting.set_defaults(handler=_reset)
+
+
+def _reset(args: argparse.Namespace) -> int:
+    from kalab.cluster import network, stages
+    from kalab.cluster.connect import connect
+    from kalab.lab import control
+
+    stages.stage_index(args.to)  # a bad stage is said before anything is touched
+    info = control.status(args.name)
+    if not info.ready or info.kubeconfig is None:
+        flag = "" if info.name == control.DEFAULT_NAME else f" --name {info.name}"
+        raise KalabError(f"The lab {info.name} is not running; start it with `kalab lab up{flag}`.")
+    started = time.monotonic()
+    cluster = connect(str(info.kubeconfig))
+    # Notebook 02 keeps its undo journal where network.default_journal puts it for a lab: its state directory.
+    runbook = stages.Runbook(journal=network.default_journal(info.state_dir, cluster.server))
+    done = stages.reset(cluster, args.to, runbook)
+    seconds = time.monotonic() - started
+    if args.json:
+        print(json.dumps({"name": info.name, "stage": done.stage, "changes": done.changes, "vip": done.vip,
+                          "holder": done.holder, "seconds": round(seconds, 2)}, indent=2))  # fmt: skip
+        return 0
+    print(f"The lab {info.name} is {done.stage} (took {seconds:.1f} s).")
+    for line in done.changes or ["nothing to change: it was there already"]:
+        print(f"  {line}")
+    if done.vip is not None:
+        print(f"  VIP {done.vip} is on {done.holder}.")
+    return 0
 
 
 def _register_faults(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
