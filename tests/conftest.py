@@ -4,11 +4,14 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+from labs import SharedLab, shared_lab_named
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # The source document the runbook follows; its commands and outputs are golden fixtures.
@@ -41,6 +44,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
                 control.down(info.name)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def shared_lab() -> Iterator[SharedLab]:
+    """One lab for every module that only needs a runbook stage (tests/labs.py SharedLab.at); started on first use,
+    checked to leave nothing behind at the end of the session."""
+    yield from shared_lab_named("t-shared")
 
 
 @pytest.fixture

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from kalab.lab import control
+from kalab.cluster import network, stages
+from kalab.cluster.connect import Cluster, connect
+from kalab.lab import control, faults
 from kalab.lab.dataplane import netlink, procfs
 
 
@@ -47,3 +50,26 @@ def running_lab(name: str) -> Iterator[control.LabInfo]:
         if pid_ns is not None:
             assert procfs.pid_namespace_members(pid_ns) == [], "processes of the lab outlived `down`"
         assert netlink.list_netns() == host_namespaces, "the lab touched the host's named network namespaces"
+
+
+@dataclass(frozen=True)
+class SharedLab:
+    """A lab several test modules take turns on, each bringing it to the runbook stage it needs first."""
+
+    info: control.LabInfo
+    cluster: Cluster
+    # The seed's CIDRs in their network form (notebook 02 writes 172.21.6.33/27; both name the same block).
+    runbook: stages.Runbook
+
+    def at(self, stage: str) -> stages.Reset:
+        """Heal what `kalab lab break` left broken (a module that failed half-way), then reset to `stage`."""
+        faults.heal(self.info.name)
+        return stages.reset(self.cluster, stage, self.runbook)
+
+
+def shared_lab_named(name: str) -> Iterator[SharedLab]:
+    with running_lab(name) as info:
+        cluster = connect(str(info.kubeconfig))
+        journal = network.default_journal(info.state_dir, cluster.server)  # where notebook 02 keeps it in a lab
+        runbook = stages.Runbook(journal, allowed_cidr="172.21.6.32/27", auto_assign_cidr="172.21.6.32/27", timeout=60)
+        yield SharedLab(info, cluster, runbook)

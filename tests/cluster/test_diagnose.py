@@ -15,6 +15,7 @@ import pytest
 from cluster.seeded import SeededLab, seeded_lab
 from conftest import needs_root_tools
 from kalabcli import one_sentence, one_stderr_line, run_kalab
+from labs import SharedLab
 from waiting import wait_for
 
 from kalab.cluster import demo, diagnose, keepalived, network, nodes, pods
@@ -30,8 +31,8 @@ LB = "node-role.kubernetes.io/loadbalancer="
 
 
 @pytest.fixture(scope="module")
-def seeded() -> Iterator[SeededLab]:
-    yield from seeded_lab("dg")
+def seeded(shared_lab: SharedLab) -> SeededLab:
+    return seeded_lab(shared_lab)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import gc
 import json
 import tempfile
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import yaml
 from cluster.seeded import SeededLab, seeded_lab
 from conftest import needs_root_tools
 from kalabcli import one_sentence, one_stderr_line, run_kalab
+from labs import SharedLab
 
 from kalab.cluster import demo, exporter, failover, keepalived, tuning
 from kalab.cluster.apitarget import ApiTarget
@@ -33,8 +33,8 @@ pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 
 
 @pytest.fixture(scope="module")
-def seeded() -> Iterator[SeededLab]:
-    yield from seeded_lab("st")
+def seeded(shared_lab: SharedLab) -> SeededLab:
+    return seeded_lab(shared_lab)
 
 
 def kubeconfig_with(seeded: SeededLab, tmp_path: Path, extension: dict[str, str] | None) -> Path:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pandas as pd
 import pytest
 from cluster.seeded import SeededLab, seeded_lab
 from conftest import SEED, needs_root_tools
 from kalabcli import one_sentence
+from labs import SharedLab
 from waiting import wait_for
 
 from kalab.cluster import demo, exporter, keepalived, traffic
@@ -24,8 +23,8 @@ SVC_CHAIN = kubeproxy.svc_chain(kubeproxy.service_port_name("demo", "demo", "htt
 
 
 @pytest.fixture(scope="module")
-def seeded() -> Iterator[SeededLab]:
-    yield from seeded_lab("tr")
+def seeded(shared_lab: SharedLab) -> SeededLab:
+    return seeded_lab(shared_lab)
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 from cluster.seeded import SeededLab, seeded_lab
 from conftest import needs_root_tools
 from kalabcli import run_kalab
 from lab.apiserver.api_kit import KUBECTL
+from labs import SharedLab
 from waiting import wait_for
 
 from kalab.cluster import keepalived
@@ -29,8 +29,8 @@ REPRODUCIBLE = sorted(faults.RECIPES)
 
 
 @pytest.fixture(scope="module")
-def seeded() -> Iterator[SeededLab]:
-    yield from seeded_lab("fx")
+def seeded(shared_lab: SharedLab) -> SeededLab:
+    return seeded_lab(shared_lab)
 
 
 def healthy(seeded: SeededLab) -> list[Verdict] | None:

@@ -1,0 +1,182 @@
+"""`kalab lab reset` and kalab.cluster.stages on the session's shared lab: up and down between the runbook's stages,
+each time reading back from the cluster what that stage means (not just the exit code)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import needs_root_tools
+from kalabcli import one_stderr_line, run_kalab
+from labs import SharedLab
+
+from kalab.cluster import demo, keepalived, network, nodes, olm, scc, stages
+from kalab.cluster.connect import Cluster
+from kalab.model.errors import KalabError
+
+pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+NS = "keepalived-operator"
+LB = nodes.LOADBALANCER_LABEL
+BLOCK = ipaddress.ip_network("172.21.6.32/27")
+
+
+def _namespaced(cluster: Cluster, plural: str) -> list[str]:
+    found: Any = cluster.custom.list_namespaced_custom_object(olm.OLM_GROUP, olm.OLM_VERSION, NS, plural)
+    return sorted(item["metadata"]["name"] for item in found["items"])
+
+
+def facts(cluster: Cluster, journal: Path) -> dict[str, Any]:
+    """What the stages differ in, read straight from the cluster's objects."""
+    namespaces = {ns.metadata.name for ns in cluster.core.list_namespace().items}
+    table = nodes.nodes(cluster)
+    operator_rbac = cluster.rbac.list_cluster_role(label_selector=f"olm.owner.namespace={NS}").items
+    pods = keepalived.keepalived_pods(cluster) if NS in namespaces else None
+    ready = [] if pods is None else sorted(pods[(pods["phase"] == "Running") & pods["ready"]]["node"])
+    demo_pods = demo.demo_pods(cluster) if "demo" in namespaces else None
+    return {
+        "operator namespace": NS in namespaces,
+        "subscriptions": _namespaced(cluster, "subscriptions") if NS in namespaces else [],
+        "csvs": len(_namespaced(cluster, "clusterserviceversions")) if NS in namespaces else 0,
+        "operator cluster roles": len(operator_rbac),
+        "labelled": sorted(n for n, labels in zip(table["name"], table["labels"], strict=True) if LB in labels),
+        "group": _group_exists(cluster),
+        "privileged": scc.has_privileged(cluster, NS),
+        "keepalived ready on": ready,
+        "externalIP": network.read_external_ip(cluster),
+        "journal": journal.exists(),
+        "demo namespace": "demo" in namespaces,
+        "demo pods on": None if demo_pods is None else sorted(demo_pods[demo_pods["phase"] == "Running"]["node"]),
+    }
+
+
+def _group_exists(cluster: Cluster) -> bool:
+    try:
+        keepalived.group_status(cluster)
+    except KalabError:
+        return False
+    return True
+
+
+def expected(stage: str, cidr: str = "172.21.6.33/27") -> dict[str, Any]:
+    at = stages.stage_index(stage)
+    installed, patched, deployed = at >= 1, at >= 2, at >= 3
+    return {
+        "operator namespace": installed,
+        "subscriptions": ["keepalived-operator"] if installed else [],
+        "csvs": 1 if installed else 0,
+        "operator cluster roles": 1 if installed else 0,
+        "labelled": ["master-1", "master-2"] if installed else [],
+        "group": installed,
+        "privileged": installed,
+        "keepalived ready on": ["master-1", "master-2"] if installed else [],
+        "externalIP": {"policy": {"allowedCIDRs": [cidr]}, "autoAssignCIDRs": [cidr]} if patched else None,
+        "journal": patched,
+        "demo namespace": deployed,
+        "demo pods on": ["master-0", "master-2"] if deployed else None,
+    }
+
+
+def reset(shared_lab: SharedLab, stage: str) -> dict[str, Any]:
+    """`kalab lab reset --to STAGE --json` on the shared lab, found by its name."""
+    result = run_kalab("lab", "reset", "--name", shared_lab.info.name, "--to", stage, "--json", timeout=180)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    said: dict[str, Any] = json.loads(result.stdout)
+    assert said["name"] == shared_lab.info.name and said["stage"] == stage
+    return said
+
+
+def holds_vip(cluster: Cluster, node: str, vip: str) -> bool:
+    """Whether `vip` sits on the node's interfaces (read with `ip -j addr` in its keepalived pod)."""
+    frame = nodes.node_interfaces(cluster, node)
+    return vip in frame["address"].tolist()
+
+
+def test_reset_goes_up_and_down_between_the_stages(shared_lab: SharedLab) -> None:
+    cluster, journal = shared_lab.cluster, shared_lab.runbook.journal
+    assert journal == shared_lab.info.state_dir / "externalip-undo.json"  # where notebook 02 keeps it in a lab
+
+    reset(shared_lab, "fresh")  # whatever modules ran before left it at some stage
+    assert facts(cluster, journal) == expected("fresh")
+    again = reset(shared_lab, "fresh")
+    assert again["changes"] == [] and again["vip"] is None
+
+    up = reset(shared_lab, "deployed")
+    assert facts(cluster, journal) == expected("deployed")
+    assert any("installed the operator" in line for line in up["changes"]), up["changes"]
+    assert ipaddress.ip_address(up["vip"]) in BLOCK and up["holder"] in ("master-1", "master-2")
+    assert demo.service_vip(cluster, timeout=1) == up["vip"]
+    # The exporter's MASTER (what reset waited for) really holds the address; the other node does not.
+    other = "master-2" if up["holder"] == "master-1" else "master-1"
+    assert holds_vip(cluster, up["holder"], up["vip"]) and not holds_vip(cluster, other, up["vip"])
+    assert json.loads(journal.read_text())["externalIP"] is None  # the original: absent
+    assert reset(shared_lab, "deployed")["changes"] == []
+
+    down = reset(shared_lab, "installed")  # undoes 03 and 02: demo deleted, network restored from the journal
+    assert facts(cluster, journal) == expected("installed")
+    assert down["changes"] == [
+        "deleted the demo (namespace demo and everything in it)",
+        "restored the original spec.externalIP (absent)",
+    ]
+
+    reset(shared_lab, "patched")
+    assert facts(cluster, journal) == expected("patched")
+    reset(shared_lab, "fresh")
+    assert facts(cluster, journal) == expected("fresh")
+    assert reset(shared_lab, "installed")["vip"] is None
+    assert facts(cluster, journal) == expected("installed")
+
+
+def test_reset_converges_what_an_attendee_changed(shared_lab: SharedLab) -> None:
+    """A node labelled by hand loses the label and demo pods pinned elsewhere move back: reset leaves the stage as
+    the notebooks describe it, not merely "something deployed"."""
+    cluster, journal = shared_lab.cluster, shared_lab.runbook.journal
+    reset(shared_lab, "installed")
+    nodes.label_nodes(cluster, ["master-0"])
+    network.patch_external_ip(cluster, "172.21.6.33/27", "172.21.6.33/27", journal=journal)
+    demo.deploy_demo(cluster, nodes=("master-0", "master-1"), timeout=60)
+
+    said = reset(shared_lab, "deployed")
+    assert facts(cluster, journal) == expected("deployed")
+    assert f"removed {LB} from master-0" in said["changes"]
+    assert "removed the demo pods from master-0, master-1" in said["changes"]
+
+    down = reset(shared_lab, "patched")  # one stage down: only the demo goes
+    assert facts(cluster, journal) == expected("patched")
+    assert down["changes"] == ["deleted the demo (namespace demo and everything in it)"]
+
+
+def test_stages_through_the_module_with_other_parameters(shared_lab: SharedLab) -> None:
+    """The stages take the notebooks' parameters: here the seed's CIDRs in network form and one loadbalancer node."""
+    cluster, journal = shared_lab.cluster, shared_lab.runbook.journal
+    runbook = stages.Runbook(journal, loadbalancer_nodes=("master-2",), allowed_cidr="172.21.6.32/27",
+                             auto_assign_cidr="172.21.6.32/27", timeout=60)  # fmt: skip
+    steps: list[str] = []
+    done = stages.reset(cluster, "patched", runbook, progress=steps.append)
+    assert done.changes == steps and done.vip is None
+    assert nodes.nodes(cluster).set_index("name")["labels"].map(lambda labels: LB in labels).to_dict() == {
+        "master-0": False, "master-1": False, "master-2": True
+    }  # fmt: skip
+    pods = keepalived.keepalived_pods(cluster)
+    assert pods["node"].tolist() == ["master-2"] and pods["ready"].all()
+    assert network.read_external_ip(cluster) == {
+        "policy": {"allowedCIDRs": ["172.21.6.32/27"]}, "autoAssignCIDRs": ["172.21.6.32/27"]
+    }  # fmt: skip
+    stages.reset(cluster, "installed", runbook)
+    assert network.read_external_ip(cluster) is None and not journal.exists()
+
+
+def test_bad_stage_and_missing_lab_are_one_sentence(shared_lab: SharedLab) -> None:
+    bad = run_kalab("lab", "reset", "--name", shared_lab.info.name, "--to", "halfway")
+    assert bad.returncode != 0
+    assert one_stderr_line(bad) == 'kalab: error: There is no stage "halfway"; pick one of fresh, installed, ' \
+        "patched, deployed."  # fmt: skip
+    missing = run_kalab("lab", "reset", "--name", "t-nolab", "--to", "fresh")
+    assert missing.returncode != 0
+    assert one_stderr_line(missing) == (
+        "kalab: error: The lab t-nolab is not running; start it with `kalab lab up --name t-nolab`."
+    )
+    with pytest.raises(KalabError, match='no stage "up"'):
+        stages.stage_index("up")
