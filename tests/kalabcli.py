@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 
@@ -29,3 +31,19 @@ def one_sentence(err: pytest.ExceptionInfo[KalabError]) -> str:
     text = str(err.value)
     assert text.endswith(".") and "\n" not in text, text
     return text
+
+
+def run_kalab_here(*argv: str) -> subprocess.CompletedProcess[str]:
+    """`kalab ARGV` in this process (kalab.cli.main.main, its output captured), shaped like run_kalab's result.
+
+    The same parser, handlers and error reporting as the command, without a Python start-up and the command's
+    imports per call; an exception main() lets through fails the test, as a traceback on stderr would."""
+    from kalab.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv))
+        except SystemExit as exit_:  # argparse's errors and --help
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return subprocess.CompletedProcess(["kalab", *argv], code, out.getvalue(), err.getvalue())
