@@ -2,9 +2,10 @@
 each kind of lab process, two seeded labs side by side with the host's network untouched, `lab exec`, and two
 `lab up` racing for one name.
 
-The module's labs: `s1` and `s2` walked through notebooks 00–03 (s1 stays as the witness that keeps serving while
-other labs are killed; s2's keepalived, demo pod and finally top process are killed), `a` (killed through its
-`unshare` parent) and `c` (the race). Every one is down at the end, and the host's network is as it was.
+The module's labs: `s1` and `s2` brought to the state after notebook 03 by `kalab lab reset`, both at once (s1
+stays as the witness that keeps serving while other labs are killed; s2's keepalived, demo pod and finally top
+process are killed), `a` (killed through its `unshare` parent) and `c` (the race). Every one is down at the end,
+and the host's network is as it was.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from kalab.lab.dataplane.supervisor import ProcessRecord, read_records
 pytestmark = needs_root_tools("keepalived", "iptables-save", "ip", "curl", "unshare", "nsenter")
 DEMO_BODY = "Hello!<br>Welcome to RedHat Developer"
 SEEDED = ("s1", "s2")
-NOTEBOOKS = ("00", "01", "02", "03")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -204,35 +204,36 @@ def home(host_before: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="module")
-def seeded(home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Seeded]:
-    """s1 and s2, started with `kalab lab up` and walked through notebooks 00–03 at the same time."""
+def seeded(home: Path) -> dict[str, Seeded]:
+    """s1 and s2, started with `kalab lab up` and brought to the state after notebook 03 by `kalab lab reset` at the
+    same time (the notebooks themselves run against labs by name in tests/notebooks)."""
     configs = {name: up(name) for name in SEEDED}
-    out = tmp_path_factory.mktemp("seeded")
-    only = [arg for n in NOTEBOOKS for arg in ("--only", n)]
     runs = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "kalab", "run", *only, "-p", f"lab_name={name}", "--out", str(out / name)],
+            [sys.executable, "-m", "kalab", "lab", "reset", "--name", name, "--to", "deployed", "--json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for name in SEEDED
     }
+    said = {}
     try:
         for name, run in runs.items():
-            stdout, stderr = run.communicate(timeout=600)
+            stdout, stderr = run.communicate(timeout=300)
             assert run.returncode == 0, f"{name}: {stderr}{stdout}"
-            ran = json.loads((out / name / "run.json").read_text())
-            assert [(r["notebook"][:2], r["ok"]) for r in ran] == [(n, True) for n in NOTEBOOKS]
+            said[name] = json.loads(stdout)
     finally:
         for run in runs.values():
-            if run.poll() is None:  # only after a failure: the other run is stopped too
+            if run.poll() is None:  # only after a failure: the other reset is stopped too
                 run.kill()
                 run.communicate()
     labs = {}
     for name in SEEDED:
         cluster = connect(configs[name])
-        labs[name] = Seeded(name, configs[name], cluster, demo.service_vip(cluster, timeout=30))
+        vip = demo.service_vip(cluster, timeout=30)
+        assert said[name]["stage"] == "deployed" and said[name]["vip"] == vip, said[name]
+        labs[name] = Seeded(name, configs[name], cluster, vip)
     return labs
 
 
