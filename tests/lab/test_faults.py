@@ -46,6 +46,23 @@ def wait_healthy(seeded: SeededLab, timeout: float = 90) -> list[Verdict]:
     return wait_for(lambda: healthy(seeded), timeout, "the doctor all ok and both keepalived pods Ready", 0.5)
 
 
+# True while the lab is as the previous test's final wait_healthy saw it (healthy) and nothing has touched it since:
+# the next test then need not run the doctor again before it breaks something (tests run one after another).
+_ENDED_HEALTHY = [False]
+
+
+def starts_healthy(seeded: SeededLab) -> None:
+    """Before a test breaks something: healthy, as the previous test left it or else waited for."""
+    if not _ENDED_HEALTHY[0]:
+        wait_healthy(seeded)
+    _ENDED_HEALTHY[0] = False  # the test changes the lab from here on
+
+
+def ends_healthy(seeded: SeededLab) -> None:
+    wait_healthy(seeded)
+    _ENDED_HEALTHY[0] = True
+
+
 def named(seeded: SeededLab, fault_id: str) -> list[Verdict] | None:
     """The verdicts once the doctor reports `fault_id` with its catalog severity (checked, not skipped) and no
     other id fails."""
@@ -77,6 +94,7 @@ def test_the_list_names_every_catalog_id_once() -> None:
 
 def test_the_seeded_lab_is_all_ok(seeded: SeededLab) -> None:
     verdicts = wait_healthy(seeded)
+    _ENDED_HEALTHY[0] = True  # this test only reads
     ids = {v.id for v in verdicts}
     assert {"autoassign-missing", "scc-missing", "vrrp-blocked", "vip-nowhere", "vips-concentrated"} <= ids
     assert all(v.fix == "" for v in verdicts)
@@ -90,7 +108,7 @@ def test_the_seeded_lab_is_all_ok(seeded: SeededLab) -> None:
 @pytest.mark.parametrize("fault_id", REPRODUCIBLE)
 def test_break_is_named_by_the_doctor_and_heal_makes_it_ok(seeded: SeededLab, fault_id: str) -> None:
     name = seeded.info.name
-    wait_healthy(seeded)
+    starts_healthy(seeded)
     faults.break_fault(name, fault_id)
     try:
         assert list(faults.broken(seeded.info)) == [fault_id]
@@ -100,14 +118,14 @@ def test_break_is_named_by_the_doctor_and_heal_makes_it_ok(seeded: SeededLab, fa
     finally:
         assert faults.heal(name) == [fault_id]
     assert faults.broken(seeded.info) == {}
-    wait_healthy(seeded)
+    ends_healthy(seeded)
 
 
 def test_the_doctors_fix_for_a_narrowed_operator_group_heals_the_csv(seeded: SeededLab) -> None:
     """OLM's reason and message are the evidence, and the fix (run as written, kubectl for oc) widens the group
     again: redoing notebook 01's install would keep the narrowed one."""
     name = seeded.info.name
-    wait_healthy(seeded)
+    starts_healthy(seeded)
     faults.break_fault(name, "operator-not-ready")
     try:
         verdicts = wait_for(lambda: named(seeded, "operator-not-ready"), 60, "the doctor to name it", 0.5)
@@ -122,12 +140,12 @@ def test_the_doctors_fix_for_a_narrowed_operator_group_heals_the_csv(seeded: See
         wait_healthy(seeded)
     finally:
         faults.heal(name)
-    wait_healthy(seeded)
+    ends_healthy(seeded)
 
 
 def test_a_mystery_fault_is_not_named_until_the_doctor_finds_it(seeded: SeededLab) -> None:
     name = seeded.info.name
-    wait_healthy(seeded)
+    starts_healthy(seeded)
     broke = run_kalab("lab", "break", "--name", name, "--mystery")
     assert broke.returncode == 0, broke.stderr
     (fault_id,) = faults.broken(seeded.info)
@@ -141,7 +159,7 @@ def test_a_mystery_fault_is_not_named_until_the_doctor_finds_it(seeded: SeededLa
     finally:
         healed = run_kalab("lab", "heal", "--name", name)
     assert healed.returncode == 0 and f"Healed {fault_id}." in healed.stdout
-    wait_healthy(seeded)
+    ends_healthy(seeded)
 
 
 def test_break_and_heal_refuse_what_they_cannot_do(seeded: SeededLab) -> None:
