@@ -16,7 +16,7 @@ NAME_HELP = "which lab (default: $KALAB_LAB, else 'default'); each user has thei
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "lab",
-        help="start, stop, list, enter or break embedded labs (local Kubernetes-compatible clusters)",
+        help="start, stop, list, enter, reset or break embedded labs (local Kubernetes-compatible clusters)",
         description=(
             "A lab is a small OpenShift-like cluster on this machine: an API server on 127.0.0.1 and three nodes "
             "in network namespaces of the lab's own, with real keepalived, iptables and HTTP backends. It needs no "
