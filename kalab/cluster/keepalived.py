@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -89,8 +90,13 @@ def wait_keepalived_pods(
     group: str = DEFAULT_GROUP,
     timeout: float = 120,
     progress: Progress = None,
+    on: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Wait until `count` keepalived pods are Running; their frame."""
+    """Wait until `count` keepalived pods are Running; their frame.
+
+    With `on`, wait until they run on exactly those nodes and no other pod is left (a node that lost its label
+    keeps its pod until the DaemonSet deletes it).
+    """
     last: list[int] = [-1]
 
     def check() -> pd.DataFrame | None:
@@ -99,6 +105,9 @@ def wait_keepalived_pods(
         if running != last[0]:
             last[0] = running
             report(progress, f"{running}/{count} keepalived pods Running")
+        if on is not None:
+            placed = sorted(str(n) for n in pods["node"]) == sorted(on)
+            return pods if placed and running == len(pods) else None
         return pods if running >= count else None
 
     def timed_out() -> KalabError:
