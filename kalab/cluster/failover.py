@@ -273,6 +273,11 @@ def runnable_kinds(target: FailoverTarget, kinds: Sequence[str]) -> tuple[list[F
     return able, skipped
 
 
+def print_trial(result: TrialResult) -> None:
+    """A progress callback for run_experiment that prints each trial's line as it finishes."""
+    print(result.line())
+
+
 def run_experiment(
     target: FailoverTarget,
     kind: FailureKind | str,

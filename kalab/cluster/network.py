@@ -66,6 +66,12 @@ def read_external_ip(cluster: Cluster) -> dict[str, Any] | None:
     return dict(value) if isinstance(value, dict) else None
 
 
+def auto_assign_cidrs(cluster: Cluster) -> list[str]:
+    """`spec.externalIP.autoAssignCIDRs` of the cluster's network config (empty when not set)."""
+    blocks = (read_external_ip(cluster) or {}).get("autoAssignCIDRs") or []
+    return [str(b) for b in blocks]
+
+
 def _get(obj: dict[str, Any] | None, path: str) -> Any:
     cur: Any = obj
     for part in path.split(".")[2:]:  # below spec.externalIP
@@ -173,6 +179,15 @@ def default_journal(state_dir: str | os.PathLike[str] | None = None, server: str
     state_home = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     cluster = hashlib.sha256((server or "").encode()).hexdigest()[:12]
     return state_home / "kalab" / "journals" / cluster / "externalip-undo.json"
+
+
+def journal_for(cluster: Cluster, given: str | os.PathLike[str] | None = None) -> Path:
+    """The undo journal to use for `cluster`: `given` if set, else default_journal in its site's state directory."""
+    if given:
+        return Path(given)
+    from kalab.cluster.sites import site_for  # here: sites pulls in the failover machinery, which most callers skip
+
+    return default_journal(site_for(cluster).state_dir, cluster.server)
 
 
 def undo_external_ip(cluster: Cluster, journal: Path, progress: Progress = None) -> dict[str, Any] | None:
