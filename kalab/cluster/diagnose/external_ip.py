@@ -79,7 +79,7 @@ def policy_finding(ips: Sequence[str], external_ip: Mapping[str, Any] | None) ->
 
 
 def _admission_finding(attempt: ServiceAttempt) -> Finding:
-    check, where = "admitted by the API server", f"{attempt.namespace}/{attempt.name}"
+    check, where = "API server admission", f"{attempt.namespace}/{attempt.name}"
     if attempt.admitted:
         return _ok(PENDING, check, f"the API server accepted {where}")
     seen = f"the API server refused {where} with: {attempt.message.rstrip('.')}"
