@@ -135,6 +135,7 @@ def show(*checks: Check | Iterable[Check]) -> CheckReport:
 # --- IPython: errors as sentences ------------------------------------------------------------------------------
 
 _STOPPED = "Run All stopped at this step: do what the ❌ line above says, then run this cell again."
+_INTERRUPTED = "You interrupted this step; every step is safe to repeat, so run this cell again to redo it."
 
 
 def _error_display(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> list[str]:
@@ -145,15 +146,19 @@ def _error_display(shell: Any, etype: type, value: BaseException, tb: Any, tb_of
     """
     from IPython.display import HTML, display
 
-    checks = value.checks if isinstance(value, CheckFailed) else [Check("stopped", False, str(value) or etype.__name__)]
+    if isinstance(value, KeyboardInterrupt):
+        checks, stb = [Check("interrupted", False, _INTERRUPTED)], [_INTERRUPTED]
+    elif isinstance(value, CheckFailed):
+        checks, stb = value.checks, [_STOPPED]
+    else:
+        checks, stb = [Check("stopped", False, str(value) or etype.__name__)], [_STOPPED]
     display(HTML(checks_html(checks)))  # type: ignore[no-untyped-call]
-    stb = [_STOPPED]
     shell._showtraceback(etype, value, stb)  # publishes the error output; IPython leaves that to custom handlers
     return stb
 
 
 def install_error_display() -> bool:
-    """Render KalabError (and so every failed check) as ❌ sentences in this IPython kernel; False outside one."""
+    """Render KalabError (so every failed check) and an interrupt as ❌ sentences in this kernel; False outside one."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython comes with ipywidgets
@@ -162,7 +167,7 @@ def install_error_display() -> bool:
     if shell is None or not hasattr(shell, "set_custom_exc"):
         return False
     if KalabError not in getattr(shell, "custom_exceptions", ()):
-        shell.set_custom_exc((KalabError,), _error_display)
+        shell.set_custom_exc((KalabError, KeyboardInterrupt), _error_display)
     return True
 
 

@@ -58,3 +58,12 @@ def test_any_kalab_error_is_one_sentence_and_other_errors_keep_their_traceback()
     outputs, error = run("1 / 0")
     assert error is not None and error.ename == "ZeroDivisionError"
     assert len(outputs[0][0]["traceback"]) > 1  # type: ignore[arg-type]  # a bug still shows where it is
+
+
+def test_an_interrupt_is_one_line_saying_the_step_can_be_run_again() -> None:
+    outputs, error = run("raise KeyboardInterrupt")
+    assert error is not None and error.ename == "KeyboardInterrupt"
+    shown, err = outputs[0]
+    html = shown["data"]["text/html"]  # type: ignore[index]
+    assert "interrupted" in html and "run this cell again" in html
+    assert len(err["traceback"]) == 1 and "Traceback" not in err["traceback"][0]  # type: ignore[index]
