@@ -104,7 +104,9 @@ def test_cidr_checks() -> None:
     )
     assert cidrs.block_is_sound(plan).reason.startswith("172.21.6.32/27: 32 addresses")
     clash = plan_cidr("10.254.0.0/24", cluster_network="10.254.0.0/16")
-    assert_failure(cidrs.block_is_sound(clash), "Fix the CIDR", fault="cidr-overlaps-cluster")
+    assert_failure(cidrs.block_is_sound(clash), "Fix the CIDR", "overlaps a network", fault="cidr-overlaps-cluster")
+    typo = cidrs.block_is_sound(plan_cidr("nonsense"))
+    assert_failure(typo, '"nonsense" is not a CIDR', "Likely cause: a typo in the auto_assign_cidr parameter.")
     held = {"autoAssignCIDRs": ["172.21.6.33/27"], "policy": {"allowedCIDRs": ["172.21.6.33/27"]}}
     assert cidrs.network_holds(held, "172.21.6.33/27", ["172.21.6.33/27"], 2).passed
     assert_failure(cidrs.network_holds(None, "172.21.6.33/27", ["172.21.6.33/27"], 0), fault="autoassign-missing")

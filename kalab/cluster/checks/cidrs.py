@@ -11,11 +11,13 @@ from kalab.model.cidr import CidrPlan
 
 def block_is_sound(plan: CidrPlan) -> Check:
     name = "auto-assign block"
+    if not plan.ok and plan.network is None:  # it does not even parse: the parameter is mistyped
+        return failed(name, "Fix the CIDR: " + " ".join(plan.errors), "a typo in the auto_assign_cidr parameter")
     if not plan.ok:
         return failed(
             name,
             "Fix the CIDR: " + " ".join(plan.errors),
-            "a typo, or a block that overlaps a network the cluster uses",
+            "the block overlaps a network the cluster already uses",
             "oc get network.config cluster -o yaml",
             "cidr-overlaps-cluster",
         )
