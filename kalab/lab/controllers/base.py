@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 from kalab.lab.apiserver.store import Event
 from kalab.lab.context import LabContext
+from kalab.model import objects
 
 _log = logging.getLogger(__name__)
 KeyFunc = Callable[[Event], Iterable[str]]
@@ -22,7 +23,7 @@ KeyFunc = Callable[[Event], Iterable[str]]
 
 def object_key(event: Event) -> list[str]:
     """`namespace/name` of the event's object (just `name` for cluster-scoped ones)."""
-    meta = event.object.get("metadata", {})
+    meta = objects.meta(event.object)
     ns, name = meta.get("namespace"), meta.get("name", "")
     return [f"{ns}/{name}" if ns else name]
 

@@ -71,6 +71,7 @@ from kalab.lab.images.registry import (
     program_for,
     sync_projected,
 )
+from kalab.model import objects
 from kalab.model.errors import KalabError
 
 _log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ class Kubelet(Controller):
 
     def _users_of(self, kind: str) -> Callable[[Event], list[str]]:
         def keys(event: Event) -> list[str]:
-            meta = event.object.get("metadata") or {}
+            meta = objects.meta(event.object)
             wanted = (kind, str(meta.get("name")))
             with self._lock:
                 return [
@@ -259,7 +260,7 @@ class Kubelet(Controller):
         pod = self.ctx.store.try_get(self.pods_rt, namespace, name)
         with self._lock:
             runtime = self._runtimes.get(key)
-        spec = (pod or {}).get("spec") or {}
+        spec = objects.spec(pod)
         if runtime is not None and (
             pod is None or pod["metadata"].get("uid") != runtime.uid or spec.get("nodeName") != runtime.node
         ):
@@ -274,7 +275,7 @@ class Kubelet(Controller):
         return None if phase in ("Succeeded", "Failed") else STATUS_POLL
 
     def _admit(self, pod: Obj) -> _PodRuntime:
-        meta, spec = pod["metadata"], pod.get("spec") or {}
+        meta, spec = pod["metadata"], objects.spec(pod)
         namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
         root = self.root / "pods" / f"{namespace}_{name}_{uid}"
         policies: dict[str, RestartPolicy] = {"Always": "Always", "OnFailure": "OnFailure", "Never": "Never"}
@@ -501,7 +502,7 @@ class Kubelet(Controller):
         """Write the pod's status (only when it changed); returns the phase."""
         statuses = self._statuses(runtime)
         phase = self._phase(runtime, statuses)
-        old = pod.get("status") or {}
+        old = objects.status(pod)
         inits = [self._container_status(runtime, c, statuses[c.name]) for c in runtime.inits]
         mains = sorted((self._container_status(runtime, c, statuses[c.name]) for c in runtime.mains),
                        key=lambda s: str(s["name"]))  # fmt: skip
@@ -528,7 +529,7 @@ class Kubelet(Controller):
         if inits:
             status["initContainerStatuses"] = inits
         status["containerStatuses"] = mains
-        status["qosClass"] = qos_class(pod.get("spec") or {})
+        status["qosClass"] = qos_class(objects.spec(pod))
         if status != old:
             pod["status"] = status
             pod["metadata"].pop("resourceVersion", None)  # the kubelet owns pod status: last writer wins
@@ -616,7 +617,7 @@ class Kubelet(Controller):
 
     @staticmethod
     def _pick(pod: Obj, requested: str | None) -> str:
-        spec = pod.get("spec") or {}
+        spec = objects.spec(pod)
         mains = [str(c.get("name")) for c in spec.get("containers") or []]
         inits = [str(c.get("name")) for c in spec.get("initContainers") or []]
         name = str(pod["metadata"].get("name"))
@@ -674,7 +675,7 @@ class Kubelet(Controller):
         """The container's output (its current run, from the start) until it exits; see controllers/attach.py."""
         pod = self._pod(request.namespace, request.pod)
         name = self._pick(pod, request.container)
-        phase = (pod.get("status") or {}).get("phase")
+        phase = objects.phase_of(pod)
         if phase in ("Succeeded", "Failed"):
             raise bad_request(f"cannot attach to a container in a completed pod; current phase is {phase}")
         lines = self.logs(LogRequest(request.namespace, request.pod, name, follow=True))
@@ -699,7 +700,7 @@ class Kubelet(Controller):
     def exec(self, request: ExecRequest) -> ExecSession:
         pod = self._pod(request.namespace, request.pod)
         name = self._pick(pod, request.container)
-        phase = (pod.get("status") or {}).get("phase")
+        phase = objects.phase_of(pod)
         if phase in ("Succeeded", "Failed"):
             raise bad_request(f"cannot exec into a container in a completed pod; current phase is {phase}")
         runtime = self._runtime_of(pod)

@@ -30,6 +30,7 @@ from kalab.lab.apiserver.selectors import selector_from_match_labels
 from kalab.lab.apiserver.store import Event, Obj, now_rfc3339
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.base import Controller, object_key, split_key
+from kalab.model import objects
 
 REVISION_HASH_LABEL: Final = "controller-revision-hash"
 TEMPLATE_GENERATION_LABEL: Final = "pod-template-generation"
@@ -61,53 +62,10 @@ _GRANT_KEYS: Final = (
 # Small helpers shared by the controllers
 
 
-def _meta(obj: Mapping[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, dict) else {}
-
-
-def _spec(obj: Mapping[str, Any]) -> dict[str, Any]:
-    spec = obj.get("spec")
-    return spec if isinstance(spec, dict) else {}
-
-
 def short_hash(value: Any, length: int = 10) -> str:
     """A stable hash of a JSON value in Kubernetes' safe alphabet (`7459c85f64`-like); same input, same hash."""
     digest = hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).digest()
     return "".join(_SAFE[b % len(_SAFE)] for b in digest[:length])
-
-
-def controller_ref(obj: Mapping[str, Any]) -> dict[str, Any] | None:
-    for ref in _meta(obj).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return dict(ref)
-    return None
-
-
-def owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
-    ref = controller_ref(obj)
-    return ref is not None and ref.get("uid") == _meta(owner).get("uid")
-
-
-def _owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
-    meta = _meta(owner)
-    return {
-        "apiVersion": owner.get("apiVersion"),
-        "kind": owner.get("kind"),
-        "name": meta.get("name"),
-        "uid": meta.get("uid"),
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def pod_is_ready(pod: Mapping[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def pod_is_terminal(pod: Mapping[str, Any]) -> bool:
-    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
 def _scaled(value: Any, total: int, default: int, round_up: bool) -> int:
@@ -171,8 +129,8 @@ def _term_matches(node: Mapping[str, Any], term: Mapping[str, Any]) -> bool:
     expressions, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
     if not expressions and not fields:
         return False  # an empty term selects nothing, as in Kubernetes
-    labels = _meta(node).get("labels") or {}
-    node_fields = {"metadata.name": str(_meta(node).get("name") or "")}
+    labels = objects.meta(node).get("labels") or {}
+    node_fields = {"metadata.name": objects.name_of(node)}
     return all(_requirement(labels, e) for e in expressions) and all(_requirement(node_fields, f) for f in fields)
 
 
@@ -187,7 +145,7 @@ def _affinity_terms(pod_spec: Mapping[str, Any]) -> list[dict[str, Any]] | None:
 
 def matches_node_selection(node: Mapping[str, Any], pod_spec: Mapping[str, Any]) -> bool:
     """nodeSelector and required node affinity (any term matching) both hold for `node`."""
-    labels = _meta(node).get("labels") or {}
+    labels = objects.meta(node).get("labels") or {}
     for key, value in (pod_spec.get("nodeSelector") or {}).items():
         if labels.get(key) != str(value):
             return False
@@ -197,8 +155,8 @@ def matches_node_selection(node: Mapping[str, Any], pod_spec: Mapping[str, Any])
 
 def node_taints(node: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The node's taints, plus the one a cordon (`spec.unschedulable`) implies."""
-    taints = [dict(t) for t in _spec(node).get("taints") or []]
-    if _spec(node).get("unschedulable") and not any(t.get("key") == UNSCHEDULABLE_TAINT for t in taints):
+    taints = [dict(t) for t in objects.spec(node).get("taints") or []]
+    if objects.spec(node).get("unschedulable") and not any(t.get("key") == UNSCHEDULABLE_TAINT for t in taints):
         taints.append({"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"})
     return taints
 
@@ -269,7 +227,7 @@ def daemon_pod_spec(template_spec: Mapping[str, Any], node: str | None) -> dict[
 
 def pinned_node(pod: Mapping[str, Any]) -> str | None:
     """The node a pod runs on, or is pinned to by `matchFields metadata.name In [node]` (before it is bound)."""
-    spec = _spec(pod)
+    spec = objects.spec(pod)
     if spec.get("nodeName"):
         return str(spec["nodeName"])
     for term in _affinity_terms(spec) or []:
@@ -311,23 +269,23 @@ class _Retrying(Controller):
                 # Deleted while we were creating: the garbage collector already ran, so this pod is ours to remove.
                 self._delete_pod(owner, made)
                 return False
-            self.ctx.record_event(owner, "SuccessfulCreate", f"Created pod: {_meta(made).get('name')}")
+            self.ctx.record_event(owner, "SuccessfulCreate", f"Created pod: {objects.name_of(made)}")
         self._create_failures.pop(key, None)
         return True
 
     def _owner_exists(self, owner_rt: ResourceType, owner: Obj) -> bool:
-        meta = _meta(owner)
+        meta = objects.meta(owner)
         current = self.ctx.store.try_get(owner_rt, meta.get("namespace"), str(meta.get("name")))
-        return current is not None and _meta(current).get("uid") == meta.get("uid")
+        return current is not None and objects.meta(current).get("uid") == meta.get("uid")
 
     def _delete_orphans(self, kind: str, namespace: str | None, name: str, owner_uid: str | None = None) -> None:
         """Pods whose controller (`kind` `name`) is gone, or has another uid now: what the garbage collector
         removes when an owner disappears while its pods were being created."""
         for pod in self.ctx.store.list(self.pods_rt, namespace)[0]:
-            ref = controller_ref(pod)
+            ref = objects.controller_of(pod)
             if ref and ref.get("kind") == kind and ref.get("name") == name and ref.get("uid") != owner_uid:
                 with contextlib.suppress(ApiError):
-                    self.ctx.store.delete(self.pods_rt, namespace, str(_meta(pod).get("name")))
+                    self.ctx.store.delete(self.pods_rt, namespace, objects.name_of(pod))
 
     def _retry_delay(self, key: str) -> float | None:
         failures = self._create_failures.get(key)
@@ -336,7 +294,7 @@ class _Retrying(Controller):
         return float(min(self.retry_cap, self.retry_initial * 2 ** (failures - 1)))
 
     def _delete_pod(self, owner: Obj, pod: Obj) -> None:
-        meta = _meta(pod)
+        meta = objects.meta(pod)
         try:
             self.ctx.store.delete(self.pods_rt, meta.get("namespace"), str(meta.get("name")))
         except ApiError as err:
@@ -348,10 +306,10 @@ class _Retrying(Controller):
 
 def _owner_key(kind: str) -> Any:
     def keys(event: Event) -> list[str]:
-        ref = controller_ref(event.object)
+        ref = objects.controller_of(event.object)
         if ref is None or ref.get("kind") != kind:
             return []
-        return [f"{_meta(event.object).get('namespace')}/{ref.get('name')}"]
+        return [f"{objects.namespace_of(event.object)}/{ref.get('name')}"]
 
     return keys
 
@@ -372,7 +330,7 @@ class DaemonSetController(_Retrying):
 
     def _all_keys(self) -> list[str]:
         items, _ = self.ctx.store.list(self.rt)
-        return [f"{_meta(ds).get('namespace')}/{_meta(ds).get('name')}" for ds in items]
+        return [f"{objects.namespace_of(ds)}/{objects.name_of(ds)}" for ds in items]
 
     def reconcile(self, key: str) -> float | None:
         namespace, name = split_key(key)
@@ -381,13 +339,13 @@ class DaemonSetController(_Retrying):
             self._create_failures.pop(key, None)
             self._delete_orphans("DaemonSet", namespace, name)  # the store's cascade took all others
             return None
-        self._delete_orphans("DaemonSet", namespace, name, _meta(ds).get("uid"))
-        template = _spec(ds).get("template") or {}
+        self._delete_orphans("DaemonSet", namespace, name, objects.meta(ds).get("uid"))
+        template = objects.spec(ds).get("template") or {}
         revision = short_hash(template)
-        generation = int(_meta(ds).get("generation") or 1)
+        generation = int(objects.meta(ds).get("generation") or 1)
         nodes, _ = self.ctx.store.list(self.nodes_rt)
-        eligible = sorted(str(_meta(n).get("name")) for n in nodes if fits(n, daemon_pod_spec(_spec(template), None)))
-        pods = [p for p in self.ctx.store.list(self.pods_rt, namespace)[0] if owned_by(p, ds)]
+        eligible = sorted(objects.name_of(n) for n in nodes if fits(n, daemon_pod_spec(objects.spec(template), None)))
+        pods = [p for p in self.ctx.store.list(self.pods_rt, namespace)[0] if objects.owned_by(p, ds)]
         live = self._prune(ds, pods, set(eligible))
         self._roll(ds, live, revision, eligible)
         on_node = {pinned_node(p) for p in live}
@@ -399,9 +357,12 @@ class DaemonSetController(_Retrying):
     def _prune(self, ds: Obj, pods: list[Obj], eligible: set[str]) -> list[Obj]:
         """Delete pods on nodes that no longer match, failed pods and duplicates; the pods that stay."""
         keep: dict[str, Obj] = {}
-        for pod in sorted(pods, key=lambda p: (not pod_is_ready(p), str(_meta(p).get("creationTimestamp")))):
+        def ready_then_oldest(p: Obj) -> tuple[bool, str]:
+            return not objects.pod_ready(p), str(objects.meta(p).get("creationTimestamp"))
+
+        for pod in sorted(pods, key=ready_then_oldest):
             node = pinned_node(pod)
-            if node not in eligible or (pod.get("status") or {}).get("phase") == "Failed" or node in keep:
+            if node not in eligible or objects.phase_of(pod) == "Failed" or node in keep:
                 self._delete_pod(ds, pod)
             else:
                 keep[node] = pod
@@ -409,18 +370,18 @@ class DaemonSetController(_Retrying):
 
     def _roll(self, ds: Obj, live: list[Obj], revision: str, eligible: list[str]) -> None:
         """Replace pods of an older template, keeping at most maxUnavailable nodes without a ready pod."""
-        strategy = _spec(ds).get("updateStrategy") or {}
+        strategy = objects.spec(ds).get("updateStrategy") or {}
         if strategy.get("type") == "OnDelete":
             return
-        outdated = [p for p in live if (_meta(p).get("labels") or {}).get(REVISION_HASH_LABEL) != revision]
+        outdated = [p for p in live if objects.labels_of(p).get(REVISION_HASH_LABEL) != revision]
         if not outdated:
             return
         max_unavailable = max(1, _scaled((strategy.get("rollingUpdate") or {}).get("maxUnavailable"),
                                          len(eligible), 1, round_up=True))  # fmt: skip
-        ready_nodes = {pinned_node(p) for p in live if pod_is_ready(p)}
+        ready_nodes = {pinned_node(p) for p in live if objects.pod_ready(p)}
         budget = max_unavailable - sum(1 for node in eligible if node not in ready_nodes)
-        for pod in sorted(outdated, key=lambda p: (pod_is_ready(p), str(_meta(p).get("name")))):
-            if pod_is_ready(pod):
+        for pod in sorted(outdated, key=lambda p: (objects.pod_ready(p), objects.name_of(p))):
+            if objects.pod_ready(pod):
                 if budget <= 0:
                     continue
                 budget -= 1
@@ -428,15 +389,15 @@ class DaemonSetController(_Retrying):
             live.remove(pod)
 
     def _pod(self, ds: Obj, template: Mapping[str, Any], node: str, revision: str, generation: int) -> Obj:
-        meta = _meta(ds)
-        template_meta = template.get("metadata") or {}
+        meta = objects.meta(ds)
+        template_meta = objects.meta(template)
         labels = {**(template_meta.get("labels") or {}), REVISION_HASH_LABEL: revision,
                   TEMPLATE_GENERATION_LABEL: str(generation)}  # fmt: skip
         pod_meta: dict[str, Any] = {
             "generateName": f"{meta.get('name')}-",
             "namespace": meta.get("namespace"),
             "labels": labels,
-            "ownerReferences": [_owner_reference(ds)],
+            "ownerReferences": [objects.owner_reference(ds)],
         }
         if template_meta.get("annotations"):
             pod_meta["annotations"] = dict(template_meta["annotations"])
@@ -444,22 +405,22 @@ class DaemonSetController(_Retrying):
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": pod_meta,
-            "spec": daemon_pod_spec(template.get("spec") or {}, node),
+            "spec": daemon_pod_spec(objects.spec(template), node),
         }
 
     def _write_status(self, ds: Obj, namespace: str | None, eligible: set[str], revision: str) -> None:
-        pods = [p for p in self.ctx.store.list(self.pods_rt, namespace)[0] if owned_by(p, ds)]
+        pods = [p for p in self.ctx.store.list(self.pods_rt, namespace)[0] if objects.owned_by(p, ds)]
         nodes = {pinned_node(p) for p in pods}
         on_eligible = [p for p in pods if pinned_node(p) in eligible]
-        ready = sum(1 for p in on_eligible if pod_is_ready(p))
+        ready = sum(1 for p in on_eligible if objects.pod_ready(p))
         status: dict[str, Any] = {
             "currentNumberScheduled": len(nodes & eligible),
             "desiredNumberScheduled": len(eligible),
             "numberMisscheduled": len(nodes - eligible),
             "numberReady": ready,
-            "observedGeneration": int(_meta(ds).get("generation") or 1),
+            "observedGeneration": int(objects.meta(ds).get("generation") or 1),
             "updatedNumberScheduled": sum(
-                1 for p in on_eligible if (_meta(p).get("labels") or {}).get(REVISION_HASH_LABEL) == revision
+                1 for p in on_eligible if objects.labels_of(p).get(REVISION_HASH_LABEL) == revision
             ),
         }
         # Like the API's omitempty: zero counts of these two are left out.
@@ -493,17 +454,19 @@ class ReplicaSetController(_Retrying):
             self._create_failures.pop(key, None)
             self._delete_orphans("ReplicaSet", namespace, name)
             return None
-        spec = _spec(rs)
+        spec = objects.spec(rs)
         replicas = int(spec.get("replicas", 1))
         active = [
-            p for p in self.ctx.store.list(self.pods_rt, namespace)[0] if owned_by(p, rs) and not pod_is_terminal(p)
+            p
+            for p in self.ctx.store.list(self.pods_rt, namespace)[0]
+            if objects.owned_by(p, rs) and not objects.pod_terminal(p)
         ]
         if len(active) > replicas:
             # Unscheduled pods go first, then those not ready, then the newest (as the ReplicaSet controller ranks).
             ranked = sorted(
                 active,
-                key=lambda p: (bool(_spec(p).get("nodeName")), pod_is_ready(p),
-                               str(_meta(p).get("creationTimestamp")), str(_meta(p).get("name"))),
+                key=lambda p: (bool(objects.spec(p).get("nodeName")), objects.pod_ready(p),
+                               str(objects.meta(p).get("creationTimestamp")), objects.name_of(p)),
             )  # fmt: skip
             for pod in ranked[: len(active) - replicas]:
                 self._delete_pod(rs, pod)
@@ -511,17 +474,19 @@ class ReplicaSetController(_Retrying):
         elif len(active) < replicas:
             self._create_pods(key, self.rt, rs, [self._pod(rs) for _ in range(replicas - len(active))])
             active = [
-                p for p in self.ctx.store.list(self.pods_rt, namespace)[0] if owned_by(p, rs) and not pod_is_terminal(p)
+                p
+                for p in self.ctx.store.list(self.pods_rt, namespace)[0]
+                if objects.owned_by(p, rs) and not objects.pod_terminal(p)
             ]
         selector = spec.get("selector") or {}
         matches = selector_from_match_labels(selector.get("matchLabels"), selector.get("matchExpressions"))
-        ready = sum(1 for p in active if pod_is_ready(p))
+        ready = sum(1 for p in active if objects.pod_ready(p))
         status: dict[str, Any] = {
             "replicas": len(active),
             "fullyLabeledReplicas": sum(1 for p in active if matches(p)),
             "readyReplicas": ready,
             "availableReplicas": ready,
-            "observedGeneration": int(_meta(rs).get("generation") or 1),
+            "observedGeneration": int(objects.meta(rs).get("generation") or 1),
         }
         if rs.get("status") != status:
             rs["status"] = status
@@ -530,14 +495,14 @@ class ReplicaSetController(_Retrying):
         return self._retry_delay(key)
 
     def _pod(self, rs: Obj) -> Obj:
-        meta = _meta(rs)
-        template = _spec(rs).get("template") or {}
-        template_meta = template.get("metadata") or {}
+        meta = objects.meta(rs)
+        template = objects.spec(rs).get("template") or {}
+        template_meta = objects.meta(template)
         pod_meta: dict[str, Any] = {
             "generateName": f"{meta.get('name')}-",
             "namespace": meta.get("namespace"),
             "labels": dict(template_meta.get("labels") or {}),
-            "ownerReferences": [_owner_reference(rs)],
+            "ownerReferences": [objects.owner_reference(rs)],
         }
         if template_meta.get("annotations"):
             pod_meta["annotations"] = dict(template_meta["annotations"])
@@ -560,34 +525,34 @@ class DeploymentController(Controller):
         deploy = self.ctx.store.try_get(self.rt, namespace, name)
         if deploy is None:
             return None
-        spec = _spec(deploy)
+        spec = objects.spec(deploy)
         replicas = int(spec.get("replicas", 1))
         template = copy.deepcopy(spec.get("template") or {})
         template_hash = short_hash(template)
         template.setdefault("metadata", {}).setdefault("labels", {})[POD_TEMPLATE_HASH_LABEL] = template_hash
-        owned = [rs for rs in self.ctx.store.list(self.rs_rt, namespace)[0] if owned_by(rs, deploy)]
+        owned = [rs for rs in self.ctx.store.list(self.rs_rt, namespace)[0] if objects.owned_by(rs, deploy)]
         current = next(
-            (rs for rs in owned if (_meta(rs).get("labels") or {}).get(POD_TEMPLATE_HASH_LABEL) == template_hash),
+            (rs for rs in owned if objects.labels_of(rs).get(POD_TEMPLATE_HASH_LABEL) == template_hash),
             None,
         )
         if current is None:
             current = self._create_rs(deploy, template, template_hash, replicas)
-        elif int(_spec(current).get("replicas", 1)) != replicas:
+        elif int(objects.spec(current).get("replicas", 1)) != replicas:
             current["spec"]["replicas"] = replicas
             current = self.ctx.store.update(self.rs_rt, current, namespace)
-        old = [rs for rs in owned if _meta(rs).get("uid") != _meta(current).get("uid")]
-        new_available = int((current.get("status") or {}).get("availableReplicas") or 0)
+        old = [rs for rs in owned if objects.meta(rs).get("uid") != objects.meta(current).get("uid")]
+        new_available = int(objects.status(current).get("availableReplicas") or 0)
         recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
         for rs in old:
             # Old pods go once the new ReplicaSet serves (RollingUpdate), or at once (Recreate).
-            if int(_spec(rs).get("replicas", 0)) != 0 and (recreate or new_available >= replicas):
+            if int(objects.spec(rs).get("replicas", 0)) != 0 and (recreate or new_available >= replicas):
                 rs["spec"]["replicas"] = 0
                 self.ctx.store.update(self.rs_rt, rs, namespace)
         self._write_status(deploy, namespace, current, [current, *old], replicas)
         return None
 
     def _create_rs(self, deploy: Obj, template: Obj, template_hash: str, replicas: int) -> Obj:
-        meta, spec = _meta(deploy), _spec(deploy)
+        meta, spec = objects.meta(deploy), objects.spec(deploy)
         selector = copy.deepcopy(spec.get("selector") or {})
         selector.setdefault("matchLabels", {})[POD_TEMPLATE_HASH_LABEL] = template_hash
         rs = {
@@ -596,31 +561,31 @@ class DeploymentController(Controller):
             "metadata": {
                 "name": f"{meta.get('name')}-{template_hash}",
                 "namespace": meta.get("namespace"),
-                "labels": dict((template.get("metadata") or {}).get("labels") or {}),
-                "ownerReferences": [_owner_reference(deploy)],
+                "labels": dict(objects.labels_of(template)),
+                "ownerReferences": [objects.owner_reference(deploy)],
             },
             "spec": {"replicas": replicas, "selector": selector, "template": template},
         }
         made = self.ctx.store.create(self.rs_rt, rs)
         self.ctx.record_event(deploy, "ScalingReplicaSet",
-                              f"Scaled up replica set {_meta(made).get('name')} to {replicas}")  # fmt: skip
+                              f"Scaled up replica set {objects.name_of(made)} to {replicas}")  # fmt: skip
         return made
 
     def _write_status(self, deploy: Obj, namespace: str | None, current: Obj, sets: list[Obj], replicas: int) -> None:
-        fresh = [self.ctx.store.try_get(self.rs_rt, namespace, str(_meta(rs).get("name"))) or rs for rs in sets]
+        fresh = [self.ctx.store.try_get(self.rs_rt, namespace, objects.name_of(rs)) or rs for rs in sets]
 
         def total(field: str) -> int:
-            return sum(int((rs.get("status") or {}).get(field) or 0) for rs in fresh)
+            return sum(int(objects.status(rs).get(field) or 0) for rs in fresh)
 
         available = total("availableReplicas")
-        strategy = _spec(deploy).get("strategy") or {}
+        strategy = objects.spec(deploy).get("strategy") or {}
         max_unavailable = _scaled((strategy.get("rollingUpdate") or {}).get("maxUnavailable"), replicas,
                                   replicas // 4, round_up=False)  # fmt: skip
         if strategy.get("type") == "Recreate":
             max_unavailable = replicas
-        old_conditions = (deploy.get("status") or {}).get("conditions") or []
-        current_name = _meta(current).get("name")
-        new_ready = int((fresh[0].get("status") or {}).get("availableReplicas") or 0) >= replicas
+        old_conditions = objects.status(deploy).get("conditions") or []
+        current_name = objects.meta(current).get("name")
+        new_ready = int(objects.status(fresh[0]).get("availableReplicas") or 0) >= replicas
         conditions = [
             _condition(old_conditions, "Available", "True", "MinimumReplicasAvailable",
                        "Deployment has minimum availability.")
@@ -634,16 +599,16 @@ class DeploymentController(Controller):
                             f'ReplicaSet "{current_name}" is progressing.'),
         ]  # fmt: skip
         status: dict[str, Any] = {
-            "observedGeneration": int(_meta(deploy).get("generation") or 1),
+            "observedGeneration": int(objects.meta(deploy).get("generation") or 1),
             "replicas": total("replicas"),
-            "updatedReplicas": int((fresh[0].get("status") or {}).get("replicas") or 0),
+            "updatedReplicas": int(objects.status(fresh[0]).get("replicas") or 0),
             "readyReplicas": total("readyReplicas"),
             "availableReplicas": available,
             "conditions": conditions,
         }
         if replicas - available > 0:
             status["unavailableReplicas"] = replicas - available
-        old_status = dict(deploy.get("status") or {})
+        old_status = dict(objects.status(deploy))
         if _without_times(old_status) != _without_times(status):
             deploy["status"] = status
             deploy["metadata"].pop("resourceVersion", None)
@@ -676,33 +641,33 @@ class Scheduler(Controller):
 
     @staticmethod
     def _unbound_key(event: Event) -> list[str]:
-        if event.type == "DELETED" or _spec(event.object).get("nodeName"):
+        if event.type == "DELETED" or objects.spec(event.object).get("nodeName"):
             return []
         return object_key(event)
 
     def _unbound_keys(self) -> list[str]:
         pods, _ = self.ctx.store.list(self.pods_rt)
-        return [f"{_meta(p).get('namespace')}/{_meta(p).get('name')}" for p in pods if not _spec(p).get("nodeName")]
+        return [f"{objects.namespace_of(p)}/{objects.name_of(p)}" for p in pods if not objects.spec(p).get("nodeName")]
 
     def reconcile(self, key: str) -> float | None:
         namespace, name = split_key(key)
         pod = self.ctx.store.try_get(self.pods_rt, namespace, name)
-        if pod is None or _spec(pod).get("nodeName"):
+        if pod is None or objects.spec(pod).get("nodeName"):
             return None
-        if (_spec(pod).get("schedulerName") or DEFAULT_SCHEDULER) != DEFAULT_SCHEDULER:
+        if (objects.spec(pod).get("schedulerName") or DEFAULT_SCHEDULER) != DEFAULT_SCHEDULER:
             return None  # another scheduler's pod
-        nodes = sorted(self.ctx.store.list(self.nodes_rt)[0], key=lambda n: str(_meta(n).get("name")))
+        nodes = sorted(self.ctx.store.list(self.nodes_rt)[0], key=objects.name_of)
         pods, _ = self.ctx.store.list(self.pods_rt)
-        placed = [p for p in pods if _spec(p).get("nodeName") and not pod_is_terminal(p)]
+        placed = [p for p in pods if objects.spec(p).get("nodeName") and not objects.pod_terminal(p)]
         feasible, reasons = self._filter(pod, nodes, placed)
         if not feasible:
             self._unschedulable(pod, len(nodes), reasons)
             return self.retry_unschedulable
         node = min(feasible, key=lambda n: self._score(pod, n, placed, nodes))
-        node_name = str(_meta(node).get("name"))
+        node_name = objects.name_of(node)
         pod["spec"]["nodeName"] = node_name
         bound = self.ctx.store.update(self.pods_rt, pod, namespace)  # a stale pod conflicts: retried by the queue
-        status = dict(bound.get("status") or {})
+        status = dict(objects.status(bound))
         conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
         conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                            "lastTransitionTime": now_rfc3339()})  # fmt: skip
@@ -720,7 +685,7 @@ class Scheduler(Controller):
 
     @staticmethod
     def _filter(pod: Obj, nodes: list[Obj], placed: list[Obj]) -> tuple[list[Obj], dict[str, int]]:
-        spec = _spec(pod)
+        spec = objects.spec(pod)
         wanted_ports = host_ports(spec)
         feasible: list[Obj] = []
         reasons: dict[str, int] = {}
@@ -729,7 +694,7 @@ class Scheduler(Controller):
             reasons[reason] = reasons.get(reason, 0) + 1
 
         for node in nodes:
-            node_name = _meta(node).get("name")
+            node_name = objects.meta(node).get("name")
             if not matches_node_selection(node, spec):
                 reject("node(s) didn't match Pod's node affinity/selector")
                 continue
@@ -741,7 +706,8 @@ class Scheduler(Controller):
                     value = f": {taint['value']}" if taint.get("value") else ""
                     reject(f"node(s) had untolerated taint {{{taint.get('key')}{value}}}")
                 continue
-            used = set().union(*(host_ports(_spec(p)) for p in placed if _spec(p).get("nodeName") == node_name))
+            on_node = [p for p in placed if objects.spec(p).get("nodeName") == node_name]
+            used = set().union(*(host_ports(objects.spec(p)) for p in on_node))
             if wanted_ports & used:
                 reject("node(s) didn't have free ports for the requested pod ports")
                 continue
@@ -751,16 +717,16 @@ class Scheduler(Controller):
     @staticmethod
     def _score(pod: Obj, node: Obj, placed: list[Obj], nodes: list[Obj]) -> tuple[int, int, int]:
         """Fewest pods of the same workload, then fewest pods, then node order: spread and deterministic."""
-        node_name = _meta(node).get("name")
-        here = [p for p in placed if _spec(p).get("nodeName") == node_name]
-        owner = (controller_ref(pod) or {}).get("uid")
-        siblings = sum(1 for p in here if owner and (controller_ref(p) or {}).get("uid") == owner)
+        node_name = objects.meta(node).get("name")
+        here = [p for p in placed if objects.spec(p).get("nodeName") == node_name]
+        owner = (objects.controller_of(pod) or {}).get("uid")
+        siblings = sum(1 for p in here if owner and (objects.controller_of(p) or {}).get("uid") == owner)
         return siblings, len(here), nodes.index(node)
 
     def _unschedulable(self, pod: Obj, total: int, reasons: Mapping[str, int]) -> None:
         detail = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
         message = f"0/{total} nodes are available: {detail}." if detail else f"0/{total} nodes are available."
-        status = dict(pod.get("status") or {})
+        status = dict(objects.status(pod))
         old = [c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"]
         if old and old[0].get("status") == "False" and old[0].get("message") == message:
             return
@@ -772,7 +738,7 @@ class Scheduler(Controller):
         pod["status"] = status
         pod["metadata"].pop("resourceVersion", None)
         try:
-            self.ctx.store.update(self.pods_rt, pod, _meta(pod).get("namespace"), subresource="status")
+            self.ctx.store.update(self.pods_rt, pod, objects.meta(pod).get("namespace"), subresource="status")
         except ApiError as err:
             if err.code != 404:
                 raise

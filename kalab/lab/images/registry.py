@@ -37,6 +37,7 @@ from typing import Any, Final
 
 from kalab.lab.dataplane.sandbox import Sandbox
 from kalab.lab.images import keepalived, node_debug, operator_image
+from kalab.model import objects
 
 KEEPALIVED_IMAGE: Final = keepalived.IMAGE
 OPERATOR_IMAGE: Final = operator_image.IMAGE
@@ -210,7 +211,7 @@ def prepare_volumes(pod: Mapping[str, Any], root: Path, lookup: Lookup) -> PodVo
     Raises ContainerConfigError with the kubelet's FailedMount wording when a source is missing or refused.
     """
     volumes = PodVolumes(root)
-    for volume in (pod.get("spec") or {}).get("volumes") or []:
+    for volume in objects.spec(pod).get("volumes") or []:
         name = str(volume.get("name") or "")
         if not name or "/" in name or name in (".", ".."):
             raise ContainerConfigError(f'volume name "{name}" is not valid')
@@ -290,10 +291,10 @@ def sync_projected(pod: Mapping[str, Any], volumes: PodVolumes, lookup: Lookup) 
 
     This is the real kubelet's periodic volume sync: how a new keepalived.conf reaches a running pod.
     """
-    meta = pod.get("metadata") or {}
+    meta = objects.meta(pod)
     namespace = str(meta.get("namespace") or "default")
     changed = []
-    for volume in (pod.get("spec") or {}).get("volumes") or []:
+    for volume in objects.spec(pod).get("volumes") or []:
         name = str(volume.get("name") or "")
         if "configMap" in volume:
             source = lookup("ConfigMap", namespace, str((volume["configMap"] or {}).get("name") or ""))
@@ -365,7 +366,7 @@ def expand_k8s(text: str, env: Mapping[str, str]) -> str:
 
 
 def _field_ref(pod: Mapping[str, Any], sandbox: Sandbox | None, path: str) -> str:
-    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    meta, spec, status = objects.meta(pod), objects.spec(pod), objects.status(pod)
     simple = {
         "metadata.name": meta.get("name"),
         "metadata.namespace": meta.get("namespace"),
@@ -406,7 +407,7 @@ def container_env(
     pod: Mapping[str, Any], container: Mapping[str, Any], sandbox: Sandbox | None, lookup: Lookup | None = None
 ) -> dict[str, str]:
     """The container's environment as the kubelet builds it: envFrom, then env (with `$(VAR)` and the downward API)."""
-    namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
+    namespace = objects.namespace_of(pod, "default")
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
         prefix = str(source.get("prefix") or "")
@@ -533,7 +534,7 @@ def _keepalived(
     )
     tmp = volumes.resolve(container, "/tmp") or volumes.scratch(str(container.get("name")))
     # Without --config-id keepalived uses the host name, which in a pod is the pod's name.
-    config_id = flags.config_id or str((pod.get("metadata") or {}).get("name") or "")
+    config_id = flags.config_id or objects.name_of(pod)
     argv, keepalived_env = keepalived.keepalived_command(config_id, config, pid.parent, tmp)
     argv = [f"--pid={pid}" if a.startswith("--pid=") else a for a in argv]
     argv += [s for s in flags.switches if s not in argv and s not in ("-l", "-D", "-n", "-S")]
@@ -548,7 +549,7 @@ def _keepalived(
 
 def _keepalived_pid_of_pod(pod: Mapping[str, Any], volumes: PodVolumes) -> Path | None:
     """The pod's keepalived pid file on the host (for a process-namespace-sharing pod's exporter)."""
-    for other in (pod.get("spec") or {}).get("containers") or []:
+    for other in objects.spec(pod).get("containers") or []:
         if known_image(str(other.get("image") or "")) != KEEPALIVED_IMAGE:
             continue
         try:
@@ -582,7 +583,7 @@ def _operator(
         tmp = volumes.resolve(container, "/tmp") or volumes.scratch(str(container.get("name")))
         ours = ["--tmp-dir", str(tmp)]
         # With a shared process namespace the Go exporter sees the pod's keepalived; the pid file names it here.
-        pid = _keepalived_pid_of_pod(pod, volumes) if (pod.get("spec") or {}).get("shareProcessNamespace") else None
+        pid = _keepalived_pid_of_pod(pod, volumes) if objects.spec(pod).get("shareProcessNamespace") else None
         if pid is not None:
             ours += ["--pid-file", str(pid)]
         # The pod's own flags (-web.listen-address, -web.telemetry-path) first; ours last, so they win.
@@ -620,7 +621,7 @@ def program_for(
     if known is None:
         return UnknownImage("ErrImagePull", unknown_image_message(image))
     try:
-        env = {"PATH": BASE_PATH, "HOSTNAME": str((pod.get("metadata") or {}).get("name") or "")}
+        env = {"PATH": BASE_PATH, "HOSTNAME": objects.name_of(pod)}
         env.update(container_env(pod, container, sandbox, lookup))
         if known in node_debug.IMAGES:  # any command, shell scripts included: it runs on the node as written
             raw = [expand_k8s(str(p), env) for p in [*(container.get("command") or []), *(container.get("args") or [])]]
