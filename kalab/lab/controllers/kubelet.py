@@ -531,13 +531,7 @@ class Kubelet(Controller):
         status["containerStatuses"] = mains
         status["qosClass"] = qos_class(objects.spec(pod))
         if status != old:
-            pod["status"] = status
-            pod["metadata"].pop("resourceVersion", None)  # the kubelet owns pod status: last writer wins
-            try:
-                self.ctx.store.update(self.pods_rt, pod, runtime.namespace, subresource="status")
-            except ApiError as err:
-                if err.code != 404:
-                    raise
+            self.write_status(self.pods_rt, pod, status)  # the kubelet owns pod status: last writer wins
         return phase
 
     def _container_id(self, runtime: _PodRuntime, container: _Container, run: int) -> str:

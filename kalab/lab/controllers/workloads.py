@@ -351,7 +351,7 @@ class DaemonSetController(_Retrying):
         on_node = {pinned_node(p) for p in live}
         wanted = [self._pod(ds, template, node, revision, generation) for node in eligible if node not in on_node]
         self._create_pods(key, self.rt, ds, wanted)
-        self._write_status(ds, namespace, set(eligible), revision)
+        self._refresh_status(ds, namespace, set(eligible), revision)
         return self._retry_delay(key)
 
     def _prune(self, ds: Obj, pods: list[Obj], eligible: set[str]) -> list[Obj]:
@@ -408,7 +408,7 @@ class DaemonSetController(_Retrying):
             "spec": daemon_pod_spec(objects.spec(template), node),
         }
 
-    def _write_status(self, ds: Obj, namespace: str | None, eligible: set[str], revision: str) -> None:
+    def _refresh_status(self, ds: Obj, namespace: str | None, eligible: set[str], revision: str) -> None:
         pods = [p for p in self.ctx.store.list(self.pods_rt, namespace)[0] if objects.owned_by(p, ds)]
         nodes = {pinned_node(p) for p in pods}
         on_eligible = [p for p in pods if pinned_node(p) in eligible]
@@ -429,9 +429,7 @@ class DaemonSetController(_Retrying):
         if len(eligible) - ready > 0:
             status["numberUnavailable"] = len(eligible) - ready
         if ds.get("status") != status:
-            ds["status"] = status
-            ds["metadata"].pop("resourceVersion", None)
-            self.ctx.store.update(self.rt, ds, namespace, subresource="status")
+            self.write_status(self.rt, ds, status)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -489,9 +487,7 @@ class ReplicaSetController(_Retrying):
             "observedGeneration": int(objects.meta(rs).get("generation") or 1),
         }
         if rs.get("status") != status:
-            rs["status"] = status
-            rs["metadata"].pop("resourceVersion", None)
-            self.ctx.store.update(self.rt, rs, namespace, subresource="status")
+            self.write_status(self.rt, rs, status)
         return self._retry_delay(key)
 
     def _pod(self, rs: Obj) -> Obj:
@@ -548,7 +544,7 @@ class DeploymentController(Controller):
             if int(objects.spec(rs).get("replicas", 0)) != 0 and (recreate or new_available >= replicas):
                 rs["spec"]["replicas"] = 0
                 self.ctx.store.update(self.rs_rt, rs, namespace)
-        self._write_status(deploy, namespace, current, [current, *old], replicas)
+        self._refresh_status(deploy, namespace, current, [current, *old], replicas)
         return None
 
     def _create_rs(self, deploy: Obj, template: Obj, template_hash: str, replicas: int) -> Obj:
@@ -571,7 +567,7 @@ class DeploymentController(Controller):
                               f"Scaled up replica set {objects.name_of(made)} to {replicas}")  # fmt: skip
         return made
 
-    def _write_status(self, deploy: Obj, namespace: str | None, current: Obj, sets: list[Obj], replicas: int) -> None:
+    def _refresh_status(self, deploy: Obj, namespace: str | None, current: Obj, sets: list[Obj], replicas: int) -> None:
         fresh = [self.ctx.store.try_get(self.rs_rt, namespace, objects.name_of(rs)) or rs for rs in sets]
 
         def total(field: str) -> int:
@@ -610,9 +606,7 @@ class DeploymentController(Controller):
             status["unavailableReplicas"] = replicas - available
         old_status = dict(objects.status(deploy))
         if _without_times(old_status) != _without_times(status):
-            deploy["status"] = status
-            deploy["metadata"].pop("resourceVersion", None)
-            self.ctx.store.update(self.rt, deploy, namespace, subresource="status")
+            self.write_status(self.rt, deploy, status)
 
 
 def _without_times(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -673,13 +667,7 @@ class Scheduler(Controller):
                            "lastTransitionTime": now_rfc3339()})  # fmt: skip
         status.setdefault("phase", "Pending")
         status["conditions"] = conditions
-        bound["status"] = status
-        bound["metadata"].pop("resourceVersion", None)
-        try:
-            self.ctx.store.update(self.pods_rt, bound, namespace, subresource="status")
-        except ApiError as err:
-            if err.code != 404:
-                raise
+        self.write_status(self.pods_rt, bound, status)
         self.ctx.record_event(bound, "Scheduled", f"Successfully assigned {namespace}/{name} to {node_name}")
         return None
 
@@ -735,11 +723,5 @@ class Scheduler(Controller):
                            "message": message, "lastProbeTime": None, "lastTransitionTime": now_rfc3339()})  # fmt: skip
         status["phase"] = "Pending"
         status["conditions"] = conditions
-        pod["status"] = status
-        pod["metadata"].pop("resourceVersion", None)
-        try:
-            self.ctx.store.update(self.pods_rt, pod, objects.meta(pod).get("namespace"), subresource="status")
-        except ApiError as err:
-            if err.code != 404:
-                raise
+        self.write_status(self.pods_rt, pod, status)
         self.ctx.record_event(pod, "FailedScheduling", message, "Warning")
