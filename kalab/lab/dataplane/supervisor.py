@@ -7,8 +7,8 @@ Why it is built this way:
   unreaped zombie: the zombie pins the group ID, so that signal cannot reach anybody else. This is what a container
   runtime does to a container's cgroup when its main process exits, and it is why nothing outlives a stop.
 - If the supervising process dies, the kernel SIGKILLs each program (PR_SET_PDEATHSIG, set in the child between fork
-  and exec; the child also checks that its parent did not die before that). The kernel ties that signal to the
-  *thread* that forked, so every fork happens on the supervisor's one long-lived loop thread.
+  and exec, see children.py; the child also checks that its parent did not die before that). The kernel ties that
+  signal to the *thread* that forked, so every fork happens on the supervisor's one long-lived loop thread.
 - Descendants of a program are not covered by the death signal, so every started PID is recorded on disk with its
   start time from /proc/<pid>/stat and the boot ID. `reap_recorded` uses those records after a crash to kill exactly
   those sessions — never by name, and never a reused PID (checked by start time, signalled through a pidfd).
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import heapq
 import itertools
 import json
@@ -41,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
 
+from kalab.lab.dataplane.children import die_with_parent
 from kalab.lab.dataplane.entry import HERE
 from kalab.lab.dataplane.procfs import all_pids, boot_id, read_stat
 from kalab.model.errors import KalabError
@@ -55,8 +55,6 @@ _NETNS_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _READ_CHUNK = 65536
 _MAX_LINE = 16384  # like the kubelet, split a line that never ends rather than buffer it forever
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
 _log = logging.getLogger(__name__)
 
 
@@ -178,18 +176,6 @@ class _Stamper:
             self._second = seconds
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode()
         return b"%s.%09dZ " % (self._prefix, nanos)
-
-
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    """A preexec hook: SIGKILL this child when the forking thread dies, and give up if it already has."""
-    prctl = _libc.prctl
-    sigkill = int(_signal.SIGKILL)
-
-    def hook() -> None:
-        if prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0) != 0 or os.getppid() != parent:
-            os._exit(126)
-
-    return hook
 
 
 def _safe_filename(name: str) -> str:
@@ -518,7 +504,7 @@ class Supervisor:
                 env=env,
                 cwd=spec.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),
+                preexec_fn=die_with_parent(os.getpid()),
             )
         except OSError as err:
             log.close()
