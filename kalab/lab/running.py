@@ -21,7 +21,7 @@ from kalab.lab.bastion import BastionClients
 from kalab.lab.control import LabInfo
 from kalab.lab.dataplane import naming, procfs
 from kalab.lab.dataplane.entry import Entry
-from kalab.lab.dataplane.supervisor import read_records
+from kalab.lab.dataplane.records import read_records
 from kalab.lab.dataplane.topology import Topology, TopologySpec
 from kalab.lab.dataplane.vipwatch import VipWatcher
 from kalab.model import objects

@@ -38,8 +38,6 @@ class ProbeRecord:
     lag_ms: float  # how late the send was against its schedule
 
 
-
-
 @dataclass(frozen=True)
 class ProbeSummary:
     requests: int

@@ -28,8 +28,9 @@ from kalab.lab.apiserver.hooks import ExecRequest, LogRequest
 from kalab.lab.controllers.kubelet import Kubelet
 from kalab.lab.controllers.workloads import DaemonSetController, Scheduler
 from kalab.lab.dataplane import netlink
+from kalab.lab.dataplane.records import reap_recorded
 from kalab.lab.dataplane.sandbox import host_network_sandbox, list_sandboxes
-from kalab.lab.dataplane.supervisor import Supervisor, reap_recorded
+from kalab.lab.dataplane.supervisor import Supervisor
 from kalab.lab.dataplane.topology import Topology, TopologySpec, build, lab_namespaces, sweep
 from kalab.lab.images.php_demo import GREETING
 from kalab.lab.images.registry import (

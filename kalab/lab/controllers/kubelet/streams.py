@@ -84,6 +84,15 @@ class PodStreams:
             raise bad_request(f"container {requested} is not valid for pod {name}")
         return requested
 
+    def _live_pod(self, request: ExecRequest, verb: str) -> tuple[Obj, str]:
+        """The pod and the container `request` names, refused (as the API server does) once the pod completed."""
+        pod = self._pod(request.namespace, request.pod)
+        name = self._pick(pod, request.container)
+        phase = objects.phase_of(pod)
+        if phase in ("Succeeded", "Failed"):
+            raise bad_request(f"cannot {verb} a container in a completed pod; current phase is {phase}")
+        return pod, name
+
     def _runtime_of(self, pod: Obj) -> PodRuntime | None:
         meta = pod["metadata"]
         with self._lock:
@@ -124,12 +133,8 @@ class PodStreams:
     # -- pods/attach --------------------------------------------------------------------------------------------
 
     def attach(self, request: ExecRequest) -> ExecSession:
-        """The container's output (its current run, from the start) until it exits; see controllers/attach.py."""
-        pod = self._pod(request.namespace, request.pod)
-        name = self._pick(pod, request.container)
-        phase = objects.phase_of(pod)
-        if phase in ("Succeeded", "Failed"):
-            raise bad_request(f"cannot attach to a container in a completed pod; current phase is {phase}")
+        """The container's output (its current run, from the start) until it exits; see attach.py."""
+        pod, name = self._live_pod(request, "attach to")
         lines = self.logs(LogRequest(request.namespace, request.pod, name, follow=True))
         runtime = self._runtime_of(pod)
         terminal = typescript(runtime.root, name) if runtime is not None and request.tty else None
@@ -150,11 +155,7 @@ class PodStreams:
     # -- PodHooks: exec ----------------------------------------------------------------------------------------
 
     def exec(self, request: ExecRequest) -> ExecSession:
-        pod = self._pod(request.namespace, request.pod)
-        name = self._pick(pod, request.container)
-        phase = objects.phase_of(pod)
-        if phase in ("Succeeded", "Failed"):
-            raise bad_request(f"cannot exec into a container in a completed pod; current phase is {phase}")
+        pod, name = self._live_pod(request, "exec into")
         runtime = self._runtime_of(pod)
         container = runtime.container(name) if runtime is not None else None
         if (
