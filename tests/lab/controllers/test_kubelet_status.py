@@ -14,7 +14,8 @@ from kalab.lab.controllers.kubelet import status
 from kalab.lab.controllers.kubelet.state import Container, PodRuntime
 from kalab.lab.dataplane.sandbox import Sandbox
 from kalab.lab.dataplane.supervisor import ProcessStatus, Termination
-from kalab.lab.images.registry import BadContainer, PodVolumes, Program, UnknownImage
+from kalab.lab.images.outcomes import BadContainer, Program, UnknownImage
+from kalab.lab.images.volumes import PodVolumes
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "kubelet_status"
 CASES = sorted(FIXTURES.glob("*.json"))

@@ -3,7 +3,7 @@ down when it is deleted or moves; every half second its status is recomputed (st
 
 For each pod with `spec.nodeName` on a lab node it does what a node's kubelet and container runtime do:
 1. a sandbox — hostNetwork pods use the node's namespace (podIP = node IP), others get their own (sandbox.py);
-2. volumes — directories under the pod's own directory (registry.prepare_volumes); configMap/secret volumes are
+2. volumes — directories under the pod's own directory (images/volumes.py); configMap/secret volumes are
    re-synced on every tick and on every change of their source, as the kubelet's periodic sync does, which is how
    a new keepalived.conf reaches the config-reloader;
 3. init containers one after the other, each to completion, then every container, each started by the supervisor
@@ -34,14 +34,9 @@ from kalab.lab.controllers.kubelet.streams import PodStreams
 from kalab.lab.dataplane.execsession import ExecProcess
 from kalab.lab.dataplane.sandbox import create_sandbox, delete_sandbox, host_network_sandbox
 from kalab.lab.dataplane.supervisor import ProcessSpec, RestartPolicy
-from kalab.lab.images.registry import (
-    ContainerConfigError,
-    Program,
-    Refusal,
-    prepare_volumes,
-    program_for,
-    sync_projected,
-)
+from kalab.lab.images.outcomes import ContainerConfigError, Program, Refusal
+from kalab.lab.images.registry import program_for
+from kalab.lab.images.volumes import prepare_volumes, sync_projected
 from kalab.model import objects
 from kalab.model.errors import KalabError
 

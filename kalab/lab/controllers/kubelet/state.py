@@ -10,7 +10,8 @@ from typing import Any
 from kalab.lab.apiserver.store import Obj
 from kalab.lab.dataplane.sandbox import Sandbox
 from kalab.lab.dataplane.supervisor import RestartPolicy
-from kalab.lab.images.registry import PodVolumes, Program, Refusal
+from kalab.lab.images.outcomes import Program, Refusal
+from kalab.lab.images.volumes import PodVolumes
 
 
 @dataclass

@@ -17,7 +17,8 @@ from typing import Any, Final
 from kalab.lab.apiserver.store import Obj
 from kalab.lab.controllers.kubelet.state import Container, PodRuntime
 from kalab.lab.dataplane.supervisor import ProcessStatus, Termination
-from kalab.lab.images.registry import Refusal, UnknownImage, image_display, image_id, known_image
+from kalab.lab.images.outcomes import Refusal, UnknownImage
+from kalab.lab.images.registry import image_display, image_id, known_image
 
 IMAGE_BACKOFF_AFTER: Final = 3.0  # seconds an unknown image shows ErrImagePull before ImagePullBackOff
 CRASH_LOOP: Final = "CrashLoopBackOff"

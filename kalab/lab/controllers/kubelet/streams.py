@@ -33,8 +33,9 @@ from kalab.lab.dataplane.logfiles import follow_raw, read_log
 from kalab.lab.dataplane.netns_socket import connect_in
 from kalab.lab.dataplane.supervisor import Supervisor
 from kalab.lab.dataplane.topology import Topology
+from kalab.lab.images.containerenv import BASE_PATH, container_env
 from kalab.lab.images.node_debug import stdin_fifo, terminal_output, typescript
-from kalab.lab.images.registry import BASE_PATH, ContainerConfigError, container_env
+from kalab.lab.images.outcomes import ContainerConfigError
 from kalab.model import objects
 
 PROXY_TIMEOUT: Final = 30.0
