@@ -6,6 +6,9 @@ order, each bounded by a timeout; a check whose cause lies upstream (no pods bec
 as a warn instead of failing twice, and a check that cannot run says why, also as a warn. It reads only what an
 administrator with `oc` can: objects, events, pod logs, exec into the hostNetwork keepalived pods, the exporters'
 metrics through the pod proxy.
+
+It stays one module (some 600 lines) because it is one thing: a Doctor whose checks share the reads it makes once
+and the verdicts upstream checks gave; the findings themselves live in the diagnosis modules beside it.
 """
 
 from __future__ import annotations
