@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from kalab.cluster._common import Progress, as_dict, fail, poll, report
 from kalab.cluster.connect import Cluster
 from kalab.cluster.nodes import _check_nodes
-from kalab.model import manifests
+from kalab.model import manifests, objects
 from kalab.model.errors import KalabError
 
 DEFAULT_GROUP = "keepalived-operator/keepalivedgroup-workers"
@@ -249,7 +249,7 @@ def service_table(cluster: Cluster, namespace: str = "demo", name: str = "demo")
         svc = as_dict(cluster.api.sanitize_for_serialization(found))  # type: ignore[no-untyped-call]
     except ApiException as err:
         raise fail(f"Reading service {namespace}/{name}", err, "deploy the demo first (notebook 03)") from None
-    spec, status = svc.get("spec") or {}, svc.get("status") or {}
+    spec, status = objects.spec(svc), objects.status(svc)
     ingress = [i["ip"] for i in (status.get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
     external = ",".join(ingress + list(spec.get("externalIPs") or []))
     ports = ",".join(

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from kalab.cluster.prober import start_probe
+from kalab.cluster.probejob import start_probe
 from kalab.model.clientsite import ClientPlace
 from kalab.model.errors import KalabError
 from kalab.model.failover import analyse_outage, duplicate_vip_ms, trials_frame

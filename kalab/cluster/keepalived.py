@@ -10,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kalab.cluster._common import Progress, as_dict, fail, poll, report
 from kalab.cluster.connect import Cluster
-from kalab.model import manifests
+from kalab.model import manifests, objects
 from kalab.model.errors import KalabError
 
 GROUP, VERSION = manifests.KEEPALIVED_API.split("/")
@@ -60,7 +60,7 @@ def group_status(cluster: Cluster, name: str = DEFAULT_GROUP, namespace: str = D
                 f"There is no KeepalivedGroup {namespace}/{name}; create it with apply_keepalived_group (notebook 01)."
             ) from None
         raise fail(f"Reading KeepalivedGroup {namespace}/{name}", err, "check your access") from None
-    status = obj.get("status") or {}
+    status = objects.status(obj)
     return {"routerIDs": dict(status.get("routerIDs") or {}), "conditions": list(status.get("conditions") or [])}
 
 

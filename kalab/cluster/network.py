@@ -21,7 +21,7 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from kalab.cluster._common import Progress, fail, report
 from kalab.cluster.connect import Cluster
-from kalab.model import manifests
+from kalab.model import manifests, objects
 from kalab.model.cidr import cidr_problem, plan_cidr
 from kalab.model.errors import KalabError
 
@@ -62,7 +62,7 @@ def read_network(cluster: Cluster) -> dict[str, Any]:
 
 def read_external_ip(cluster: Cluster) -> dict[str, Any] | None:
     """`spec.externalIP` of the cluster's network config, or None when it is not set."""
-    value = (read_network(cluster).get("spec") or {}).get("externalIP")
+    value = objects.spec(read_network(cluster)).get("externalIP")
     return dict(value) if isinstance(value, dict) else None
 
 
@@ -97,7 +97,7 @@ def check_cidrs(cluster: Cluster, allowed: str, auto_assign: str, machine_networ
         problem = cidr_problem(text, role)
         if problem is not None:
             raise KalabError(problem)
-    spec = read_network(cluster).get("spec") or {}
+    spec = objects.spec(read_network(cluster))
     cluster_net = next((c.get("cidr") for c in spec.get("clusterNetwork") or [] if c.get("cidr")), "10.254.0.0/16")
     service_net = next(iter(spec.get("serviceNetwork") or []), "172.30.0.0/16")
     plan = plan_cidr(auto_assign, [allowed], str(cluster_net), str(service_net), machine_network)

@@ -20,7 +20,7 @@ import yaml
 from kalab.cluster.apitarget import ApiTarget
 from kalab.cluster.connect import Cluster
 from kalab.cluster.failover import FailoverTarget
-from kalab.cluster.prober import probe_timeline
+from kalab.cluster.probejob import probe_timeline
 from kalab.model.clientsite import (
     CLIENT_SITE_EXTENSION,
     ENTRY_POINT_GROUP,
