@@ -11,9 +11,10 @@ APT_PACKAGES := keepalived iptables iproute2 curl iputils-ping fonts-noto-color-
 # Only the tests need a browser: Playwright drives Debian's Chromium, since it cannot download its own here.
 TEST_APT_PACKAGES := chromium
 STAMP := $(VENV)/.kalab-installed
-# JupyterLab settings kalab ships: widget state is saved into the notebook, so a reopened notebook shows its widgets
-# rather than "Error displaying widget: model not found". overrides.d is JupyterLab's place for a package's defaults;
-# a user's own settings still win.
+# JupyterLab defaults for the runbook (jupyterlab/overrides.json): widget state is saved into the notebook, so a
+# reopened notebook shows its widgets rather than "Error displaying widget: model not found"; a notebook starts its
+# Python kernel without asking; no news or update checks, which a classroom without internet would only fail.
+# overrides.d is JupyterLab's place for a package's defaults; a user's own settings still win.
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.d/kalab.json
 # What `make lab` serves; the browser tests serve a copy of the notebooks through the same target.
 NOTEBOOKS ?= notebooks
@@ -81,9 +82,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-$(LAB_SETTINGS): Makefile | $(STAMP)
-	mkdir -p $(@D)
-	echo '{"@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": true}}' > $@
+$(LAB_SETTINGS): jupyterlab/overrides.json | $(STAMP)
+	install -D -m 644 $< $@
 
 clean:
 	rm -rf out .mypy_cache .ruff_cache .pytest_cache
