@@ -31,7 +31,7 @@ lint: setup
 	$(BIN)/ruff check kalab tests bench
 	$(BIN)/mypy
 
-bench: setup
+bench: setup test-packages
 	$(BIN)/python bench/lab_up.py
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/runbook.py

@@ -67,10 +67,15 @@ def assert_widgets_survive_reopening(page: NotebookPage, lab_server: LabServer, 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_run_all(notebook: str, notebook_page: NotebookPage, lab_server: LabServer) -> None:
+    screenshot = SCREENSHOTS / notebook.replace(".ipynb", ".png")
     try:
         notebook_page.open(notebook)
-        shown = notebook_page.run_all()
-        notebook_page.screenshot(SCREENSHOTS / notebook.replace(".ipynb", ".png"))
+        try:
+            shown = notebook_page.run_all()
+        except AssertionError:
+            notebook_page.screenshot(screenshot)  # what the page showed when the run never finished
+            raise
+        notebook_page.screenshot(screenshot)
         assert_rendered_well(shown, notebook)
         if shown.widget_outputs:
             assert_widgets_survive_reopening(notebook_page, lab_server, shown)
