@@ -72,6 +72,11 @@ class LabServer:
         sessions = self.api("/api/sessions")
         return next((s for s in sessions if s["path"] == notebook), None)
 
+    def kernel_idle(self, notebook: str) -> bool:
+        """The notebook has a kernel, started and waiting for code."""
+        found = self.session(notebook)
+        return found is not None and found["kernel"]["execution_state"] == "idle"
+
     def shut_down_kernel(self, notebook: str) -> None:
         """End the notebook's kernel, as File → Close and Shut Down Notebook would."""
         found = self.session(notebook)

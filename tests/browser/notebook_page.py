@@ -168,9 +168,10 @@ class NotebookPage:
         self.notebook = notebook
         code_cells = sum(c["cell_type"] == "code" for c in self.server.saved(notebook)["cells"])
         self.page.goto(self.server.page_url(notebook))
+        # The page shows "idle" before it has a kernel at all, so the server must say its kernel is idle too.
         return self.wait(
             f"{code_cells} code cells and an idle kernel",
-            lambda s: len(s.cells) == code_cells and s.kernel == "idle" and self.server.session(notebook) is not None,
+            lambda s: len(s.cells) == code_cells and s.kernel == "idle" and self.server.kernel_idle(notebook),
             timeout,
         )
 
