@@ -19,6 +19,10 @@ from browser.jupyterlab import LabServer
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 _NUMBERED = re.compile(r"^\[\d+\]:$")
+PASS, FAIL = "✅", "❌"
+# A check line runs from its mark to the next mark or the end of its output (an HTML list has no line breaks in
+# textContent).
+_CHECK = re.compile(f"[{PASS}{FAIL}][^{PASS}{FAIL}\n]*")
 
 # What the page shows of the visible notebook, read in one go so that a wait and its assertions see the same state.
 # textContent, not innerText: cells scrolled out of view are not laid out (content-visibility), and innerText of
@@ -93,6 +97,15 @@ class Snapshot:
     @property
     def tracebacks(self) -> list[str]:
         return [o.text for o in self.outputs if o.traceback]
+
+    @property
+    def checks(self) -> list[str]:
+        """Every ✅/❌ line on the page, mark first, with the sentence (and for ❌ the hint) after it."""
+        return [line.strip() for o in self.outputs for line in _CHECK.findall(o.text)]
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [line for line in self.checks if line.startswith(FAIL)]
 
     @property
     def widget_outputs(self) -> list[Output]:
