@@ -13,7 +13,7 @@ from conftest import needs_root_tools
 from waiting import wait_for
 
 from browser.jupyterlab import ROOT, LabServer
-from browser.notebook_page import PASS, WIDGET_STATE, NotebookPage, Snapshot
+from browser.notebook_page import FAIL, PASS, WIDGET_STATE, NotebookPage, Snapshot
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl", "chromium")
 
@@ -79,6 +79,30 @@ def test_run_all(notebook: str, notebook_page: NotebookPage, lab_server: LabServ
             assert_widgets_survive_reopening(notebook_page, lab_server, shown)
     finally:
         lab_server.shut_down_kernel(notebook)  # one kernel at a time, as an attendee closing a notebook
+
+
+def test_check_marks_are_drawn_as_emoji(notebook_page: NotebookPage) -> None:
+    """✅ and ❌ come out in colour, not as the empty boxes a machine without an emoji font draws."""
+    coloured = notebook_page.page.evaluate(
+        """marks => marks.map(mark => {
+          const canvas = document.createElement('canvas');
+          canvas.width = canvas.height = 40;
+          const ctx = canvas.getContext('2d');
+          ctx.font = '32px sans-serif';
+          ctx.fillStyle = 'black';
+          ctx.fillText(mark, 2, 34);
+          const px = ctx.getImageData(0, 0, 40, 40).data;
+          let count = 0;
+          for (let i = 0; i < px.length; i += 4) {
+            if (px[i + 3] > 0 && Math.max(px[i], px[i + 1], px[i + 2]) - Math.min(px[i], px[i + 1], px[i + 2]) > 60) {
+              count++;
+            }
+          }
+          return count;
+        })""",
+        [PASS, FAIL],
+    )
+    assert all(n > 50 for n in coloured), f"coloured pixels of ✅, ❌: {coloured}; is fonts-noto-color-emoji installed?"
 
 
 def test_make_lab_prints_its_url_and_stops_on_ctrl_c(notebook_page: NotebookPage, lab_server: LabServer) -> None:
