@@ -9,14 +9,12 @@ store), field ownership `fieldmanager`, the namespace controller `namespaces`.
 
 from __future__ import annotations
 
-import re
-
-from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden_on, invalid
+from kalab.lab.apiserver import validation
+from kalab.lab.apiserver.errors import ApiError, FieldError, bad_request, field_invalid, forbidden_on
 from kalab.lab.apiserver.namespaces import NamespaceTerminator
 from kalab.lab.apiserver.resources import ResourceType
 from kalab.lab.apiserver.store import Obj, Store, initial_status
 
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Set by the server alone: whatever a client sends for them on a create is dropped.
 SERVER_SET = ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "selfLink")
 
@@ -54,18 +52,13 @@ def allows_strategic_merge(rt: ResourceType) -> bool:
 
 
 def validate_name(rt: ResourceType, name: str) -> None:
+    """A name the URL could not address is a bad request; otherwise the kind's own name rule (`validation`)."""
     if name in (".", "..") or "/" in name or "%" in name:
         raise bad_request(f'"{name}" may not be a name: names may not be "." or "..", nor contain "/" or "%"')
-    if rt.group != "rbac.authorization.k8s.io" and (len(name) > 253 or not _SUBDOMAIN.match(name)):
-        raise invalid(
-            rt.kind,
-            name,
-            f'metadata.name: Invalid value: "{name}": '
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
-            "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
-            r"validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-            rt.group,
-        )
+    problems = validation.name_rule(rt)(name)
+    if problems:
+        errors = [FieldError("FieldValueInvalid", "metadata.name", name, p) for p in problems]
+        raise field_invalid(rt.kind, name, errors, rt.group)
 
 
 # -- create and update ---------------------------------------------------------------------------------------------
