@@ -34,6 +34,7 @@ from kalab.lab.apiserver.negotiation import Output
 from kalab.lab.apiserver.patch import APPLY_PATCH, PATCH_TYPES, STRATEGIC_PATCH, apply_patch, parse_body
 from kalab.lab.apiserver.routing import ApiRequest
 from kalab.lab.apiserver.store import Obj, Propagation, Store
+from kalab.model.wording import shorten
 
 WATCH_TIMEOUT = 1800.0  # kube-apiserver's --min-request-timeout
 WATCH_TICK = 1.0  # how often an idle watch checks whether its client went away
@@ -195,8 +196,11 @@ class Handlers:
             if patched.get("metadata") is None:  # null decodes as no metadata at all
                 patched["metadata"] = {}
             meta = patched["metadata"]
-            if meta.get("name", req.name) != req.name:
-                raise bad_request("the name of the object does not match the name on the URL")
+            named = meta.get("name", req.name if applied else "")
+            if named != req.name:
+                # As kube-apiserver's checkName: a patch may not rename the object, nor drop its name.
+                shown = shorten(str(named), 80)
+                raise bad_request(f"the name of the object ({shown}) does not match the name on the URL ({req.name})")
             meta["name"] = req.name
             precondition = str(meta.get("resourceVersion", "")) != current["metadata"]["resourceVersion"]
             try:
