@@ -156,7 +156,7 @@ CASES = {
                                    {"metadata": {"name": "s"}, "data": {"a": "!!"}}, 400, "BadRequest",
                                    "illegal base64 data at input byte 0", target="/api/v1/namespaces/demo/secrets/s"),
     "node-put-labels-a-list": Case("PUT", NODE, {"metadata": {"name": "master-0", "labels": ["a"]}}, 400,
-                                   "BadRequest", "cannot unmarshal array into Go struct field ObjectMeta.metadata.labels"),
+                                   "BadRequest", "cannot unmarshal array into Go struct field ObjectMeta.metadata"),
     # -- patches: applied first, then refused (422 on `patch` when the result does not decode) --------------------
     "merge-patch-node-labels-notamap": Case("PATCH", NODE, {"metadata": {"labels": "notamap"}}, 422, "Invalid",
                                             "patch: Invalid value", "patch", MERGE),
@@ -321,7 +321,8 @@ def test_valid_writes_still_pass(server: RunningServer) -> None:
     ("args", "stdin", "says"),
     [
         (("create", "-f", "-"), json.dumps(service(LONG) | {"metadata": {"name": LONG, "namespace": "demo"}}),
-         f'The Service "{LONG}" is invalid: metadata.name: Invalid value: "{LONG}": must be no more than 63 characters'),
+         f'The Service "{LONG}" is invalid: metadata.name: Invalid value: "{LONG}": must be no more than 63 '
+         "characters"),
         (("patch", "node", "master-0", "--type", "merge", "-p", '{"metadata":{"labels":"notamap"}}'), None,
          'The Node "master-0" is invalid: patch: Invalid value: '),
         (("apply", "-f", "-"), json.dumps(group("x") | {"metadata": {"name": "g", "namespace": "demo"}}),
