@@ -198,6 +198,20 @@ def decode_error(rt: ResourceType, obj: dict[str, Any]) -> str | None:
     return None
 
 
+SCALE: Final = "io.k8s.api.autoscaling.v1.Scale"
+DELETE_OPTIONS: Final = f"{META}.DeleteOptions"
+
+
+def definition_error(name: str, value: dict[str, Any]) -> str | None:
+    """The Go decoder's complaint about `value` as the type named `name` (SCALE, DELETE_OPTIONS), or None."""
+    definitions, _ = _definitions()
+    try:
+        _Walk(definitions).check_struct(value, definitions.get(name, {}), name.rsplit(".", 1)[-1], "")
+    except DecodeError as err:
+        return str(err)
+    return None
+
+
 def check_body(rt: ResourceType, obj: dict[str, Any]) -> None:
     """400, as kube-apiserver answers a create or update whose body does not decode into the kind."""
     problem = decode_error(rt, obj)

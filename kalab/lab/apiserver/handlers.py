@@ -107,8 +107,10 @@ class Handlers:
             obj["metadata"] = {}
         if req.sub != "scale":
             decoding.check_body(req.rt, obj)  # a value of the wrong type: 400, as Go's decoder answers
-        elif not isinstance(obj["metadata"], dict):
-            raise bad_request("metadata must be an object")
+        else:
+            problem = decoding.definition_error(decoding.SCALE, obj)
+            if problem is not None:
+                raise bad_request(f'Scale in version "v1" cannot be handled as a Scale: {problem}')
         meta = obj["metadata"]
         ns = meta.get("namespace")
         if req.rt.namespaced and ns and req.namespace and ns != req.namespace:
@@ -186,6 +188,9 @@ class Handlers:
                 raise not_found(req.rt.plural, req.name, req.rt.group)
             if req.sub == "scale":
                 scale = apply_patch(strategies.scale_of(current), document, patch_type)
+                problem = decoding.definition_error(decoding.SCALE, scale)
+                if problem is not None:
+                    raise decoding.patch_invalid(req.rt, req.name, document, problem)
                 return 200, self._write_scale(req, scale, current)
             applied = patch_type == APPLY_PATCH
             if applied:
@@ -253,7 +258,10 @@ class Handlers:
         assert req.name is not None
         if not isinstance(document, dict):
             raise bad_request("the applied configuration must be an object")
-        body = json.dumps({**document, "metadata": {**(document.get("metadata") or {}), "name": req.name}}).encode()
+        meta = document.get("metadata") or {}
+        # Metadata that is no object is left for decoding to refuse, as for any create.
+        named = {**document, "metadata": {**meta, "name": req.name} if isinstance(meta, dict) else meta}
+        body = json.dumps(named).encode()
         create = ApiRequest("POST", req.rt, req.namespace, None, None, False, req.query, body, "application/json")
         obj = self.body_object(create)
         strategies.prepare_for_create(req.rt, obj, req.name)
@@ -282,6 +290,9 @@ class Handlers:
         assert req.name is not None
         options = parse_body(req.body, "application/json") if req.body.strip() else {}
         options = options if isinstance(options, dict) else {}
+        problem = decoding.definition_error(decoding.DELETE_OPTIONS, options)
+        if problem is not None:
+            raise bad_request(f'DeleteOptions in version "v1" cannot be handled as a DeleteOptions: {problem}')
         current = self.store.get(req.rt, req.namespace, req.name)
         preconditions = options.get("preconditions") or {}
         for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):

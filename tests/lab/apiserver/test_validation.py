@@ -26,6 +26,7 @@ JSON_PATCH = "application/json-patch+json"
 APPLY = "application/apply-patch+yaml"
 SERVICES = "/api/v1/namespaces/demo/services"
 CONFIGMAPS = "/api/v1/namespaces/demo/configmaps"
+DEPLOYMENTS = "/apis/apps/v1/namespaces/demo/deployments"
 NODE = "/api/v1/nodes/master-0"
 GROUPS = "/apis/redhatcop.redhat.io/v1alpha1/namespaces/demo/keepalivedgroups"
 GROUP_VERSION = "redhatcop.redhat.io/v1alpha1"
@@ -39,6 +40,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     rt = store.registry.by_key
     store.create(rt("apiextensions.k8s.io/customresourcedefinitions"), keepalivedgroup_crd())
     store.create(rt("/services"), {"metadata": {"name": "web", "namespace": "demo"}, "spec": {"ports": PORTS}})
+    store.create(rt("/configmaps"), {"metadata": {"name": "kept", "namespace": "demo"}, "data": {"a": "b"}})
+    store.create(
+        rt("apps/deployments"),
+        deployment({"app": "web"}, {"app": "web"}) | {"metadata": {"name": "web", "namespace": "demo"}},
+    )
     with running_server(store, tmp_path_factory.mktemp("validation") / "state") as running:
         # Served once the server's CRD controller has read the CRD.
         workers = {"metadata": {"name": "workers", "namespace": "demo"}, "spec": {"interface": "ens3"}}
@@ -136,11 +142,11 @@ CASES = {
     "pod-container-without-image": Case("POST", "/api/v1/namespaces/demo/pods", pod({"containers": [{"name": "c"}]}),
                                         422, "Invalid", "spec.containers[0].image: Required value",
                                         "spec.containers[0].image", target="/api/v1/namespaces/demo/pods/p"),
-    "deployment-selector-misses-template": Case("POST", "/apis/apps/v1/namespaces/demo/deployments",
+    "deployment-selector-misses-template": Case("POST", DEPLOYMENTS,
                                                 deployment({"app": "a"}, {"app": "b"}), 422, "Invalid",
                                                 "`selector` does not match template `labels`",
                                                 "spec.template.metadata.labels",
-                                                target="/apis/apps/v1/namespaces/demo/deployments/d"),
+                                                target=f"{DEPLOYMENTS}/d"),
     # -- creates and updates that do not decode (400, as Go's JSON decoder answers) ----------------------------------
     "service-port-a-string": Case("POST", SERVICES, service(ports=[{"port": "80a"}]), 400, "BadRequest",
                                   "cannot unmarshal string into Go struct field ServicePort.spec.ports.port of type"),
@@ -183,6 +189,17 @@ CASES = {
     "apply-node-labels-a-string": Case("PATCH", f"{NODE}?fieldManager=t&force=true",
                                        "apiVersion: v1\nkind: Node\nmetadata:\n  name: master-0\n  labels: x\n", 422,
                                        "Invalid", "of type map[string]string", "patch", APPLY, target=NODE),
+    "apply-create-metadata-a-number": Case("PATCH", f"{CONFIGMAPS}/new?fieldManager=t",
+                                           "apiVersion: v1\nkind: ConfigMap\nmetadata: 5\n", 400, "BadRequest",
+                                           "Go struct field ConfigMap.metadata of type v1.ObjectMeta",
+                                           content_type=APPLY, target=f"{CONFIGMAPS}/new"),
+    "scale-spec-a-string": Case("PUT", f"{DEPLOYMENTS}/web/scale", {"spec": "x"}, 400, "BadRequest",
+                                'Scale in version "v1" cannot be handled as a Scale', target=f"{DEPLOYMENTS}/web"),
+    "merge-patch-scale-replicas-a-string": Case("PATCH", f"{DEPLOYMENTS}/web/scale", {"spec": {"replicas": "x"}},
+                                                422, "Invalid", "ScaleSpec.spec.replicas of type int32", "patch",
+                                                MERGE, target=f"{DEPLOYMENTS}/web"),
+    "delete-preconditions-a-string": Case("DELETE", f"{CONFIGMAPS}/kept", {"preconditions": "x"}, 400, "BadRequest",
+                                          "DeleteOptions.preconditions of type v1.Preconditions"),
     # -- custom objects against their CRD's openAPIV3Schema -----------------------------------------------------
     "group-spec-a-string": Case("POST", GROUPS, group("x"), 422, "Invalid",
                                 'spec: Invalid value: "string": spec in body must be of type object: "string"', "spec"),
