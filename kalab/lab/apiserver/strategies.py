@@ -1,16 +1,15 @@
 """Per-kind rules of the API server's writes, as kube-apiserver's registry strategies hold them.
 
-What the verb handlers (`handlers`) ask of a kind, whatever the verb: how a create is prepared (fields only the
-server sets dropped, the name validated, the status it starts with), how an update is (the name the URL gives), which
-patches it takes, what a delete answers, the scale subresource, and the namespace lifecycle hooks (no new content in
-a Terminating namespace; a deleted namespace handed to the terminator). Defaults are `defaults` (applied by the
-store), field ownership `fieldmanager`, the namespace controller `namespaces`.
+What the verb handlers (`handlers`) ask of a kind, whatever the verb: how a create is prepared (fields only the server
+sets dropped, a name no URL could address refused, the status it starts with), how an update is (the name the URL
+gives), which patches it takes, what a delete answers, the scale subresource, and the namespace lifecycle hooks (no new
+content in a Terminating namespace; a deleted namespace handed to the terminator). Defaults are `defaults` (applied by
+the store), field ownership `fieldmanager`, the namespace controller `namespaces`.
 """
 
 from __future__ import annotations
 
-from kalab.lab.apiserver import validation
-from kalab.lab.apiserver.errors import ApiError, FieldError, bad_request, field_invalid, forbidden_on
+from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden_on
 from kalab.lab.apiserver.namespaces import NamespaceTerminator
 from kalab.lab.apiserver.resources import ResourceType
 from kalab.lab.apiserver.store import Obj, Store, initial_status
@@ -51,14 +50,11 @@ def allows_strategic_merge(rt: ResourceType) -> bool:
     return rt.group in STRATEGIC_GROUPS
 
 
-def validate_name(rt: ResourceType, name: str) -> None:
-    """A name the URL could not address is a bad request; otherwise the kind's own name rule (`validation`)."""
+def check_addressable(name: str) -> None:
+    """A name no URL could address is a bad request; the kind's own name rule is checked with the rest of the
+    object (`validation`), so every fault is reported at once."""
     if name in (".", "..") or "/" in name or "%" in name:
         raise bad_request(f'"{name}" may not be a name: names may not be "." or "..", nor contain "/" or "%"')
-    problems = validation.name_rule(rt)(name)
-    if problems:
-        errors = [FieldError("FieldValueInvalid", "metadata.name", name, p) for p in problems]
-        raise field_invalid(rt.kind, name, errors, rt.group)
 
 
 # -- create and update ---------------------------------------------------------------------------------------------
@@ -70,8 +66,8 @@ def prepare_for_create(rt: ResourceType, obj: Obj, name: str | None = None) -> N
     for server_set in SERVER_SET:
         meta.pop(server_set, None)
     name = name or meta.get("name")
-    if name:
-        validate_name(rt, name)
+    if isinstance(name, str) and name:
+        check_addressable(name)
 
 
 def set_initial_status(rt: ResourceType, obj: Obj) -> None:
