@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from lab.apiserver.api_kit import Raw, make_kubectl, raw_request, running_server, seeded_store
 
+from kalab.lab.apiserver import store as store_module
 from kalab.lab.apiserver.resources import Registry
 from kalab.lab.apiserver.server import RunningServer
 from kalab.lab.apiserver.store import Event, Store
@@ -398,3 +399,22 @@ def test_a_failing_subscriber_is_not_the_clients_500(tmp_path: Path) -> None:
         assert answer.status == 201, answer.body
         assert delivered.is_set()
         assert raw_request(running, "GET", f"{CONFIGMAPS}/cm").status == 200
+
+
+# -- watches from a resourceVersion the history no longer holds ------------------------------------------------------
+
+
+def test_a_watch_from_a_compacted_resource_version_gets_410_expired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As kube-apiserver's watch cache: the watch starts (200), then one ERROR event carries the 410.
+    monkeypatch.setattr(store_module, "HISTORY", 4)
+    store = seeded_store()
+    with running_server(store, tmp_path / "state") as running:
+        answer = raw_request(running, "GET", "/api/v1/nodes?watch=1&resourceVersion=1")
+        assert answer.status == 200
+        events = [json.loads(line) for line in answer.body.splitlines()]
+        assert [e["type"] for e in events] == ["ERROR"]
+        status = events[0]["object"]
+        assert (status["kind"], status["code"], status["reason"]) == ("Status", 410, "Expired")
+        assert status["message"].startswith("too old resource version: 1 (")
