@@ -13,13 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab.apiserver.api_kit import Raw, make_kubectl, raw_request, running_server, seeded_store
+from lab.apiserver.api_kit import Raw, make_kubectl, raw_request, running_server, seeded_store, wait_for
 
+from kalab.lab.apiserver import decoding, schema_validation, validation
 from kalab.lab.apiserver import store as store_module
+from kalab.lab.apiserver.crds import CrdController
+from kalab.lab.apiserver.patch import merge_patch
 from kalab.lab.apiserver.resources import Registry
 from kalab.lab.apiserver.server import RunningServer
 from kalab.lab.apiserver.store import Event, Store
-from kalab.model.operator_manifests import keepalivedgroup_crd
+from kalab.lab.context import LabContext
+from kalab.lab.controllers.bootstrap import bootstrap
+from kalab.lab.controllers.endpoints import EndpointsController
+from kalab.lab.controllers.keepalived_operator import KeepalivedOperator
+from kalab.lab.controllers.olm import OlmController, seed_catalog
+from kalab.lab.controllers.services import ExternalIPController, install_service_admission
+from kalab.lab.controllers.workloads import DaemonSetController, DeploymentController, ReplicaSetController
+from kalab.model.manifests import GROUP_ANNOTATION, keepalived_group, network_patch, olm_install
+from kalab.model.operator_manifests import csv_name, keepalivedgroup_crd
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
@@ -32,6 +43,7 @@ NODE = "/api/v1/nodes/master-0"
 GROUPS = "/apis/redhatcop.redhat.io/v1alpha1/namespaces/demo/keepalivedgroups"
 GROUP_VERSION = "redhatcop.redhat.io/v1alpha1"
 PORTS = [{"port": 80}]
+BLOCK = "172.21.6.32/27"
 
 
 @pytest.fixture(scope="module")
@@ -418,3 +430,61 @@ def test_a_watch_from_a_compacted_resource_version_gets_410_expired(
         status = events[0]["object"]
         assert (status["kind"], status["code"], status["reason"]) == ("Status", 410, "Expired")
         assert status["message"].startswith("too old resource version: 1 (")
+
+
+# -- what the lab's own controllers write ---------------------------------------------------------------------------
+
+
+def test_every_object_the_lab_writes_is_one_the_api_would_accept(tmp_path: Path) -> None:
+    """The lab's controllers write to the store directly, as trusted code; what they write must pass the checks a
+    client's write gets (Kubernetes' rules, the Go types, each CRD's schema), or a client's read-modify-write of it
+    would be refused. Bootstrap, OLM installing the operator, the operator rendering a group's objects, the workload
+    controllers and the service controllers write here."""
+    store = Store(Registry())
+    ctx = LabContext(store=store, state_dir=tmp_path, topology=None)
+    bootstrap(ctx)
+    seed_catalog(ctx)
+    install_service_admission(ctx)
+    crds = CrdController(ctx)
+    olm = OlmController(ctx)
+    olm.phase_delay = 0.05
+    controllers = [crds, olm, KeepalivedOperator(ctx), ExternalIPController(ctx), EndpointsController(ctx),
+                   DaemonSetController(ctx), ReplicaSetController(ctx), DeploymentController(ctx)]  # fmt: skip
+    for controller in controllers:
+        controller.start()
+    try:
+        for obj in olm_install():
+            store.create(store.registry.by_kind(obj["apiVersion"], obj["kind"]), obj)
+        csvs = ctx.rt("operators.coreos.com/clusterserviceversions")
+        wait_for(lambda: (store.try_get(csvs, "keepalived-operator", csv_name()) or {}).get("status", {}).get("phase")
+                 == "Succeeded", what="the operator's CSV Succeeded")  # fmt: skip
+        group = keepalived_group(interface="ens3")
+        store.create(store.registry.by_kind(group["apiVersion"], group["kind"]), group)
+        annotations = {GROUP_ANNOTATION: "keepalived-operator/keepalivedgroup-workers"}
+        networks = ctx.rt("config.openshift.io/networks")
+        store.update(networks, merge_patch(store.get(networks, None, "cluster"), network_patch(BLOCK, BLOCK)))
+        store.create(ctx.rt("/services"), {
+            "metadata": {"name": "web", "namespace": "default", "annotations": annotations},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
+                     "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+        })  # fmt: skip
+        rendered = ctx.rt("/configmaps")
+        wait_for(lambda: "172.21.6." in str((store.try_get(rendered, "keepalived-operator",
+                                                          "keepalivedgroup-workers") or {}).get("data")),
+                 what="the operator's keepalived.conf holding the service's auto-assigned VIP")  # fmt: skip
+        problems = []
+        for rt in store.registry:
+            if "list" not in rt.verbs:
+                continue
+            for obj in store.list(rt)[0]:
+                found = [str(e) for e in validation.errors_of(rt, obj)]
+                found += [problem] if (problem := decoding.decode_error(rt, obj)) else []
+                schema = crds.schema(rt)
+                found += [str(e) for e in schema_validation.errors_of(obj, schema)] if schema else []
+                meta = obj["metadata"]
+                problems += [f"{rt.kind} {meta.get('namespace', '')}/{meta['name']}: {p}" for p in found]
+        assert problems == []
+        assert len([rt for rt in store.registry if store.list(rt)[0]]) >= 15  # many kinds were checked
+    finally:
+        for controller in reversed(controllers):
+            controller.stop()
