@@ -167,7 +167,12 @@ def _catalog_health(ctx: LabContext, sub: Mapping[str, Any]) -> list[Obj]:
         "namespace": meta["namespace"],
         "uid": meta["uid"],
     }
-    return [{"catalogSourceRef": ref, "healthy": True}]
+    # OLM's schema requires when each entry last changed: kept while the catalog's health stays the same, so a
+    # resync does not rewrite the status.
+    known = [h for h in (sub.get("status") or {}).get("catalogHealth") or [] if h.get("catalogSourceRef") == ref]
+    previous: Mapping[str, Any] = known[0] if known else {}
+    kept = previous.get("healthy") is True and previous.get("lastUpdated")
+    return [{"catalogSourceRef": ref, "healthy": True, "lastUpdated": kept or now_rfc3339()}]
 
 
 def _write_status(ctx: LabContext, rt: Any, obj: Obj, status: Obj) -> Obj:
