@@ -134,7 +134,7 @@ def show(*checks: Check | Iterable[Check]) -> CheckReport:
 
 # --- IPython: errors as sentences ------------------------------------------------------------------------------
 
-_STOPPED = "Run All stopped at this step: do what the ❌ line above says, then run this cell again."
+_STOPPED = "Run All stopped at this step: do what the red line above says, then run this cell again."
 _INTERRUPTED = "You interrupted this step; every step is safe to repeat, so run this cell again to redo it."
 
 

@@ -8,10 +8,8 @@ import pytest
 from kalabcli import run_kalab
 
 from browser.chromium import chromium
-from browser.jupyterlab import LabServer, served_lab
+from browser.jupyterlab import LAB, LabServer, served_lab
 from browser.notebook_page import NotebookPage
-
-LAB = "t-browser"  # the embedded lab the notebooks attach to, through KALAB_LAB in JupyterLab's environment
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from labs import processes_mentioning
 from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+LAB = "t-browser"  # the embedded lab the notebooks attach to, through KALAB_LAB in JupyterLab's environment
 
 
 def free_port() -> int:

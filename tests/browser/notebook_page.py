@@ -198,6 +198,64 @@ class NotebookPage:
         self.page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         return self.wait("Run All to finish", lambda s: s.finished, timeout)
 
+    def clear_outputs(self, timeout: float = 30) -> Snapshot:
+        """Edit → "Clear Outputs of All Cells", as before running a notebook that was saved with its outputs."""
+        self.page.get_by_role("menuitem", name="Edit", exact=True).click()
+        self.page.get_by_role("menuitem", name="Clear Outputs of All Cells", exact=True).click()
+        return self.wait("the outputs to be cleared", lambda s: not any(c.executed for c in s.cells), timeout)
+
+    def _code_cell(self, containing: str) -> Any:
+        cells = self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell")
+        cell = cells.filter(has=self.page.locator(".jp-InputArea-editor", has_text=containing))
+        assert cell.count() == 1, f"{self.notebook}: {cell.count()} code cells hold {containing!r}"
+        return cell
+
+    def pick(self, widget: int, names: list[str]) -> None:
+        """Choose exactly the nodes `names` in the `widget`-th node picker on the page, as a person does by clicking.
+
+        Options read "name (roles)", and the roles change as nodes get labels, so options are found by name.
+        """
+        select = self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .widget-select-multiple select").nth(widget)
+        texts: list[str] = select.locator("option").all_text_contents()
+        wanted = [i for i, text in enumerate(texts) if text.split()[0] in names]  # split(): the spaces are \xa0
+        assert len(wanted) == len(names), f"{self.notebook}: the picker offers {texts}, not all of {names}"
+        select.select_option(index=wanted)
+
+    def run_from(self, containing: str, timeout: float = 300) -> Snapshot:
+        """Select the code cell holding `containing`, then Run → "Run Selected Cell and All Below"; the page after."""
+        cell = self._code_cell(containing)
+        index = self._index_of(containing)
+        before = self.snapshot()
+        assert before is not None
+        cell.locator(".jp-InputArea-prompt").click()
+        self.page.get_by_role("menuitem", name="Run", exact=True).click()
+        self.page.get_by_role("menuitem", name="Run Selected Cell and All Below", exact=True).click()
+        was = before.cells[index].prompt
+        return self.wait(
+            f"the run from {containing!r} to finish",
+            lambda s: s.cells[index].prompt not in (was, "[*]:") and s.kernel == "idle" and not s.rendering,
+            timeout,
+        )
+
+    def _index_of(self, containing: str) -> int:
+        found: int = self.page.evaluate(
+            """text => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell')]
+                 .findIndex(c => c.querySelector('.jp-InputArea-editor')?.textContent.includes(text))""",
+            containing,
+        )
+        assert found >= 0, f"{self.notebook}: no code cell holds {containing!r}"
+        return found
+
+    def append_to_cell(self, containing: str, line: str) -> None:
+        """Type `line` as a new last line of the code cell holding `containing` (inserted whole, so the editor's
+        bracket and quote completion cannot change it)."""
+        editor = self._code_cell(containing).locator(".cm-content")
+        editor.click()
+        self.page.keyboard.press("Control+End")
+        self.page.keyboard.press("Enter")
+        self.page.keyboard.insert_text(line)
+        self.page.keyboard.press("Escape")
+
     def save(self, timeout: float = 30) -> dict[str, Any]:
         """File → Save (Ctrl+S); returns the notebook as saved, once the file holds what the page shows."""
         shown = self.snapshot()

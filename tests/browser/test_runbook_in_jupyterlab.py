@@ -12,8 +12,13 @@ import pytest
 from conftest import needs_root_tools
 from waiting import wait_for
 
-from browser.jupyterlab import ROOT, LabServer
+from browser.jupyterlab import LAB, ROOT, LabServer
 from browser.notebook_page import FAIL, PASS, WIDGET_STATE, NotebookPage, Snapshot
+from kalab.cluster import demo, keepalived, nodes
+from kalab.cluster.connect import Cluster, connect
+from kalab.lab import control
+
+LB = "node-role.kubernetes.io/loadbalancer"
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl", "chromium")
 
@@ -103,6 +108,105 @@ def test_check_marks_are_drawn_as_emoji(notebook_page: NotebookPage) -> None:
         [PASS, FAIL],
     )
     assert all(n > 50 for n in coloured), f"coloured pixels of ✅, ❌: {coloured}; is fonts-noto-color-emoji installed?"
+
+
+# --- an attendee who clicks something else ---------------------------------------------------------------------
+
+
+def lab_cluster() -> Cluster:
+    kubeconfig = control.status(LAB).kubeconfig
+    assert kubeconfig is not None
+    return connect(str(kubeconfig))
+
+
+def loadbalancers(cluster: Cluster) -> list[str]:
+    table = nodes.nodes(cluster)
+    return sorted(n for n, labels in zip(table["name"], table["labels"], strict=True) if LB in labels)
+
+
+def assert_no_traceback(shown: Snapshot, notebook: str) -> None:
+    assert not shown.tracebacks, f"{notebook} shows a traceback:\n{shown.tracebacks[0][-2000:]}"
+
+
+def ran_all(page: NotebookPage, notebook: str) -> Snapshot:
+    page.open(notebook)
+    page.clear_outputs()  # test_run_all saved it with its outputs (and its widgets)
+    shown = page.run_all()
+    assert_no_traceback(shown, notebook)
+    assert not shown.failed_checks, shown.failed_checks
+    return shown
+
+
+def test_the_cluster_follows_the_loadbalancer_picker_and_an_empty_choice_is_refused(
+    notebook_page: NotebookPage, lab_server: LabServer
+) -> None:
+    notebook = "01-install-operator.ipynb"
+    cluster = lab_cluster()
+    try:
+        ran_all(notebook_page, notebook)
+        notebook_page.pick(0, ["master-1"])  # master-2 deselected
+        shown = notebook_page.run_from("change = nodes.set_label_on")
+        assert_no_traceback(shown, notebook)
+        assert not shown.failed_checks, shown.failed_checks
+        assert "removed the label from master-2" in shown.text
+        assert f"✅ nodes labelled — exactly the picked nodes carry {LB}: master-1" in shown.checks
+        assert "✅ keepalived pods running — keepalived Running and Ready on master-1" in shown.checks
+        assert loadbalancers(cluster) == ["master-1"]
+        assert sorted(keepalived.keepalived_pods(cluster)["node"]) == ["master-1"]
+
+        notebook_page.pick(0, [])  # nothing picked: refused with a sentence, and nothing changes
+        shown = notebook_page.run_from("change = nodes.set_label_on")
+        assert_no_traceback(shown, notebook)
+        (refused,) = shown.failed_checks
+        assert refused.startswith(f"❌ stopped — Pick at least one node for {LB}"), refused
+        assert "Run All stopped at this step" in shown.text
+        assert loadbalancers(cluster) == ["master-1"]
+
+        notebook_page.pick(0, ["master-1", "master-2"])
+        shown = notebook_page.run_from("change = nodes.set_label_on")
+        assert "✅ keepalived pods running — keepalived Running and Ready on master-1, master-2" in shown.checks
+        assert loadbalancers(cluster) == ["master-1", "master-2"]
+    finally:
+        lab_server.shut_down_kernel(notebook)
+        nodes.set_label_on(cluster, ["master-1", "master-2"])  # the seed's choice for the tests after this one
+
+
+def test_the_demo_pods_follow_their_picker(notebook_page: NotebookPage, lab_server: LabServer) -> None:
+    notebook = "03-demo-deploy.ipynb"
+    cluster = lab_cluster()
+    try:
+        ran_all(notebook_page, notebook)
+        notebook_page.pick(0, ["master-0", "master-1"])
+        shown = notebook_page.run_from("running = demo.deploy_demo(")
+        assert_no_traceback(shown, notebook)
+        assert not shown.failed_checks, shown.failed_checks
+        assert "deleted Pod test-1 to move it from master-2 to master-1" in shown.text
+        assert "✅ demo pods pinned — 2 pods Running on master-0, master-1" in shown.checks
+        assert demo.pinned_nodes(cluster) == {"test-0": "master-0", "test-1": "master-1"}
+    finally:
+        lab_server.shut_down_kernel(notebook)
+        demo.deploy_demo(cluster, timeout=60)  # back to the seed's master-0 and master-2
+
+
+def test_a_bad_parameter_stops_run_all_with_one_line_and_its_hint(
+    notebook_page: NotebookPage, lab_server: LabServer
+) -> None:
+    notebook = "02-externalip-cidr.ipynb"
+    try:
+        notebook_page.open(notebook)
+        notebook_page.clear_outputs()
+        notebook_page.append_to_cell("# Parameters:", 'auto_assign_cidr = "172.21.6.333/27"')
+        shown = notebook_page.run_all()
+        notebook_page.screenshot(SCREENSHOTS / "02-bad-parameter.png")
+        assert_no_traceback(shown, notebook)
+        # The plan's own ❌ line (the step that plans the block prints its errors), then the check's.
+        *_, failed = shown.failed_checks
+        assert failed.startswith('❌ auto-assign block — Fix the CIDR: "172.21.6.333/27"'), failed
+        assert "likely cause: a typo in the auto_assign_cidr parameter" in failed
+        unrun = [c for c in shown.cells if not c.executed]
+        assert unrun, "Run All went on past the failed check"
+    finally:
+        lab_server.shut_down_kernel(notebook)
 
 
 def test_make_lab_prints_its_url_and_stops_on_ctrl_c(notebook_page: NotebookPage, lab_server: LabServer) -> None:

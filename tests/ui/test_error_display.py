@@ -37,7 +37,7 @@ def test_a_failed_check_renders_its_lines_and_stops_the_run_without_a_traceback(
     assert "✅" in html and "❌" in html and "master-2 lacks the label" in html and "scc-missing" in html
     assert err["output_type"] == "error"
     assert err["traceback"] == [
-        "Run All stopped at this step: do what the ❌ line above says, then run this cell again."
+        "Run All stopped at this step: do what the red line above says, then run this cell again."
     ]
     assert outputs[1] == []  # the next cell never ran
 
