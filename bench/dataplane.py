@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kalab.cluster import failover
-from kalab.cluster.prober import probe_timeline
+from kalab.cluster.probejob import probe_timeline
 from kalab.lab import scenario
 from kalab.lab.dataplane.topology import TopologySpec, measure_build_teardown
 from kalab.model.vrrp import expected_outage

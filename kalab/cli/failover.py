@@ -51,8 +51,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def handle(args: argparse.Namespace) -> int:
     from kalab.cluster import failover
-    from kalab.cluster.prober import check_limits
     from kalab.lab import control, scenario
+    from kalab.model.probes import check_limits
 
     spec = scenario.ScenarioSpec(advert_int=args.advert_int, vrrp_version=args.vrrp_version)  # validates timing
     check_limits(1.0, args.rate, failover.PROBE_TIMEOUT)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
 
@@ -59,7 +61,15 @@ def build_parser() -> Parser:
     return parser
 
 
+def _terminated(signum: int, frame: object) -> NoReturn:
+    # SIGTERM (`kill`, a closing terminal's session manager) ends the command the way Ctrl-C does, so every
+    # `finally` runs: a trial repairs what it broke, a throwaway data plane is closed, a half-written file is removed.
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])  # for commands that run again inside a lab

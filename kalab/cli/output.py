@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -87,7 +88,8 @@ def check_out_file(path: str, option: str = "--out") -> Path:
 def atomic_path(target: Path) -> Iterator[Path]:
     """A temporary path next to `target` to write to; it becomes `target` (os.replace) only if the block ends well.
 
-    An interruption mid-write leaves the old file (or none), never half a file.
+    An interruption mid-write leaves the old file (or none), never half a file; a write that fails (a full disk)
+    is one sentence, with the old file still in place.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
@@ -97,6 +99,14 @@ def atomic_path(target: Path) -> Iterator[Path]:
     try:
         yield temp
         os.replace(temp, target)
+    except OSError as err:
+        if err.errno not in _NO_ROOM:
+            raise
+        # A full disk or a quota: the write or the rename failed, and target is unchanged.
+        reason = err.strerror or type(err).__name__
+        raise KalabError(
+            f"Writing {shorten(target)} failed ({reason}); free some space or give another --out, then run again."
+        ) from None
     finally:
         temp.unlink(missing_ok=True)
 
@@ -104,6 +114,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
 def write_text_atomic(target: Path, text: str) -> None:
     with atomic_path(target) as temp:
         temp.write_text(text, encoding="utf-8")
+
+
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 def _umask() -> int:

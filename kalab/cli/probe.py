@@ -57,7 +57,9 @@ def _bastion(args: argparse.Namespace) -> Iterator[tuple[ClientPlace, str]]:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from kalab.cluster.prober import check_limits, parse_url, probe_timeline
+    from kalab.cluster.probejob import probe_timeline
+    from kalab.cluster.prober import parse_url
+    from kalab.model.probes import check_limits
 
     check_limits(args.duration, args.rate, args.timeout)
     if args.out:

@@ -12,10 +12,11 @@ from kubernetes.client.exceptions import ApiException
 from kalab.cluster._common import Progress, as_dict, fail, poll, report
 from kalab.cluster.connect import Cluster
 from kalab.cluster.nodes import _check_nodes
-from kalab.model import manifests
+from kalab.model import manifests, objects
 from kalab.model.errors import KalabError
 
 DEFAULT_GROUP = "keepalived-operator/keepalivedgroup-workers"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
 def _create(cluster: Cluster, obj: dict[str, Any], progress: Progress) -> None:
@@ -63,10 +64,16 @@ def deploy_demo(
     progress: Progress = None,
     **demo_kwargs: str,
 ) -> pd.DataFrame:
-    """Create the namespace (if missing), the pods and the service (each if missing); wait until the pods run."""
+    """Create the namespace (if missing), the pods and the service (each if missing); wait until the pods run.
+
+    The demo follows `nodes`: a pod pinned elsewhere is moved (deleted and created again on its node, as a bare
+    pod's nodeSelector cannot change), and pods beyond one per node are deleted.
+    """
     objs = manifests.demo(namespace, nodes, group=group, **demo_kwargs)
     _check_nodes(cluster, nodes)
     _create(cluster, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}, progress)
+    wanted = {o["metadata"]["name"]: o["spec"]["nodeSelector"][HOSTNAME_LABEL] for o in objs if o["kind"] == "Pod"}
+    _remove_misplaced(cluster, namespace, wanted, timeout, progress)
     for obj in objs:
         _create(cluster, obj, progress)
     names = {o["metadata"]["name"] for o in objs if o["kind"] == "Pod"}
@@ -91,6 +98,46 @@ def deploy_demo(
     return result.reset_index(drop=True)
 
 
+def pinned_nodes(cluster: Cluster, namespace: str = "demo") -> dict[str, str | None]:
+    """Each demo pod's pinned node (its nodeSelector's hostname), which is where it runs once scheduled."""
+    try:
+        items = cluster.core.list_namespaced_pod(namespace, label_selector="env=test").items
+    except ApiException as err:
+        if err.status == 404:
+            return {}
+        raise fail(f"Listing pods in {namespace}", err, "check your access") from None
+    return {
+        p.metadata.name: ((p.spec.node_selector or {}).get(HOSTNAME_LABEL) if p.spec else None)
+        for p in items
+        if p.metadata and p.metadata.name
+    }
+
+
+def _remove_misplaced(
+    cluster: Cluster, namespace: str, wanted: dict[str, str], timeout: float, progress: Progress
+) -> None:
+    """Delete demo pods pinned to a node no longer chosen (or beyond one per node), and wait until they are gone."""
+    gone = []
+    for pod, node in pinned_nodes(cluster, namespace).items():
+        if wanted.get(pod) == node:
+            continue
+        try:
+            cluster.core.delete_namespaced_pod(pod, namespace, grace_period_seconds=0)
+        except ApiException as err:
+            if err.status != 404:
+                raise fail(f"Deleting pod {pod}", err, "check your access") from None
+        target = f"to move it from {node} to {wanted[pod]}" if pod in wanted else f"(no pod is wanted on {node} now)"
+        report(progress, f"deleted Pod {pod} {target}")
+        gone.append(pod)
+    if gone:
+        poll(
+            lambda: not set(gone) & set(pinned_nodes(cluster, namespace)),
+            timeout,
+            lambda: KalabError(f"Pods {', '.join(gone)} were deleted but are still there after {timeout:g} s; "
+                               f"see `oc get pods -n {namespace}`."),
+        )
+
+
 def cleanup_demo(
     cluster: Cluster,
     namespace: str = "demo",
@@ -103,6 +150,14 @@ def cleanup_demo(
 ) -> None:
     """The seed's "to restore" (`oc delete -n demo -f demo.yaml`), waiting until the objects are gone."""
     objs = manifests.demo(namespace, nodes, group=group, **demo_kwargs)
+    # Also the pods of an earlier, larger choice of nodes (test-2, …): every pod the demo's service selects.
+    named = {o["metadata"]["name"] for o in objs if o["kind"] == "Pod"}
+    extra: list[dict[str, Any]] = [
+        {"kind": "Pod", "metadata": {"name": pod, "namespace": namespace}}
+        for pod in pinned_nodes(cluster, namespace)
+        if pod not in named
+    ]
+    objs = [*extra, *objs]
     for obj in objs:
         kind, name = obj["kind"], obj["metadata"]["name"]
         try:
@@ -194,7 +249,7 @@ def service_table(cluster: Cluster, namespace: str = "demo", name: str = "demo")
         svc = as_dict(cluster.api.sanitize_for_serialization(found))  # type: ignore[no-untyped-call]
     except ApiException as err:
         raise fail(f"Reading service {namespace}/{name}", err, "deploy the demo first (notebook 03)") from None
-    spec, status = svc.get("spec") or {}, svc.get("status") or {}
+    spec, status = objects.spec(svc), objects.status(svc)
     ingress = [i["ip"] for i in (status.get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
     external = ",".join(ingress + list(spec.get("externalIPs") or []))
     ports = ",".join(

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from kalab.cluster.prober import start_probe
+from kalab.cluster.probejob import start_probe
 from kalab.model.clientsite import ClientPlace
 from kalab.model.errors import KalabError
 from kalab.model.failover import analyse_outage, duplicate_vip_ms, trials_frame
@@ -271,6 +271,11 @@ def runnable_kinds(target: FailoverTarget, kinds: Sequence[str]) -> tuple[list[F
         if k not in target.failure_kinds
     ]
     return able, skipped
+
+
+def print_trial(result: TrialResult) -> None:
+    """A progress callback for run_experiment that prints each trial's line as it finishes."""
+    print(result.line())
 
 
 def run_experiment(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -9,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kalab.cluster._common import Progress, as_dict, fail, poll, report
 from kalab.cluster.connect import Cluster
-from kalab.model import manifests
+from kalab.model import manifests, objects
 from kalab.model.errors import KalabError
 
 GROUP, VERSION = manifests.KEEPALIVED_API.split("/")
@@ -59,7 +60,7 @@ def group_status(cluster: Cluster, name: str = DEFAULT_GROUP, namespace: str = D
                 f"There is no KeepalivedGroup {namespace}/{name}; create it with apply_keepalived_group (notebook 01)."
             ) from None
         raise fail(f"Reading KeepalivedGroup {namespace}/{name}", err, "check your access") from None
-    status = obj.get("status") or {}
+    status = objects.status(obj)
     return {"routerIDs": dict(status.get("routerIDs") or {}), "conditions": list(status.get("conditions") or [])}
 
 
@@ -89,8 +90,13 @@ def wait_keepalived_pods(
     group: str = DEFAULT_GROUP,
     timeout: float = 120,
     progress: Progress = None,
+    on: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Wait until `count` keepalived pods are Running; their frame."""
+    """Wait until `count` keepalived pods are Running; their frame.
+
+    With `on`, wait until they run on exactly those nodes and no other pod is left (a node that lost its label
+    keeps its pod until the DaemonSet deletes it).
+    """
     last: list[int] = [-1]
 
     def check() -> pd.DataFrame | None:
@@ -99,6 +105,9 @@ def wait_keepalived_pods(
         if running != last[0]:
             last[0] = running
             report(progress, f"{running}/{count} keepalived pods Running")
+        if on is not None:
+            placed = sorted(str(n) for n in pods["node"]) == sorted(on)
+            return pods if placed and running == len(pods) else None
         return pods if running >= count else None
 
     def timed_out() -> KalabError:

@@ -21,7 +21,7 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from kalab.cluster._common import Progress, fail, report
 from kalab.cluster.connect import Cluster
-from kalab.model import manifests
+from kalab.model import manifests, objects
 from kalab.model.cidr import cidr_problem, plan_cidr
 from kalab.model.errors import KalabError
 
@@ -62,8 +62,14 @@ def read_network(cluster: Cluster) -> dict[str, Any]:
 
 def read_external_ip(cluster: Cluster) -> dict[str, Any] | None:
     """`spec.externalIP` of the cluster's network config, or None when it is not set."""
-    value = (read_network(cluster).get("spec") or {}).get("externalIP")
+    value = objects.spec(read_network(cluster)).get("externalIP")
     return dict(value) if isinstance(value, dict) else None
+
+
+def auto_assign_cidrs(cluster: Cluster) -> list[str]:
+    """`spec.externalIP.autoAssignCIDRs` of the cluster's network config (empty when not set)."""
+    blocks = (read_external_ip(cluster) or {}).get("autoAssignCIDRs") or []
+    return [str(b) for b in blocks]
 
 
 def _get(obj: dict[str, Any] | None, path: str) -> Any:
@@ -91,7 +97,7 @@ def check_cidrs(cluster: Cluster, allowed: str, auto_assign: str, machine_networ
         problem = cidr_problem(text, role)
         if problem is not None:
             raise KalabError(problem)
-    spec = read_network(cluster).get("spec") or {}
+    spec = objects.spec(read_network(cluster))
     cluster_net = next((c.get("cidr") for c in spec.get("clusterNetwork") or [] if c.get("cidr")), "10.254.0.0/16")
     service_net = next(iter(spec.get("serviceNetwork") or []), "172.30.0.0/16")
     plan = plan_cidr(auto_assign, [allowed], str(cluster_net), str(service_net), machine_network)
@@ -173,6 +179,15 @@ def default_journal(state_dir: str | os.PathLike[str] | None = None, server: str
     state_home = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     cluster = hashlib.sha256((server or "").encode()).hexdigest()[:12]
     return state_home / "kalab" / "journals" / cluster / "externalip-undo.json"
+
+
+def journal_for(cluster: Cluster, given: str | os.PathLike[str] | None = None) -> Path:
+    """The undo journal to use for `cluster`: `given` if set, else default_journal in its site's state directory."""
+    if given:
+        return Path(given)
+    from kalab.cluster.sites import site_for  # here: sites pulls in the failover machinery, which most callers skip
+
+    return default_journal(site_for(cluster).state_dir, cluster.server)
 
 
 def undo_external_ip(cluster: Cluster, journal: Path, progress: Progress = None) -> dict[str, Any] | None:

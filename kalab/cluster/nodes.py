@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -70,6 +71,38 @@ def _patch_label(cluster: Cluster, names: Iterable[str], label: str, value: str 
             raise fail(f"Labelling node {name}", err, "check the label is valid and you may patch nodes") from None
         done.append(name)
     return done
+
+
+@dataclass(frozen=True)
+class LabelChange:
+    """What set_label_on did: nodes that got the label, nodes that lost it, and nodes that already had it."""
+
+    added: list[str]
+    removed: list[str]
+    kept: list[str]
+
+    def sentence(self, label: str = LOADBALANCER_LABEL) -> str:
+        parts = [f"labelled {', '.join(self.added)}" if self.added else "",
+                 f"removed the label from {', '.join(self.removed)}" if self.removed else "",
+                 f"{', '.join(self.kept)} already labelled" if self.kept else ""]  # fmt: skip
+        return f"{label}: " + "; ".join(p for p in parts if p) if any(parts) else f"{label}: nothing to change"
+
+
+def set_label_on(cluster: Cluster, names: Iterable[str], label: str = LOADBALANCER_LABEL) -> LabelChange:
+    """Make exactly `names` carry `label`: label them, and unlabel every other node that has it.
+
+    This is what a node picker means: deselecting a node takes the role away. At least one node must be chosen,
+    since a KeepalivedGroup selecting no node runs no keepalived at all.
+    """
+    chosen = sorted(set(names))
+    if not chosen:
+        raise KalabError(f"Pick at least one node for {label}: with none, no keepalived runs and no VIP is carried.")
+    table = nodes(cluster)
+    have = sorted(str(n) for n, labels in zip(table["name"], table["labels"], strict=True) if label in (labels or {}))
+    _check_nodes(cluster, chosen)
+    added = label_nodes(cluster, [n for n in chosen if n not in have], label)
+    removed = unlabel_nodes(cluster, [n for n in have if n not in chosen], label)
+    return LabelChange(added, removed, [n for n in chosen if n in have])
 
 
 def host_network_pod(cluster: Cluster, node: str, namespace: str = KEEPALIVED_NAMESPACE) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kalab.cluster._common import Deadline, Progress, as_dict, fail, report
 from kalab.cluster.connect import Cluster
-from kalab.model import manifests
+from kalab.model import manifests, objects
 from kalab.model.errors import KalabError
 
 OLM_GROUP, OLM_VERSION = "operators.coreos.com", "v1alpha1"
@@ -63,10 +63,10 @@ def _subscription(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]
 
 
 def _resolution_failure(sub: dict[str, Any]) -> str | None:
-    for cond in (sub.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "ResolutionFailed" and cond.get("status") == "True":
-            return str(cond.get("message") or cond.get("reason") or "no message")
-    return None
+    cond = objects.condition(sub, "ResolutionFailed")
+    if cond is None or cond.get("status") != "True":
+        return None
+    return str(cond.get("message") or cond.get("reason") or "no message")
 
 
 def install_operator(
@@ -89,14 +89,14 @@ def install_operator(
                 f'OLM cannot resolve Subscription {namespace}/{package}: "{failure.rstrip(".")}"; check the '
                 "channel and catalog source (`oc get packagemanifests -n openshift-marketplace`)."
             )
-        status = sub.get("status") or {}
+        status = objects.status(sub)
         csv_name = status.get("installedCSV") or status.get("currentCSV")
         csvs, version = _csvs(cluster, namespace)
         csv = next((c for c in csvs if c["metadata"]["name"] == csv_name), None) if csv_name else None
-        phase = ((csv or {}).get("status") or {}).get("phase")
+        phase = objects.status(csv).get("phase")
         if (csv_name, phase) != seen:
             seen = (csv_name, phase)
-            message = ((csv or {}).get("status") or {}).get("message", "")
+            message = objects.status(csv).get("message", "")
             report(progress, f"CSV {csv_name}: {phase}" + (f" ({message})" if message else "") if csv_name
                    else f"Subscription {package}: {status.get('state') or 'waiting for OLM'}")  # fmt: skip
         if phase == "Succeeded" and csv_name:
@@ -122,7 +122,7 @@ def _csvs(cluster: Cluster, namespace: str) -> tuple[list[dict[str, Any]], str |
         )
     except ApiException as err:
         raise fail("Listing ClusterServiceVersions", err, "check OLM is installed and you may read CSVs") from None
-    return list(found.get("items") or []), (found.get("metadata") or {}).get("resourceVersion")
+    return list(found.get("items") or []), objects.meta(found).get("resourceVersion")
 
 
 def _watch_once(lister: Callable[..., Any], args: tuple[str, ...], version: str | None, seconds: float) -> None:

@@ -3,9 +3,10 @@
 It is what a trainee's `while true; do curl VIP; sleep 0.01; done` measures, but trustworthy: request i is sent at
 start + i/rate whether or not earlier requests have answered (a client after a failover does not wait for the
 previous one either), every request gets a row even when it fails, and the summary reports how late sends really
-were. It runs as its own process: `start_probe` launches it from this machine, or where a `ClientPlace` says the
-cluster's clients are (the lab's are in its bastion namespace, entered the lab's own way, and lab addresses must
-never be probed from the host's). Run directly it probes from whatever namespace it is in.
+were. It runs as its own process: `kalab.cluster.probejob.start_probe` launches it from this machine, or where a
+`ClientPlace` says the cluster's clients are (the lab's site plugin says: its bastion namespace, entered the lab's
+own way, since lab addresses must never be probed from the host's). Run directly it probes from whatever
+namespace it is in. Its records and statistics are kalab.model.probes'.
 
     python -m kalab.cluster.prober URL --for SECONDS --rate HZ --out FILE.csv [--timeout S]
 
@@ -17,78 +18,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import errno
 import gc
 import ipaddress
 import json
-import os
 import re
 import resource
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from kalab.model.clientsite import THIS_MACHINE, ClientPlace
 from kalab.model.errors import KalabError
 
 if TYPE_CHECKING:
-    import pandas as pd  # imported lazily: the prober itself must start fast and stay light
+    pass  # imported lazily: the prober itself must start fast and stay light
+from kalab.model.probes import MAX_DURATION, MAX_RATE, ProbeRecord, check_limits, summarise, write_csv
 
-MAX_DURATION = 600.0
-MAX_RATE = 2000.0
-MAX_REQUESTS = 120_000
-MAX_TIMEOUT = 30.0
-CSV_COLUMNS = ("seq", "t_send", "latency_ms", "ok", "status", "error", "backend", "lag_ms")
-FRAME_COLUMNS = ("seq", "t", "latency_ms", "ok", "status", "error", "backend", "lag_ms")
 _MAX_RESPONSE = 1 << 20
 _START_LEAD = 0.02  # seconds between planning and the first send, so the first request is not already late
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
 )
 
-
-@dataclass(frozen=True, slots=True)
-class ProbeRecord:
-    """One request: when it was sent (unix seconds), how it went, and which pod answered."""
-
-    seq: int
-    t_send: float
-    latency_ms: float
-    ok: bool
-    status: int | None
-    error: str  # "" when ok; "timeout", an errno name such as ECONNREFUSED, "HTTP 503", "bad response"
-    backend: str | None  # the pod IP the demo page ends with
-    lag_ms: float  # how late the send was against its schedule
-
-
 _Row = tuple[int, float, float, bool, int | None, str, str | None, float]
-
-
-@dataclass(frozen=True)
-class ProbeSummary:
-    requests: int
-    ok: int
-    failed: int
-    duration_s: float  # first send to last send
-    rate_hz: float  # planned
-    achieved_rate_hz: float
-    p50_ms: float | None  # latency of successful requests
-    p99_ms: float | None
-    max_lag_ms: float  # the worst scheduling error of any send
-    p99_lag_ms: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -150,23 +107,6 @@ def _resolve(host: str, url: str) -> str:
     except OSError:
         raise KalabError(f"The probe URL {url!r} names {host!r}, which does not resolve to an IPv4 address.") from None
     return str(infos[0][4][0])
-
-
-def check_limits(duration: float, rate: float, timeout: float) -> int:
-    """Validate the load and return the number of requests planned (`duration` × `rate`, rounded)."""
-    if not 0 < duration <= MAX_DURATION:
-        raise KalabError(f"The probe duration must be more than 0 and at most {MAX_DURATION:g} s (got {duration:g}).")
-    if not 0 < rate <= MAX_RATE:
-        raise KalabError(f"The probe rate must be more than 0 and at most {MAX_RATE:g} Hz (got {rate:g}).")
-    if not 0 < timeout <= MAX_TIMEOUT:
-        raise KalabError(f"The probe timeout must be more than 0 and at most {MAX_TIMEOUT:g} s (got {timeout:g}).")
-    planned = max(1, round(duration * rate))
-    if planned > MAX_REQUESTS:
-        raise KalabError(
-            f"A probe of {duration:g} s at {rate:g} Hz means {planned} requests; keep it to "
-            f"{MAX_REQUESTS} by lowering the rate or the duration."
-        )
-    return planned
 
 
 def _ensure_descriptors(rate: float, timeout: float) -> None:
@@ -339,225 +279,6 @@ async def probe(
 def run_probe(url: str, duration: float, rate: float, timeout: float = 1.0) -> list[ProbeRecord]:
     """Synchronous `probe` (it starts its own event loop, so call it from plain code, not from a running loop)."""
     return asyncio.run(probe(url, duration, rate, timeout))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Results
-
-
-def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    rank = max(0, min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1))))
-    return float(sorted_values[rank])
-
-
-def summarise(records: Sequence[ProbeRecord], rate: float) -> ProbeSummary:
-    ok = [r for r in records if r.ok]
-    sends = sorted(r.t_send for r in records)
-    span = sends[-1] - sends[0] if len(sends) > 1 else 0.0
-    latencies = sorted(r.latency_ms for r in ok)
-    lags = sorted(r.lag_ms for r in records)
-    return ProbeSummary(
-        requests=len(records),
-        ok=len(ok),
-        failed=len(records) - len(ok),
-        duration_s=round(span, 6),
-        rate_hz=rate,
-        achieved_rate_hz=round((len(sends) - 1) / span, 3) if span > 0 else 0.0,
-        p50_ms=_percentile(latencies, 0.50),
-        p99_ms=_percentile(latencies, 0.99),
-        max_lag_ms=lags[-1] if lags else 0.0,
-        p99_lag_ms=_percentile(lags, 0.99) or 0.0,
-    )
-
-
-def write_csv(records: Sequence[ProbeRecord], path: Path) -> None:
-    with Path(path).open("w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
-        for r in records:
-            writer.writerow(
-                (
-                    r.seq,
-                    f"{r.t_send:.6f}",
-                    f"{r.latency_ms:.3f}",
-                    r.ok,
-                    "" if r.status is None else r.status,
-                    r.error,
-                    r.backend or "",
-                    f"{r.lag_ms:.3f}",
-                )
-            )
-
-
-def records_to_frame(records: Sequence[ProbeRecord]) -> pd.DataFrame:
-    """Records as the timeline `kalab.model.failover.analyse_outage` reads: `t` (send time), `ok`, `backend`, ..."""
-    import pandas as pd
-
-    frame = pd.DataFrame(
-        {
-            "seq": [r.seq for r in records],
-            "t": [r.t_send for r in records],
-            "latency_ms": [r.latency_ms for r in records],
-            "ok": [r.ok for r in records],
-            "status": pd.array([r.status for r in records], dtype="Int64"),
-            "error": [r.error for r in records],
-            "backend": pd.Series([r.backend for r in records], dtype="object"),
-            "lag_ms": [r.lag_ms for r in records],
-        },
-        columns=list(FRAME_COLUMNS),
-    )
-    return frame
-
-
-def read_csv(path: Path) -> pd.DataFrame:
-    """A CSV written by the prober, as the same frame `records_to_frame` builds."""
-    import pandas as pd
-
-    raw = pd.read_csv(path, dtype={"error": "string", "backend": "string"}, keep_default_na=False)
-    missing = [c for c in CSV_COLUMNS if c not in raw.columns]
-    if missing:
-        raise KalabError(f"{path} is not a probe CSV: it lacks the column(s) {', '.join(missing)}.")
-    backend = raw["backend"].astype(object)
-    return pd.DataFrame(
-        {
-            "seq": raw["seq"].astype(int),
-            "t": raw["t_send"].astype(float),
-            "latency_ms": raw["latency_ms"].astype(float),
-            "ok": raw["ok"].astype(str).str.lower().eq("true"),
-            "status": pd.to_numeric(raw["status"], errors="coerce").astype("Int64"),
-            "error": raw["error"].astype(str),
-            "backend": backend.where(backend != "", None),
-            "lag_ms": raw["lag_ms"].astype(float),
-        },
-        columns=list(FRAME_COLUMNS),
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Launching the prober as a child process, here or inside a network namespace
-
-
-class ProbeJob:
-    """A running prober (see `start_probe`); `result()` waits and reads its CSV."""
-
-    def __init__(self, place: ClientPlace, argv: list[str], workdir: Path, limit: float) -> None:
-        self.where = place.where
-        self.workdir = workdir
-        self.csv = workdir / "probe.csv"
-        self.limit = limit
-        self._lines: list[str] = []
-        self._started = threading.Event()
-        self.started_at: float | None = None
-        self._stderr = (workdir / "stderr.txt").open("w+")
-        env = dict(os.environ)
-        # The prober imports this package; make that work whatever the child's working directory.
-        package_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-        self.popen = subprocess.Popen(
-            place.command([*argv, "--out", str(self.csv)]),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=env,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, args=(self.popen.stdout,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stream: IO[str] | None) -> None:
-        assert stream is not None
-        for line in stream:
-            self._lines.append(line)
-            if line.startswith('{"started"'):
-                with contextlib.suppress(ValueError, KeyError):
-                    self.started_at = float(json.loads(line)["started"])
-                self._started.set()
-        self._started.set()  # also on exit, so a waiter never hangs on a prober that failed early
-
-    def wait_started(self, timeout: float = 15.0) -> float:
-        """Block until the first request is about to go out; return its planned send time (unix seconds)."""
-        if not self._started.wait(timeout) or self.started_at is None:
-            self.result()  # raises the prober's own error if it failed
-            raise KalabError(f"The prober on {self.where} did not start within {timeout:g} s.")
-        return self.started_at
-
-    def stop(self) -> None:
-        """Kill the prober (our own child, by PID) and remove its files."""
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(timeout=10)
-        self._cleanup()
-
-    def result(self) -> pd.DataFrame:
-        """Wait for the prober to finish; its CSV as a frame, with the summary in `frame.attrs["summary"]`."""
-        try:
-            try:
-                code = self.popen.wait(timeout=self.limit)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
-                raise KalabError(f"The prober on {self.where} ran past {self.limit:g} s and was killed.") from None
-            self._reader.join(timeout=10)
-            if code != 0:
-                self._stderr.seek(0)
-                lines = [ln.strip() for ln in self._stderr.read().splitlines() if ln.strip()]
-                reason = lines[-1].removeprefix("error: ") if lines else f"exit status {code}"
-                raise KalabError(f"The prober on {self.where} failed: {reason.rstrip('.')}.")
-            frame = read_csv(self.csv)
-            with contextlib.suppress(ValueError, IndexError):
-                frame.attrs["summary"] = json.loads(self._lines[-1])
-            return frame
-        finally:
-            self._cleanup()
-
-    def _cleanup(self) -> None:
-        self._stderr.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def start_probe(
-    url: str,
-    duration: float,
-    rate: float,
-    timeout: float = 1.0,
-    place: ClientPlace = THIS_MACHINE,
-    python: str | None = None,
-) -> ProbeJob:
-    """Start the prober where `place` says (this machine, or e.g. the lab's bastion) and return at once."""
-    check_limits(duration, rate, timeout)
-    parse_url(url, resolve=False)  # names are resolved where the prober runs, where the client's view applies
-    workdir = Path(tempfile.mkdtemp(prefix="kalab-probe-"))
-    argv = [
-        python or sys.executable,
-        "-m",
-        "kalab.cluster.prober",
-        url,
-        "--for",
-        repr(float(duration)),
-        "--rate",
-        repr(float(rate)),
-        "--timeout",
-        repr(float(timeout)),
-    ]
-    try:
-        return ProbeJob(place, argv, workdir, limit=duration + timeout + 60.0)
-    except OSError as err:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise KalabError(f"The prober could not be started on {place.where}: {err.strerror or err}.") from err
-
-
-def probe_timeline(
-    url: str,
-    duration: float,
-    rate: float,
-    timeout: float = 1.0,
-    place: ClientPlace = THIS_MACHINE,
-    python: str | None = None,
-) -> pd.DataFrame:
-    """Probe `url` from `place` and return the timeline (summary in `frame.attrs["summary"]`)."""
-    return start_probe(url, duration, rate, timeout, place, python).result()
 
 
 # ---------------------------------------------------------------------------------------------------------------

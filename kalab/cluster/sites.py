@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
@@ -19,7 +20,7 @@ import yaml
 from kalab.cluster.apitarget import ApiTarget
 from kalab.cluster.connect import Cluster
 from kalab.cluster.failover import FailoverTarget
-from kalab.cluster.prober import probe_timeline
+from kalab.cluster.probejob import probe_timeline
 from kalab.model.clientsite import (
     CLIENT_SITE_EXTENSION,
     ENTRY_POINT_GROUP,
@@ -30,11 +31,29 @@ from kalab.model.clientsite import (
 from kalab.model.errors import KalabError
 
 
+class FaultBench(Protocol):
+    """Faults of the troubleshooting catalog broken for real, where the site can (the lab's `kalab lab break`)."""
+
+    def reproducible(self) -> set[str]: ...
+
+    def break_fault(self, fault_id: str) -> str: ...
+
+    def mystery(self) -> str: ...
+
+    def heal(self) -> list[str]: ...
+
+
 class SitePlugin(Protocol):
-    """What a plugin gives: where clients run, and a failover target for a service."""
+    """What a plugin gives: where clients run, a failover target for a service, its state and its faults."""
 
     @property
     def clients(self) -> ClientPlace: ...
+
+    @property
+    def state_dir(self) -> Path: ...
+
+    @property
+    def faults(self) -> FaultBench: ...
 
     def failover_target(self, namespace: str, service: str) -> FailoverTarget: ...
 
@@ -53,6 +72,16 @@ class Site:
     @property
     def where(self) -> str:
         return self.clients.where
+
+    @property
+    def state_dir(self) -> Path | None:
+        """Where the site keeps local state (undo journals); None for this machine (see network.default_journal)."""
+        return self.plugin.state_dir if self.plugin else None
+
+    @property
+    def faults(self) -> FaultBench | None:
+        """The site's fault bench; None for a real cluster, which is only ever diagnosed, never broken."""
+        return self.plugin.faults if self.plugin else None
 
     def probe(self, url: str, duration: float, rate: float, timeout: float = 1.0) -> pd.DataFrame:
         """Requests to `url` for `duration` s at `rate`/s from this site; one row each (see kalab.cluster.prober)."""

@@ -12,6 +12,7 @@ from kalab.lab.apiserver.resources import Registry, ResourceType
 from kalab.lab.apiserver.store import Obj, Store, now_rfc3339
 from kalab.lab.dataplane.supervisor import Supervisor
 from kalab.lab.dataplane.topology import Topology
+from kalab.model import objects
 
 _log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class LabContext:
 
     def record_event(self, involved: Obj, reason: str, message: str, type_: str = "Normal") -> None:
         """An Event like the ones `oc describe` and `oc get events` show; repeats bump the count."""
-        meta = involved.get("metadata", {})
+        meta = objects.meta(involved)
         namespace = meta.get("namespace") or "default"
         name = f"{meta.get('name', 'unknown')}.{abs(hash((reason, message))) % 10**12:x}"
         events = self.rt("/events")

@@ -205,6 +205,14 @@ def up(name: str | None = None, timeout: float = START_TIMEOUT) -> LabInfo:
         return _wait_ready(name, timeout)
 
 
+def kubeconfig_for(name: str | None = None) -> Path:
+    """The lab plugin's entry point for kalab.cluster.attach: start (or find) the lab and give its kubeconfig."""
+    info = up(name)
+    if info.kubeconfig is None:
+        raise KalabError(f"The lab {info.name} is up but wrote no kubeconfig; restart it with `kalab lab down` and up.")
+    return info.kubeconfig
+
+
 def _launch(name: str, path: Path) -> None:
     listener = socket.create_server(("127.0.0.1", 0), backlog=128)
     daemon = [sys.executable, "-m", "kalab.lab.daemon", "--name", name, "--state-dir", str(path)]

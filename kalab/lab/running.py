@@ -21,9 +21,10 @@ from kalab.lab.bastion import BastionClients
 from kalab.lab.control import LabInfo
 from kalab.lab.dataplane import naming, procfs
 from kalab.lab.dataplane.entry import Entry
-from kalab.lab.dataplane.supervisor import read_records
+from kalab.lab.dataplane.records import read_records
 from kalab.lab.dataplane.topology import Topology, TopologySpec
 from kalab.lab.dataplane.vipwatch import VipWatcher
+from kalab.model import objects
 from kalab.model.errors import KalabError
 from kalab.model.operator import carried_service, vrrp_timing
 from kalab.model.vrrp import master_down_interval
@@ -44,7 +45,7 @@ class RunningLab(BastionClients):
             f"/apis/redhatcop.redhat.io/v1alpha1/namespaces/{self.group_ns}/keepalivedgroups/{self.group}",
             f"KeepalivedGroup {self.group_ns}/{self.group}",
         )
-        spec: dict[str, Any] = group.get("spec") or {}
+        spec = objects.spec(group)
         self.advert_int, self.vrrp_version = vrrp_timing(svc, group)
         self.interface = str(spec.get("interface") or naming.POD_INTERFACE)
         pods = self._get(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kalab.lab import faults as fault_bench
 from kalab.lab.bastion import bastion_clients
 from kalab.lab.control import LabInfo, status_at
 from kalab.lab.dataplane import naming
@@ -33,8 +34,31 @@ class LabSite:
     def clients(self) -> ClientPlace:
         return bastion_clients(self._running().entry(), naming.bastion_ns(naming.DEFAULT_PREFIX))
 
+    @property
+    def faults(self) -> LabFaults:
+        return LabFaults(status_at(self.state_dir).name)
+
     def failover_target(self, namespace: str, service: str) -> RunningLab:
         return RunningLab(self._running(), namespace, service)
+
+
+@dataclass(frozen=True)
+class LabFaults:
+    """The lab's fault bench (`kalab lab break|heal`) as kalab.cluster.sites.FaultBench."""
+
+    lab: str
+
+    def reproducible(self) -> set[str]:
+        return {f.id for f in fault_bench.faults() if f.reproducible}
+
+    def break_fault(self, fault_id: str) -> str:
+        return fault_bench.break_fault(self.lab, fault_id)
+
+    def mystery(self) -> str:
+        return fault_bench.mystery(self.lab)
+
+    def heal(self) -> list[str]:
+        return fault_bench.heal(self.lab)
 
 
 def lab_site(extension: dict[str, Any]) -> LabSite:

@@ -143,7 +143,10 @@ def trials_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def compare_with_formula(trials: pd.DataFrame, slack_ms: float = 500.0) -> pd.DataFrame:
+TAKEOVER_SLACK_MS = 500.0  # beyond the formula: gratuitous ARPs and, through the API, one exporter scrape round
+
+
+def compare_with_formula(trials: pd.DataFrame, slack_ms: float = TAKEOVER_SLACK_MS) -> pd.DataFrame:
     """Per kind and VRRP timing: median measured takeover against the formula's window, and whether it fits.
 
     A takeover fits when it lies between 80 % of the earliest the formula allows (timers start between adverts)
@@ -167,3 +170,24 @@ def compare_with_formula(trials: pd.DataFrame, slack_ms: float = 500.0) -> pd.Da
              "within_formula": median is not None and 0.8 * earliest <= median <= latest + slack_ms}
         )  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
+
+
+def comparison_view(comparison: pd.DataFrame) -> pd.DataFrame:
+    """compare_with_formula's result narrowed to what a reader compares, in whole ms, to fit a notebook page.
+
+    `window_ms` is the takeover the formula allows (earliest … latest); `fits` says whether the measured median
+    lies in it, with TAKEOVER_SLACK_MS allowed beyond its end.
+    """
+    earliest, latest = comparison["expected_min_takeover_ms"], comparison["expected_takeover_ms"]
+    view = pd.DataFrame(
+        {
+            "kind": comparison["kind"],
+            "advert_int": comparison["advert_int"],
+            "trials": comparison["trials"],
+            "takeover_ms": comparison["takeover_ms"].round(0),
+            "window_ms": [f"{lo:.0f} … {hi:.0f}" for lo, hi in zip(earliest, latest, strict=True)],
+            "outage_ms": comparison["outage_ms"].round(0),
+            "fits": comparison["within_formula"],
+        }
+    )
+    return view

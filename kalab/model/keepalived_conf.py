@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kalab.model import objects
 from kalab.model.errors import KalabError
 from kalab.model.operator import (
     instance_keys,
@@ -108,7 +109,7 @@ def render_config(
     ctx = _Context(
         interface=_interface(group),
         pods=group_pods,
-        peers=_unicast_peers(_spec(group), group_pods),
+        peers=_unicast_peers(objects.spec(group), group_pods),
         password=_auth_password(group, password, [plan.verbatim for plan in plans], warnings),
         router_ids=router_ids,
     )
@@ -139,28 +140,17 @@ def resolve_interface(text: str, ifname: str) -> str:
 def _check_group(group: Mapping[str, Any]) -> None:
     if group.get("kind") != "KeepalivedGroup":
         raise KalabError(f"Expected a KeepalivedGroup but got kind {group.get('kind')!r}; pass the group object.")
-    if not _meta_name(group):
+    if not objects.name_of(group):
         raise KalabError("The KeepalivedGroup has no metadata.name; name the group.")
 
 
-def _meta_name(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata")
-    return str(meta.get("name") or "") if isinstance(meta, Mapping) else ""
-
-
-def _spec(group: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = group.get("spec")
-    return spec if isinstance(spec, Mapping) else {}
-
-
 def _status_router_ids(group: Mapping[str, Any]) -> dict[str, int]:
-    status = group.get("status")
-    ids = status.get("routerIDs") if isinstance(status, Mapping) else None
+    ids = objects.status(group).get("routerIDs")
     return dict(ids) if isinstance(ids, Mapping) else {}
 
 
 def _blacklist(group: Mapping[str, Any]) -> list[int]:
-    raw = _spec(group).get("blacklistRouterIDs") or []
+    raw = objects.spec(group).get("blacklistRouterIDs") or []
     if not isinstance(raw, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in raw):
         raise KalabError(
             f"KeepalivedGroup {namespaced_name(group)} spec.blacklistRouterIDs must be a list of integers."
@@ -170,7 +160,7 @@ def _blacklist(group: Mapping[str, Any]) -> list[int]:
 
 def _interface(group: Mapping[str, Any]) -> str:
     """spec.interface, or the placeholder when interfaceFromIP asks each node to find its own interface."""
-    spec = _spec(group)
+    spec = objects.spec(group)
     from_ip = spec.get("interfaceFromIP")
     if from_ip:
         try:
@@ -213,7 +203,7 @@ def _auth_password(
 ) -> str | None:
     """The auth_pass to render, or None without passwordAuth; truncated to the 8 bytes VRRP carries."""
     name = namespaced_name(group)
-    auth = _spec(group).get("passwordAuth")
+    auth = objects.spec(group).get("passwordAuth")
     if not isinstance(auth, Mapping) or not auth:
         if password is not None:
             warnings.append(f"A password was given but KeepalivedGroup {name} has no passwordAuth; it is unused.")
@@ -258,7 +248,7 @@ def _uses_vrrp3(group: Mapping[str, Any], verbatims: Sequence[Mapping[str, str]]
 
 
 def _group_verbatim(group: Mapping[str, Any]) -> dict[str, str]:
-    raw = _spec(group).get("verbatimConfig") or {}
+    raw = objects.spec(group).get("verbatimConfig") or {}
     where = f"KeepalivedGroup {namespaced_name(group)} spec.verbatimConfig"
     if not isinstance(raw, Mapping):
         raise KalabError(f"{where} must be a map of keepalived keyword to value.")
@@ -270,7 +260,7 @@ def _group_verbatim(group: Mapping[str, Any]) -> dict[str, str]:
 
 def _header(group: Mapping[str, Any]) -> list[str]:
     lines = [f"# keepalived.conf of KeepalivedGroup {namespaced_name(group)}"]
-    from_ip = _spec(group).get("interfaceFromIP")
+    from_ip = objects.spec(group).get("interfaceFromIP")
     if from_ip:
         lines.append(
             f"# {INTERFACE_PLACEHOLDER} stands for the interface each node routes {from_ip} through "
@@ -281,7 +271,7 @@ def _header(group: Mapping[str, Any]) -> list[str]:
 
 def _global_defs(group: Mapping[str, Any], has_scripts: bool) -> list[str]:
     verbatim = _group_verbatim(group)
-    lines = ["global_defs {", f"{INDENT}router_id {_meta_name(group)}"]
+    lines = ["global_defs {", f"{INDENT}router_id {objects.name_of(group)}"]
     if has_scripts:
         # Without these keepalived 2.2.7 drops the health scripts (no `keepalived_script` user) or reports a
         # security violation; a group that sets them itself wins.
@@ -321,8 +311,8 @@ def _plan(svc: Mapping[str, Any], warnings: list[str]) -> _ServicePlan:
 def _health_check_port(svc: Mapping[str, Any], warnings: list[str]) -> int | None:
     """healthCheckNodePort of an externalTrafficPolicy Local service: kube-proxy answers 200 there only on nodes
     with a local endpoint, so the VIP should live on such a node."""
-    spec = svc.get("spec")
-    if not isinstance(spec, Mapping) or spec.get("externalTrafficPolicy") != "Local":
+    spec = objects.spec(svc)
+    if spec.get("externalTrafficPolicy") != "Local":
         return None
     port = spec.get("healthCheckNodePort")
     if port is None:

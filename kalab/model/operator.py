@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kalab.model import objects
 from kalab.model.errors import KalabError
 from kalab.model.vrrp import timing_from_verbatim
 
@@ -23,11 +24,6 @@ SPREADVIPS_ANNOTATION = "keepalived-operator.redhat-cop.io/spreadvips"
 POD_GROUP_LABEL = "keepalivedGroup"
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
-
-
 def _section(obj: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     section = obj.get(name)
     return section if isinstance(section, Mapping) else {}
@@ -35,27 +31,22 @@ def _section(obj: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 def namespaced_name(obj: Mapping[str, Any]) -> str:
     """`<namespace>/<name>`; an object without a namespace is taken to live in `default`, as kubectl does."""
-    meta = _meta(obj)
+    meta = objects.meta(obj)
     return f"{meta.get('namespace') or 'default'}/{meta.get('name', '')}"
 
 
 def _sort_key(obj: Mapping[str, Any]) -> tuple[str, str]:
-    meta = _meta(obj)
+    meta = objects.meta(obj)
     return (str(meta.get("namespace") or "default"), str(meta.get("name", "")))
-
-
-def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    annotations = _meta(obj).get("annotations")
-    return annotations if isinstance(annotations, Mapping) else {}
 
 
 def is_selected(group: Mapping[str, Any], svc: Mapping[str, Any]) -> bool:
     """The opt-in annotation names this group, and the Service is one that can carry VIPs at all."""
     if svc.get("kind", "Service") != "Service":
         return False
-    if str(_annotations(svc).get(GROUP_ANNOTATION, "")).strip() != namespaced_name(group):
+    if str(objects.annotations_of(svc).get(GROUP_ANNOTATION, "")).strip() != namespaced_name(group):
         return False
-    spec = _section(svc, "spec")
+    spec = objects.spec(svc)
     return spec.get("type") == "LoadBalancer" or bool(spec.get("externalIPs"))
 
 
@@ -72,9 +63,9 @@ def service_vips(svc: Mapping[str, Any]) -> list[str]:
     merge must drop duplicates or keepalived would be told to add one address twice. Ingress entries that carry
     only a hostname have no address for keepalived and are skipped.
     """
-    ingress = _section(_section(svc, "status"), "loadBalancer").get("ingress") or []
+    ingress = _section(objects.status(svc), "loadBalancer").get("ingress") or []
     candidates = [entry.get("ip") for entry in ingress if isinstance(entry, Mapping)]
-    candidates += list(_section(svc, "spec").get("externalIPs") or [])
+    candidates += list(objects.spec(svc).get("externalIPs") or [])
     vips: list[str] = []
     for raw in candidates:
         if not raw:
@@ -101,7 +92,7 @@ def ip_version(text: str) -> int | None:
 
 
 def spreads_vips(svc: Mapping[str, Any]) -> bool:
-    return str(_annotations(svc).get(SPREADVIPS_ANNOTATION, "")).strip().lower() == "true"
+    return str(objects.annotations_of(svc).get(SPREADVIPS_ANNOTATION, "")).strip().lower() == "true"
 
 
 def instance_vips(svc: Mapping[str, Any]) -> list[str]:
@@ -124,7 +115,7 @@ class CarriedService:
 
 def carried_service(svc: Mapping[str, Any]) -> CarriedService:
     """The service's first VIP and its group, or one sentence saying what it still lacks."""
-    vips, group = instance_vips(svc), str(_annotations(svc).get(GROUP_ANNOTATION, "")).strip()
+    vips, group = instance_vips(svc), str(objects.annotations_of(svc).get(GROUP_ANNOTATION, "")).strip()
     if not vips or not group:
         raise KalabError(
             f"Service {namespaced_name(svc)} has no EXTERNAL-IP carried by keepalived yet; patch the externalIP "
@@ -136,7 +127,7 @@ def carried_service(svc: Mapping[str, Any]) -> CarriedService:
 
 def vrrp_timing(svc: Mapping[str, Any], group: Mapping[str, Any]) -> tuple[float, int]:
     """(advert_int, VRRP version) of the service's instance: its verbatim lines over the group's verbatimConfig."""
-    group_verbatim = _section(_section(group, "spec"), "verbatimConfig")
+    group_verbatim = _section(objects.spec(group), "verbatimConfig")
     return timing_from_verbatim(verbatim_config(svc), group_verbatim)
 
 
@@ -157,7 +148,7 @@ def instance_keys(svc: Mapping[str, Any]) -> list[str]:
 
 def verbatim_config(svc: Mapping[str, Any]) -> dict[str, str]:
     """The Service's verbatim annotation: a JSON object of keepalived keyword → value for its vrrp_instance."""
-    raw = _annotations(svc).get(VERBATIM_ANNOTATION)
+    raw = objects.annotations_of(svc).get(VERBATIM_ANNOTATION)
     if raw is None or str(raw).strip() == "":
         return {}
     where = f"the {VERBATIM_ANNOTATION} annotation of Service {namespaced_name(svc)}"
@@ -207,11 +198,11 @@ def keepalived_pods(group: Mapping[str, Any], pods: Iterable[Mapping[str, Any]])
 
     The sort order decides spreadvips ownership, so every pod of the group must compute it the same way.
     """
-    group_meta = _meta(group)
+    group_meta = objects.meta(group)
     namespace = group_meta.get("namespace") or "default"
     mine = []
     for pod in pods:
-        meta = _meta(pod)
+        meta = objects.meta(pod)
         labels = meta.get("labels")
         if not isinstance(labels, Mapping):
             labels = {}
@@ -219,13 +210,13 @@ def keepalived_pods(group: Mapping[str, Any], pods: Iterable[Mapping[str, Any]])
             continue
         if labels.get(POD_GROUP_LABEL) == group_meta.get("name"):
             mine.append(dict(pod))
-    return sorted(mine, key=lambda pod: str(_meta(pod).get("name", "")))
+    return sorted(mine, key=lambda pod: str(objects.meta(pod).get("name", "")))
 
 
 def pod_name(pod: Mapping[str, Any]) -> str:
-    return str(_meta(pod).get("name", ""))
+    return str(objects.meta(pod).get("name", ""))
 
 
 def pod_host_ip(pod: Mapping[str, Any]) -> str | None:
-    host_ip = _section(pod, "status").get("hostIP")
+    host_ip = objects.status(pod).get("hostIP")
     return str(host_ip) if host_ip else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from kalab.model import objects
 from kalab.model.errors import KalabError
 from kalab.model.manifests import DEFAULT_IMAGE, KEEPALIVED_API
 from kalab.model.operator import POD_GROUP_LABEL
@@ -39,20 +40,10 @@ KEEPALIVED_SCRIPT: Final = (
 )
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
-
-
-def _spec(group: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = group.get("spec")
-    return spec if isinstance(spec, Mapping) else {}
-
-
 def _name_ns(group: Mapping[str, Any]) -> tuple[str, str]:
     if group.get("kind") != "KeepalivedGroup":
         raise KalabError(f"Expected a KeepalivedGroup but got kind {group.get('kind')!r}; pass the group object.")
-    meta = _meta(group)
+    meta = objects.meta(group)
     name = str(meta.get("name") or "")
     if not name:
         raise KalabError("The KeepalivedGroup has no metadata.name; name the group.")
@@ -69,18 +60,9 @@ def _owned_meta(group: Mapping[str, Any], name: str, labels: Mapping[str, str] |
     meta: dict[str, Any] = {"name": name, "namespace": namespace}
     if labels:
         meta["labels"] = dict(labels)
-    uid = _meta(group).get("uid")
-    if uid:
-        meta["ownerReferences"] = [
-            {
-                "apiVersion": str(group.get("apiVersion") or KEEPALIVED_API),
-                "kind": "KeepalivedGroup",
-                "name": _name_ns(group)[0],
-                "uid": str(uid),
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
+    if objects.uid_of(group):
+        owner = {**group, "apiVersion": group.get("apiVersion") or KEEPALIVED_API}
+        meta["ownerReferences"] = [objects.owner_reference(owner)]
     return meta
 
 
@@ -187,7 +169,7 @@ def _string_map(value: Any, what: str) -> dict[str, str]:
 def pod_template_spec(group: Mapping[str, Any], operator_image: str = OPERATOR_IMAGE) -> dict[str, Any]:
     """The keepalived pod's spec as the operator writes it into the DaemonSet."""
     name, namespace = _name_ns(group)
-    spec = _spec(group)
+    spec = objects.spec(group)
     image = str(spec.get("image") or DEFAULT_IMAGE)
     # With interfaceFromIP the init container resolves the interface on each node; `interface` is ignored.
     reach_ip = str(spec.get("interfaceFromIP") or "")
@@ -218,7 +200,8 @@ def daemon_set(group: Mapping[str, Any], operator_image: str = OPERATOR_IMAGE) -
     labels = {POD_GROUP_LABEL: name}
     template_meta: dict[str, Any] = {"labels": dict(labels)}
     annotations = _string_map(
-        _spec(group).get("daemonsetPodAnnotations"), f"KeepalivedGroup {namespace}/{name} daemonsetPodAnnotations"
+        objects.spec(group).get("daemonsetPodAnnotations"),
+        f"KeepalivedGroup {namespace}/{name} daemonsetPodAnnotations",
     )
     if annotations:
         template_meta["annotations"] = annotations

@@ -52,7 +52,7 @@ def _items(obj: Any, key: str) -> list[Any]:
     return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else []
 
 
-def _spec(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+def _pod_spec(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     kind = _get(pod, "kind")
     spec = _get(pod, "spec")
     if (kind not in (None, "Pod")) or not isinstance(spec, Mapping):
@@ -212,7 +212,7 @@ def _mounts(spec: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
 
 
 def anatomy_rows(pod: Mapping[str, Any]) -> list[Row]:
-    spec = _spec(pod)
+    spec = _pod_spec(pod)
     rows = list(_pod_rows(pod, spec))
     for container in _items(spec, "initContainers"):
         rows += _container_rows(container, init=True)
@@ -229,7 +229,7 @@ def pod_anatomy(pod: Mapping[str, Any]) -> pd.DataFrame:
 
 def pod_summary(pod: Mapping[str, Any]) -> dict[str, object]:
     """Where the pod runs and whether it is healthy, in one line's worth of fields."""
-    spec, status, metadata = _spec(pod), _get(pod, "status") or {}, _get(pod, "metadata") or {}
+    spec, status, metadata = _pod_spec(pod), _get(pod, "status") or {}, _get(pod, "metadata") or {}
     statuses = [s for s in _items(status, "containerStatuses") if isinstance(s, Mapping)]
     ready = sum(1 for s in statuses if _get(s, "ready") is True)
     return {

@@ -1,4 +1,4 @@
-"""A live chart: a figure redrawn from a callable every few seconds, for a bounded time.
+"""A live chart: a figure redrawn in place from a callable every few seconds, for a bounded time.
 
 The loop blocks the cell on purpose: a background thread would outlive the cell, keep scraping after the user
 moved on and make a headless run's output depend on timing. Bounded by `duration_s`, it always ends.
@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import ipywidgets as widgets
 import pandas as pd
+from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 from kalab.cluster.connect import Cluster
@@ -22,8 +22,10 @@ from kalab.ui.plots import plot_exporter_metrics
 
 
 class LiveChart:
-    """An image widget that `run()` refreshes with `draw()`'s figure every `every_s` seconds for `duration_s`.
+    """A chart that `run()` redraws in place with `draw()`'s figure every `every_s` seconds for `duration_s`.
 
+    It is one display output updated in place (IPython's display_id), not a widget: in the browser it is live,
+    and the last drawing is what stays in the notebook, so a saved or headless-run notebook shows the chart once.
     `draw` typically scrapes the exporter, appends the frame to a list and returns plot_exporter_metrics(list).
     """
 
@@ -34,6 +36,7 @@ class LiveChart:
         duration_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        show: Callable[[Image], Any] | None = None,
     ) -> None:
         if every_s <= 0 or duration_s < 0:
             raise ValueError("every_s must be positive and duration_s not negative")
@@ -42,35 +45,36 @@ class LiveChart:
         self.duration_s = duration_s
         self._sleep = sleep
         self._clock = clock
-        self.image = widgets.Image(format="png")
-        self.status = widgets.HTML()
-        self.widget = widgets.VBox([self.image, self.status])
+        self._show = show
+        self._handle: Any = None
         self.frames = 0
+        self.png = b""
         self.last: Figure | None = None
 
     def refresh(self) -> Figure:
-        """Draw once and show it."""
+        """Draw once and show it in place of the previous drawing."""
         fig = self.draw()
-        self.image.value = figure_png(fig, dpi=80)
+        self.png = figure_png(fig, dpi=80)
+        image = Image(data=self.png, format="png")  # type: ignore[no-untyped-call]
+        if self._show is not None:
+            self._show(image)
+        elif self._handle is None:
+            self._handle = display(image, display_id=True)  # type: ignore[no-untyped-call]
+        else:
+            self._handle.update(image)
         self.frames += 1
         self.last = fig
         return fig
 
-    def run(self) -> Figure | None:
-        """Refresh until `duration_s` has passed (at least once); returns the last figure for the record."""
+    def run(self) -> None:
+        """Refresh until `duration_s` has passed (at least once); the chart's last drawing stays in the output."""
         deadline = self._clock() + self.duration_s
         while True:
             started = self._clock()
             self.refresh()
-            self.status.value = f"<small>refreshed {self.frames} time(s)</small>"
             if started + self.every_s > deadline:
                 break
             self._sleep(max(0.0, started + self.every_s - self._clock()))
-        self.status.value = f"<small>done: {self.frames} refresh(es) over {self.duration_s:g} s</small>"
-        return self.last
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
 
 
 class ExporterChart(LiveChart):

@@ -252,7 +252,7 @@ def plot_exporter_metrics(
     counters: Sequence[str] = ("keepalived_vrrp_advert_sent", "keepalived_vrrp_advert_rcvd"),
     title: str = "keepalived_exporter over time",
 ) -> Figure:
-    """VRRP state per node as steps (top) and advert counters per node (bottom), from scrapes over time.
+    """VRRP state per node as steps (top) and adverts sent/received per second per node (bottom), over time.
 
     `frames` are parse_exposition frames with `node` and `scraped_at` columns (one per scrape, or already
     concatenated). Each node's state line is nudged vertically so that nodes in the same state stay distinct.
@@ -284,17 +284,24 @@ def plot_exporter_metrics(
             mine = vrrp[(vrrp["metric"] == metric) & (vrrp["node"].astype(str) == node)]
             # Sum over instances: with one instance per node (the usual case) this is just its counter.
             series = mine.groupby("scraped_at")["value"].sum().sort_index()
-            if series.empty:
+            if len(series) < 2:
                 continue
+            # The counters only ever grow (to about a thousand after a quarter of an hour), so their slope is what
+            # shows anything: adverts per second between consecutive scrapes, drawn at the later one.
+            seconds = _seconds(pd.Series(series.index), origin)
+            values = [float(v) for v in series]
+            pairs = zip(values[:-1], values[1:], seconds[:-1], seconds[1:], strict=True)
+            rates = [(b - a) / (t1 - t0) if t1 > t0 else 0.0 for a, b, t0, t1 in pairs]
             counter_ax.plot(
-                _seconds(pd.Series(series.index), origin),
-                series.to_list(),
+                seconds[1:],
+                rates,
                 color=colours[node],
                 linestyle=styles[j % len(styles)],
                 marker=".",
                 label=f"{node} {metric.removeprefix('keepalived_vrrp_')}",
             )
-    counter_ax.set_ylabel("count")
+    counter_ax.set_ylabel("adverts per second")
+    counter_ax.set_ylim(bottom=0)
     counter_ax.set_xlabel("seconds since first scrape")
     if counter_ax.lines:
         counter_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")

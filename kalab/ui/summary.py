@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from typing import Any
@@ -30,9 +31,20 @@ def _no_nan(value: Any) -> Any:
     return value
 
 
-def record(section: str, **values: Any) -> dict[str, Any]:
-    """Show `values` as this notebook's `section` of the run summary, and return them JSON-safe."""
+def json_safe(**values: Any) -> dict[str, Any]:
+    """`values` as plain JSON data: tables become lists of rows, numpy scalars Python numbers, NaN None."""
     plain: dict[str, Any] = _no_nan(json.loads(json.dumps(values, default=_default)))
-    text = f"{section}: " + json.dumps(plain, ensure_ascii=False)
-    display({SUMMARY_MIME: {section: plain}, "text/plain": text}, raw=True)  # type: ignore[no-untyped-call]
     return plain
+
+
+def record(section: str, **values: Any) -> None:
+    """Keep `values` as this notebook's `section` of the run summary that `kalab run` gathers.
+
+    The values travel in their own MIME type; the notebook shows only a short line naming them (they are in the
+    tables above), and nothing is returned, so the cell shows nothing a second time.
+    """
+    plain = json_safe(**values)
+    names = ", ".join(plain) or "nothing"
+    text = f"recorded for the run summary: {section} ({names})"
+    bundle = {SUMMARY_MIME: {section: plain}, "text/plain": text, "text/html": f"<small>{html.escape(text)}</small>"}
+    display(bundle, raw=True)  # type: ignore[no-untyped-call]

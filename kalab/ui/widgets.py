@@ -51,8 +51,13 @@ class NodePicker(_Displayable):
             raise KalabError("There are no nodes to choose from; check that the cluster is reachable and has nodes.")
         self.roles: dict[str, tuple[str, ...]] = {name: tuple(r) for name, r in roles.items()}
         options = [(self._label(name), name) for name in sorted(self.roles)]
+        # "initial" sizes the description to its text: the default fixed width cuts labels such as "Loadbalancer".
         self.select = widgets.SelectMultiple(
-            options=options, rows=min(len(options), 8), description=description, layout=widgets.Layout(width="auto")
+            options=options,
+            rows=min(len(options), 8),
+            description=description,
+            layout=widgets.Layout(width="auto"),
+            style={"description_width": "initial"},
         )
         self.widget = self.select
         # No initial choice means every node: the seed gives the loadbalancer role to all of them.

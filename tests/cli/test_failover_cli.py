@@ -102,5 +102,5 @@ def test_an_interrupted_throwaway_failover_leaves_nothing_behind(sig: signal.Sig
     wait_for(lambda: not {p for p, s in tree if procfs.starttime(p) == s}, 5, "every process of the tree to end")
     assert netlink.list_netns() == host_namespaces
     assert "Traceback" not in stderr
-    if sig == signal.SIGINT:
-        assert command.returncode == 130 and stderr.strip().splitlines()[-1] == "kalab: interrupted."
+    # SIGTERM ends it as Ctrl-C does, so its `finally` blocks ran (the trial's repair, the scenario's close).
+    assert command.returncode == 130 and stderr.strip().splitlines()[-1] == "kalab: interrupted."

@@ -217,6 +217,26 @@ def test_the_seed_through_the_verbs(lab: control.LabInfo, cluster: Cluster, jour
     with pytest.raises(KalabError, match="Unknown node"):
         trace.trace_vip(cluster, "master-9", vip)
 
+    # The pickers' meaning: exactly the chosen nodes carry the role (a deselected node loses it and its keepalived),
+    # an empty choice is refused, and the demo's pods follow the nodes chosen for them.
+    change = nodes.set_label_on(cluster, ["master-1"])
+    assert (change.added, change.removed, change.kept) == ([], ["master-2"], ["master-1"])
+    assert keepalived.wait_keepalived_pods(cluster, 1, timeout=60, on=["master-1"])["node"].tolist() == ["master-1"]
+    with pytest.raises(KalabError, match="Pick at least one node") as empty:
+        nodes.set_label_on(cluster, [])
+    one_sentence(empty)
+    assert nodes.set_label_on(cluster, ["master-1", "master-2"]).added == ["master-2"]
+    keepalived.wait_keepalived_pods(cluster, 2, timeout=60, on=["master-1", "master-2"])
+    three = demo.deploy_demo(cluster, nodes=["master-0", "master-1", "master-2"], timeout=60)
+    assert sorted(three["node"]) == ["master-0", "master-1", "master-2"]
+    moves: list[str] = []
+    demo.deploy_demo(cluster, nodes=["master-1", "master-0"], timeout=60, progress=moves.append)
+    assert "deleted Pod test-0 to move it from master-0 to master-1" in moves
+    assert "deleted Pod test-2 (no pod is wanted on master-2 now)" in moves
+    assert demo.pinned_nodes(cluster) == {"test-0": "master-1", "test-1": "master-0"}
+    placed = demo.deploy_demo(cluster, timeout=60)  # back to the seed's master-0 and master-2
+    assert dict(zip(placed["pod"], placed["node"], strict=True)) == {"test-0": "master-0", "test-1": "master-2"}
+
     # Cleanup: the seed's "to restore", then undo the network patch.
     demo.cleanup_demo(cluster, timeout=30)
     assert demo.demo_pods(cluster).empty

@@ -247,7 +247,7 @@ def test_an_external_ip_outside_allowed_cidrs_is_refused_and_explained(seeded: S
     findings = diagnose.diagnose_external_ip(cluster, attempt=attempt)
     assert [(f.check, f.status) for f in findings] == [
         ("auto-assign block", "ok"),
-        ("admitted by the API server", "problem"),
+        ("API server admission", "problem"),
         ("requested externalIPs allowed", "problem"),
     ]
     text = diagnose.expect_problem(findings, PENDING)

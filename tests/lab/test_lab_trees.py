@@ -35,7 +35,7 @@ from kalab.cluster.connect import Cluster, connect
 from kalab.lab import control
 from kalab.lab.dataplane import procfs
 from kalab.lab.dataplane.entry import Entry
-from kalab.lab.dataplane.supervisor import ProcessRecord, read_records
+from kalab.lab.dataplane.records import ProcessRecord, read_records
 
 pytestmark = needs_root_tools("keepalived", "iptables-save", "ip", "curl", "unshare", "nsenter")
 DEMO_BODY = "Hello!<br>Welcome to RedHat Developer"

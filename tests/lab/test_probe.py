@@ -15,21 +15,14 @@ from conftest import needs_root_tools
 from lab.nets import Ns, linked_pair
 from waiting import wait_for
 
-from kalab.cluster.prober import (
-    FRAME_COLUMNS,
-    ProbeRecord,
-    check_limits,
-    parse_url,
-    probe_timeline,
-    records_to_frame,
-    start_probe,
-    summarise,
-)
+from kalab.cluster.probejob import probe_timeline, start_probe
+from kalab.cluster.prober import parse_url
 from kalab.lab.dataplane.entry import HERE
 from kalab.lab.dataplane.supervisor import ManagedProcess, ProcessSpec, Supervisor
 from kalab.model.clientsite import ClientPlace
 from kalab.model.errors import KalabError
 from kalab.model.failover import analyse_outage
+from kalab.model.probes import FRAME_COLUMNS, ProbeRecord, check_limits, records_to_frame, summarise
 
 
 def place(ns: str) -> ClientPlace:

@@ -16,15 +16,8 @@ from conftest import needs_root_tools
 from netns import netns
 from waiting import wait_for
 
-from kalab.lab.dataplane.supervisor import (
-    Backoff,
-    ProcessSpec,
-    Supervisor,
-    read_records,
-    reap_recorded,
-    record_for,
-    write_record,
-)
+from kalab.lab.dataplane.records import read_records, reap_recorded, record_for, write_record
+from kalab.lab.dataplane.supervisor import Backoff, ProcessSpec, Supervisor
 from kalab.model.errors import KalabError
 
 pytestmark = needs_root_tools("ip")

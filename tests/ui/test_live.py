@@ -35,17 +35,25 @@ def test_live_chart_refreshes_every_interval_and_stops_at_the_deadline() -> None
         drawn.append(fake.now)
         return small_figure()
 
-    chart = LiveChart(draw, every_s=2.0, duration_s=7.0, sleep=fake.sleep, clock=fake.clock)
-    last = chart.run()
+    shown: list[bytes] = []
+    chart = LiveChart(draw, every_s=2.0, duration_s=7.0, sleep=fake.sleep, clock=fake.clock,
+                      show=lambda image: shown.append(image.data))  # fmt: skip
+    assert chart.run() is None  # nothing for the cell to display a second time
     assert drawn == [0.0, 2.0, 4.0, 6.0]
-    assert chart.frames == 4 and isinstance(last, Figure)
-    assert bytes(chart.image.value).startswith(b"\x89PNG")
-    assert "4 refresh(es) over 7 s" in chart.status.value
+    assert chart.frames == 4 and isinstance(chart.last, Figure)
+    assert len(shown) == 4 and all(png.startswith(b"\x89PNG") for png in shown) and chart.png == shown[-1]
+
+
+def test_outside_a_kernel_it_still_draws_every_time() -> None:
+    fake = FakeTime()
+    chart = LiveChart(small_figure, every_s=1.0, duration_s=2.5, sleep=fake.sleep, clock=fake.clock)
+    chart.run()
+    assert chart.frames == 3 and chart.png.startswith(b"\x89PNG")
 
 
 def test_zero_duration_draws_once() -> None:
     fake = FakeTime()
-    chart = LiveChart(small_figure, every_s=1.0, duration_s=0.0, sleep=fake.sleep, clock=fake.clock)
+    chart = LiveChart(small_figure, every_s=1.0, duration_s=0.0, sleep=fake.sleep, clock=fake.clock, show=print)
     chart.run()
     assert chart.frames == 1 and fake.sleeps == []
 

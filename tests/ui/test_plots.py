@@ -180,7 +180,7 @@ def test_exporter_states_read_each_scrape() -> None:
     assert at_6 == {"master-0": "DOWN", "master-1": "MASTER", "master-2": "BACKUP"}
 
 
-def test_exporter_metrics_plot_one_state_line_per_node_and_counters() -> None:
+def test_exporter_metrics_plot_one_state_line_per_node_and_advert_rates() -> None:
     fig = plot_exporter_metrics(exporter_frames())
     state_ax, counter_ax = fig.axes
     assert [line.get_label() for line in state_ax.lines] == ["master-0", "master-1", "master-2"]
@@ -191,7 +191,9 @@ def test_exporter_metrics_plot_one_state_line_per_node_and_counters() -> None:
     labels = [line.get_label() for line in counter_ax.lines]
     assert "master-0 advert_sent" in labels and "master-2 advert_rcvd" in labels
     sent0 = next(line for line in counter_ax.lines if line.get_label() == "master-0 advert_sent")
-    assert list(sent0.get_xdata()) == [0.0, 2.0, 4.0] and list(sent0.get_ydata()) == [0.0, 2.0, 4.0]
+    # The counter reads 0, 2, 4 at 0, 2, 4 s: one advert a second, drawn from the second scrape on.
+    assert list(sent0.get_xdata()) == [2.0, 4.0] and list(sent0.get_ydata()) == [1.0, 1.0]
+    assert counter_ax.get_ylabel() == "adverts per second"
 
 
 def test_exporter_metrics_accept_timestamps_and_one_frame() -> None:

@@ -6,6 +6,9 @@ order, each bounded by a timeout; a check whose cause lies upstream (no pods bec
 as a warn instead of failing twice, and a check that cannot run says why, also as a warn. It reads only what an
 administrator with `oc` can: objects, events, pod logs, exec into the hostNetwork keepalived pods, the exporters'
 metrics through the pod proxy.
+
+It stays one module (some 600 lines) because it is one thing: a Doctor whose checks share the reads it makes once
+and the verdicts upstream checks gave; the findings themselves live in the diagnosis modules beside it.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from kalab.cluster.diagnose.keepalived_pods import (
 )
 from kalab.cluster.diagnose.vip import interface_finding, placement_findings, router_id_finding
 from kalab.cluster.olm import OLM_GROUP
-from kalab.model import operator
+from kalab.model import objects, operator
 from kalab.model.errors import KalabError
 
 VerdictStatus = Literal["ok", "warn", "fail"]
@@ -122,7 +125,7 @@ class _Group:
 
     @property
     def spec(self) -> dict[str, Any]:
-        return dict((self.obj or {}).get("spec") or {})
+        return dict(objects.spec(self.obj))
 
 
 class Doctor:
@@ -205,9 +208,9 @@ class Doctor:
             (
                 s
                 for s in found
-                if (s.get("spec") or {}).get("type") == "LoadBalancer"
-                and operator.GROUP_ANNOTATION in ((s.get("metadata") or {}).get("annotations") or {})
-                and (self.namespace is None or (s.get("metadata") or {}).get("namespace") == self.namespace)
+                if objects.spec(s).get("type") == "LoadBalancer"
+                and operator.GROUP_ANNOTATION in objects.annotations_of(s)
+                and (self.namespace is None or objects.meta(s).get("namespace") == self.namespace)
             ),
             key=operator.namespaced_name,
         )
@@ -221,7 +224,7 @@ class Doctor:
         except (ApiException, HTTPError, OSError):
             return  # the groups the services name are checked all the same
         for obj in as_dict(found).get("items") or []:
-            meta = obj.get("metadata") or {}
+            meta = objects.meta(obj)
             ref = f"{meta.get('namespace')}/{meta.get('name')}"
             self._groups.setdefault(ref, _Group(str(meta.get("namespace")), str(meta.get("name")), dict(obj)))
 
@@ -263,7 +266,7 @@ class Doctor:
         allowed = _policy_nets(external, "allowedCIDRs")
         refusals: list[str] = []
         for svc in self._services:
-            spec, block = svc.get("spec") or {}, auto_block(external)
+            spec, block = objects.spec(svc), auto_block(external)
             for ip in spec.get("externalIPs") or []:
                 auto = spec.get("type") == "LoadBalancer" and block is not None and ipaddress.ip_address(ip) in block
                 reason = None if auto else policy_refusal(str(ip), external)
@@ -282,7 +285,7 @@ class Doctor:
     def _overlaps(self) -> Verdict:
         block = auto_block(self._external())
         assert block is not None
-        status = network.read_network(self.cluster).get("status") or {}
+        status = objects.status(network.read_network(self.cluster))
         cluster_nets = [e.get("cidr") for e in status.get("clusterNetwork") or [] if isinstance(e, Mapping)]
         nets = _networks([*cluster_nets, *(status.get("serviceNetwork") or [])])
         clash = [str(n) for n in nets if n.version == block.version and n.overlaps(block)]
@@ -296,7 +299,7 @@ class Doctor:
         """annotation-malformed and group-missing for one service; registers the group it names."""
         where = operator.namespaced_name(svc)
         ns, name = where.split("/", 1)
-        value = str(((svc.get("metadata") or {}).get("annotations") or {}).get(operator.GROUP_ANNOTATION, "")).strip()
+        value = str(objects.annotations_of(svc).get(operator.GROUP_ANNOTATION, "")).strip()
         fix = {"service": name, "namespace": ns}
 
         def annotation() -> Verdict:
@@ -361,9 +364,9 @@ class Doctor:
     def _containers(self, group: _Group) -> Iterable[tuple[str, dict[str, Any], dict[str, Any]]]:
         """(pod, container status, its spec) for every container of the group's pods."""
         for pod in group.raw_pods:
-            name = str((pod.get("metadata") or {}).get("name"))
-            specs = {c.get("name"): c for c in (pod.get("spec") or {}).get("containers") or []}
-            for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            name = objects.name_of(pod)
+            specs = {c.get("name"): c for c in objects.spec(pod).get("containers") or []}
+            for status in objects.status(pod).get("containerStatuses") or []:
                 yield name, status, specs.get(status.get("name")) or {}
 
     def _image_pull(self, group: _Group) -> Verdict:
@@ -405,7 +408,7 @@ class Doctor:
     def _ports(self, group: _Group) -> Verdict:
         pending = []
         for pod in group.raw_pods:
-            for cond in (pod.get("status") or {}).get("conditions") or []:
+            for cond in objects.status(pod).get("conditions") or []:
                 message = str(cond.get("message") or "")
                 if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and "free ports" in message:
                     pending.append(f"{(pod.get('metadata') or {}).get('name')}: {message}")
@@ -414,7 +417,7 @@ class Doctor:
         return _ok("port-conflict", group.ref, "no keepalived pod waits for a free host port")
 
     def _router_ids(self, group: _Group) -> Verdict:
-        conditions = (group.obj or {}).get("status", {}).get("conditions") or []
+        conditions = objects.status(group.obj).get("conditions") or []
         bad = [
             f"{c.get('type')}: {c.get('message')}"
             for c in conditions
@@ -422,14 +425,14 @@ class Doctor:
         ]
         if bad:
             return _bad("router-ids-exhausted", group.ref, bad[0])
-        held = len((group.obj or {}).get("status", {}).get("routerIDs") or {})
+        held = len(objects.status(group.obj).get("routerIDs") or {})
         return _ok("router-ids-exhausted", group.ref, f"{held} of 255 router IDs in use")
 
     # -- where the VIPs are ----------------------------------------------------------------------------------
 
     def _vip_checks(self, svc: dict[str, Any]) -> None:
         where = operator.namespaced_name(svc)
-        ref = str(((svc.get("metadata") or {}).get("annotations") or {}).get(operator.GROUP_ANNOTATION, "")).strip()
+        ref = str(objects.annotations_of(svc).get(operator.GROUP_ANNOTATION, "")).strip()
         # Without a ready operator the group is not read (group-missing is not checked), so neither are the VIPs.
         after: list[tuple[str, str | None]] = [("operator-not-ready", "cluster"), ("annotation-malformed", where)]
         after += [("group-missing", where), *((f, ref) for f in _GROUP_FAULTS)]
@@ -459,7 +462,7 @@ class Doctor:
             second = _addr_list_errors(self.cluster, group)
             self._errors[group.ref] = {k: (first.get(k, v), v) for k, v in second.items() if v > first.get(k, v)}
         rising = {k: v for k, v in self._errors[group.ref].items() if k[1] in keys}
-        vrids = (group.obj or {}).get("status", {}).get("routerIDs") or {}
+        vrids = objects.status(group.obj).get("routerIDs") or {}
         if rising:
             seen = "; ".join(f"addr_list_err of {n} on {p} rose {a:g} → {b:g}" for (p, n), (a, b) in rising.items())
             seen += f" (router ID {_joined(str(vrids.get(k)) for k in keys)} is used by another VRRP speaker)"
@@ -495,7 +498,7 @@ class Doctor:
                 "vip-not-on-master": [Finding("VIP nowhere", "EXTERNAL-IP assigned", "ok", "no VIP to place")],
             }
         keys = operator.instance_keys(svc)
-        routed = router_id_finding(keys, (group.obj or {}).get("status", {}).get("routerIDs") or {}, group.ref)
+        routed = router_id_finding(keys, objects.status(group.obj).get("routerIDs") or {}, group.ref)
         if group.ref not in self._addresses:
             ready = sorted(_ready(keepalived.keepalived_pods(self.cluster, group.namespace, group.name))["node"])
             self._addresses[group.ref] = {n: nodes.node_interfaces(self.cluster, n, group.namespace) for n in ready}

@@ -16,10 +16,11 @@ from kubernetes.client.exceptions import ApiException
 from kalab.cluster._common import poll
 from kalab.cluster.connect import Cluster
 from kalab.cluster.demo import service_table
+from kalab.cluster.diagnose.catalog import CATALOG
 from kalab.cluster.diagnose.doctor import Verdict, doctor
 from kalab.cluster.exporter import vrrp_states
 from kalab.cluster.keepalived import DEFAULT_GROUP, DEFAULT_NAMESPACE, keepalived_pods
-from kalab.cluster.sites import site_for
+from kalab.cluster.sites import Site, site_for
 from kalab.cluster.traffic import vip_url
 from kalab.model.errors import KalabError
 
@@ -106,3 +107,34 @@ def healthy_again(cluster: Cluster, timeout: float = 90.0) -> list[Verdict]:
     not_healed = KalabError(f"The doctor is not all ok {timeout:g} s after the fix; read its findings.")
     found: list[Verdict] = poll(all_ok, timeout, lambda: not_healed, 1.0)
     return found
+
+
+def catalog_table(site: Site) -> pd.DataFrame:
+    """The troubleshooting catalog, with whether this site (the lab) can break each fault for real."""
+    bench = site.faults
+    reproducible = bench.reproducible() if bench else set()
+    return pd.DataFrame(
+        [{"id": f.id, "what you see": f.sees, "cause": f.cause, "lab": f.id in reproducible} for f in CATALOG]
+    )
+
+
+def break_for_exercise(site: Site, fault: str | None) -> str:
+    """Break `fault` (a catalog id, or "mystery" for one picked in secret) where the site can; say what was done.
+
+    On a real cluster nothing is ever broken: it is only diagnosed.
+    """
+    if not fault:
+        return "nothing broken (fault = None): the doctor diagnoses the cluster as it is"
+    bench = site.faults
+    if bench is None:
+        return f"{fault} is not broken: a real cluster is only diagnosed"
+    if fault == "mystery":
+        bench.mystery()
+        return "one fault is broken; which one is yours to find"
+    bench.break_fault(fault)
+    return f"{fault} is broken"
+
+
+def heal_after_exercise(site: Site) -> list[str]:
+    """Undo whatever the exercise broke (the lab's `kalab lab heal`); nothing on a real cluster."""
+    return site.faults.heal() if site.faults else []

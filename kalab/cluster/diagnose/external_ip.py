@@ -14,7 +14,7 @@ from kalab.cluster._common import fail
 from kalab.cluster.connect import Cluster
 from kalab.cluster.diagnose._reads import _as_dict, _joined, _networks, _policy_nets, _read_service
 from kalab.cluster.diagnose.findings import PENDING, Finding, _ok, _problem
-from kalab.model import operator
+from kalab.model import objects, operator
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def policy_finding(ips: Sequence[str], external_ip: Mapping[str, Any] | None) ->
 
 
 def _admission_finding(attempt: ServiceAttempt) -> Finding:
-    check, where = "admitted by the API server", f"{attempt.namespace}/{attempt.name}"
+    check, where = "API server admission", f"{attempt.namespace}/{attempt.name}"
     if attempt.admitted:
         return _ok(PENDING, check, f"the API server accepted {where}")
     seen = f"the API server refused {where} with: {attempt.message.rstrip('.')}"
@@ -131,7 +131,7 @@ def assigned_finding(
     where, check, vips = operator.namespaced_name(svc), "EXTERNAL-IP assigned", operator.service_vips(svc)
     if vips:
         return _ok(PENDING, check, f"{where} has EXTERNAL-IP {_joined(vips)}")
-    kind = (svc.get("spec") or {}).get("type") or "ClusterIP"
+    kind = objects.spec(svc).get("type") or "ClusterIP"
     if kind != "LoadBalancer":
         seen = f"{where} is type {kind} without spec.externalIPs, so it has no EXTERNAL-IP"
         return _problem(PENDING, check, seen, "make it type LoadBalancer, or request an externalIP inside allowedCIDRs")
@@ -158,8 +158,8 @@ def diagnose_external_ip(
         if not attempt.admitted:
             return [*findings, policy_finding(attempt.external_ips, external_ip)]
     svc = _read_service(cluster, namespace, name)
-    ingress = operator.service_vips({"status": svc.get("status") or {}})  # the auto-assigned address
-    requested = [str(ip) for ip in (svc.get("spec") or {}).get("externalIPs") or [] if str(ip) not in ingress]
+    ingress = operator.service_vips({"status": objects.status(svc)})  # the auto-assigned address
+    requested = [str(ip) for ip in objects.spec(svc).get("externalIPs") or [] if str(ip) not in ingress]
     findings.append(policy_finding(requested, external_ip))
     pending, block, full = not operator.service_vips(svc), auto_block(external_ip), False
     if block is not None:

@@ -15,7 +15,7 @@ from kalab.cluster.connect import Cluster
 from kalab.cluster.diagnose._reads import GROUP_API, _joined, _read_group
 from kalab.cluster.diagnose.findings import NO_PODS, Finding, _ok, _problem
 from kalab.cluster.olm import OLM_GROUP, OLM_VERSION
-from kalab.model import manifests
+from kalab.model import manifests, objects
 
 
 def _csvs(cluster: Cluster, namespace: str) -> dict[str, str]:
@@ -28,7 +28,7 @@ def _csvs(cluster: Cluster, namespace: str) -> dict[str, str]:
     except ApiException as err:
         raise fail(f"Listing ClusterServiceVersions in {namespace}", err, "check your access") from None
     return {
-        str(c["metadata"]["name"]): _phase_text(c.get("status") or {})
+        str(c["metadata"]["name"]): _phase_text(objects.status(c))
         for c in found.get("items") or []
         if str(c["metadata"]["name"]).startswith("keepalived-operator")
     }
@@ -152,7 +152,7 @@ def diagnose_keepalived(
     if obj is None:
         seen = f"there is no KeepalivedGroup {namespace}/{group}"
         return [*findings, _problem(NO_PODS, "KeepalivedGroup exists", seen, "create it (notebook 01)")]
-    spec = obj.get("spec") or {}
+    spec = objects.spec(obj)
     selector = {str(k): str(v) for k, v in (spec.get("nodeSelector") or {}).items()}
     from_ip = spec.get("interfaceFromIP")
     iface = f"interfaceFromIP {from_ip}" if from_ip else f"interface {spec.get('interface')}"

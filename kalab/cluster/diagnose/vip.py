@@ -14,7 +14,7 @@ from kalab.cluster.connect import Cluster
 from kalab.cluster.diagnose._reads import _joined, _read_group, _read_service
 from kalab.cluster.diagnose.findings import NOWHERE, PENDING, TWO_NODES, Finding, _ok, _problem, problems
 from kalab.cluster.diagnose.keepalived_pods import _ready
-from kalab.model import operator
+from kalab.model import objects, operator
 from kalab.model.errors import KalabError
 
 SETTLING = frozenset(
@@ -38,8 +38,8 @@ SPLIT_BRAIN_TODO = (
 def annotation_finding(svc: Mapping[str, Any], group_ref: str) -> Finding:
     """Does the service opt in to this group (annotation), and is it a kind of service the operator serves?"""
     where, check = operator.namespaced_name(svc), "group annotation"
-    value = str(((svc.get("metadata") or {}).get("annotations") or {}).get(operator.GROUP_ANNOTATION, "")).strip()
-    spec = svc.get("spec") or {}
+    value = str(objects.annotations_of(svc).get(operator.GROUP_ANNOTATION, "")).strip()
+    spec = objects.spec(svc)
     if not value:
         ns, name = where.split("/", 1)
         seen = f"{where} has no {operator.GROUP_ANNOTATION} annotation, so no KeepalivedGroup makes a VRRP "
@@ -203,7 +203,7 @@ def _vip_once(cluster: Cluster, namespace: str, name: str, group: str, group_nam
         seen, todo = f"there is no KeepalivedGroup {group_ref}", "create it (notebook 01) or fix the annotation"
         return [*findings, _problem(NOWHERE, "KeepalivedGroup exists", seen, todo)]
     keys = operator.instance_keys(svc)
-    findings.append(router_id_finding(keys, (obj.get("status") or {}).get("routerIDs") or {}, group_ref))
+    findings.append(router_id_finding(keys, objects.status(obj).get("routerIDs") or {}, group_ref))
     ready = sorted(_ready(keepalived.keepalived_pods(cluster, group_namespace, group))["node"])
     if not ready:
         seen, todo = "no keepalived pod of the group is Running and Ready", "diagnose_keepalived() says why"
@@ -213,7 +213,7 @@ def _vip_once(cluster: Cluster, namespace: str, name: str, group: str, group_nam
     addresses, failed = _node_addresses(cluster, ready, group_namespace)
     if failed:
         findings.append(_problem(NOWHERE, "`ip addr` on the nodes", failed, "check the keepalived pods are Running"))
-    findings.append(interface_finding(obj.get("spec") or {}, addresses))
+    findings.append(interface_finding(objects.spec(obj), addresses))
     states, scrape_error = _exporter_states(cluster, group_namespace, group)
     if scrape_error:
         todo = "check the prometheus-exporter container of each keepalived pod"

@@ -5,8 +5,9 @@ additionalPrinterColumns as Columns). The Registry follows the store synchronous
 client that creates a CRD and then its first custom object in the next request never sees a 404; the
 status conditions a client waits on (NamesAccepted, Established) are written by a small controller.
 Deleting a CRD deletes its custom objects, as kube-apiserver does, before the resource stops being served.
-Custom objects are defaulted and pruned from their version's openAPIV3Schema on every write (kalab.lab.apiserver.
-structural), and so are the OpenShift kinds the lab serves as built-ins, which are CRDs on OpenShift.
+Custom objects are pruned and defaulted (kalab.lab.apiserver.structural) from their version's openAPIV3Schema on
+every write, and validated against it (schema_validation) on every write a client sends; so are the OpenShift kinds
+the lab serves as built-ins, which are CRDs on OpenShift.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from kalab.lab.apiserver.errors import ApiError, invalid
+from kalab.lab.apiserver.errors import ApiError, FieldError, invalid
 from kalab.lab.apiserver.openshift_schemas import openshift_schemas
 from kalab.lab.apiserver.resources import Column, ResourceType
+from kalab.lab.apiserver.schema_validation import errors_of
 from kalab.lab.apiserver.store import Event, Obj, Operation, Store, now_rfc3339
 from kalab.lab.apiserver.structural import apply_defaults, prune
 from kalab.lab.context import LabContext
@@ -156,6 +158,7 @@ class CrdController(Controller):
     def start(self) -> None:
         self.ctx.store.add_admission(_admission)
         self.ctx.store.add_admission(self._structural)
+        self.ctx.store.add_validator(self._validate)
         _controllers[self.ctx.store] = self
         with self._serving:
             for crd in self.ctx.store.list(self.ctx.rt(CRD_KEY))[0]:
@@ -175,6 +178,11 @@ class CrdController(Controller):
         if schema is not None:
             prune(obj, schema)
             apply_defaults(obj, schema)
+
+    def _validate(self, rt: ResourceType, obj: Obj) -> list[FieldError]:
+        """A custom object, pruned and defaulted, against its schema (types, required fields, enums, formats)."""
+        schema = self.schema(rt)
+        return errors_of(obj, schema) if schema is not None else []
 
     def _serve(self, crd: Obj) -> None:
         name = crd["metadata"]["name"]

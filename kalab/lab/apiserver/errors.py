@@ -6,7 +6,9 @@ NewConflict, NewInvalid, NewForbidden, …), since clients match on them.
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 # field.ErrorType texts → the StatusCause reason kube-apiserver reports for them
@@ -107,6 +109,67 @@ def invalid(kind: str, name: str, message: str, group: str = "") -> ApiError:
         f'{qualified} "{name}" is invalid: {message}',
         details(name, kind, group, field_causes(message)),
     )
+
+
+# field.ErrorType: the reason a StatusCause carries → the words its message starts with
+_TYPE_WORDS = {
+    "FieldValueInvalid": "Invalid value",
+    "FieldValueTypeInvalid": "Invalid value",
+    "FieldValueRequired": "Required value",
+    "FieldValueNotSupported": "Unsupported value",
+    "FieldValueDuplicate": "Duplicate value",
+    "FieldValueForbidden": "Forbidden",
+    "FieldValueTooLong": "Too long",
+    "FieldValueTooMany": "Too many",
+    "FieldValueNotFound": "Not found",
+}
+_VALUELESS = frozenset({"FieldValueRequired", "FieldValueForbidden", "FieldValueTooLong"})
+_OMITTED = object()
+MAX_ECHO = 120  # characters of a refused value repeated in a message; longer ones are shortened
+
+
+def echo(value: Any) -> str:
+    """A refused value as field.Error prints it (strings quoted, numbers and booleans bare), shortened."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int | float):
+        text = json.dumps(value)
+    elif isinstance(value, str):
+        text = json.dumps(value if len(value) <= MAX_ECHO else value[:MAX_ECHO] + "...", ensure_ascii=False)
+    else:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        if len(text) > MAX_ECHO:
+            text = text[:MAX_ECHO] + "..."
+    return text
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One field.Error of k8s.io/apimachinery: what is wrong (`reason`), where (`field`), the value and a detail."""
+
+    reason: str
+    field: str
+    value: Any = _OMITTED
+    detail: str = ""
+
+    def body(self) -> str:
+        """field.Error.ErrorBody(): `Invalid value: "x": detail`, `Required value`, …"""
+        text = _TYPE_WORDS[self.reason]
+        if self.reason not in _VALUELESS and self.value is not _OMITTED:
+            text += f": {echo(self.value)}"
+        return f"{text}: {self.detail}" if self.detail else text
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.body()}"
+
+
+def field_invalid(kind: str, name: str, errors: list[FieldError], group: str = "") -> ApiError:
+    """422 Invalid from a field error list, as errors.NewInvalid builds it (one error bare, several in [...])."""
+    listed = [str(e) for e in errors]
+    aggregate = listed[0] if len(listed) == 1 else "[" + ", ".join(listed) + "]"
+    qualified = f"{kind}.{group}" if group else kind
+    causes = [{"reason": e.reason, "message": e.body(), "field": e.field} for e in errors]
+    return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {aggregate}', details(name, kind, group, causes))
 
 
 def bad_request(message: str) -> ApiError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import select
 import threading
 import time
@@ -16,14 +17,24 @@ from typing import Any, cast
 
 import h11
 
-from kalab.lab.apiserver import fieldmanager, openapi, strategies, tables, transport
+from kalab.lab.apiserver import decoding, fieldmanager, openapi, strategies, tables, transport
 from kalab.lab.apiserver.crds import read_defaults
-from kalab.lab.apiserver.errors import ApiError, bad_request, conflict, invalid, not_found
+from kalab.lab.apiserver.errors import (
+    ApiError,
+    FieldError,
+    bad_request,
+    conflict,
+    echo,
+    field_invalid,
+    invalid,
+    not_found,
+)
 from kalab.lab.apiserver.namespaces import NamespaceTerminator
 from kalab.lab.apiserver.negotiation import Output
 from kalab.lab.apiserver.patch import APPLY_PATCH, PATCH_TYPES, STRATEGIC_PATCH, apply_patch, parse_body
 from kalab.lab.apiserver.routing import ApiRequest
 from kalab.lab.apiserver.store import Obj, Propagation, Store
+from kalab.model.wording import shorten
 
 WATCH_TIMEOUT = 1800.0  # kube-apiserver's --min-request-timeout
 WATCH_TICK = 1.0  # how often an idle watch checks whether its client went away
@@ -92,9 +103,15 @@ class Handlers:
             )
         if kind and kind != req.rt.kind and req.sub is None:
             raise bad_request(f"the kind in the data ({kind}) does not match the expected kind ({req.rt.kind})")
-        meta = obj.setdefault("metadata", {})
-        if not isinstance(meta, dict):
-            raise bad_request("metadata must be an object")
+        if obj.get("metadata") is None:  # null decodes as no metadata at all
+            obj["metadata"] = {}
+        if req.sub != "scale":
+            decoding.check_body(req.rt, obj)  # a value of the wrong type: 400, as Go's decoder answers
+        else:
+            problem = decoding.definition_error(decoding.SCALE, obj)
+            if problem is not None:
+                raise bad_request(f'Scale in version "v1" cannot be handled as a Scale: {problem}')
+        meta = obj["metadata"]
         ns = meta.get("namespace")
         if req.rt.namespaced and ns and req.namespace and ns != req.namespace:
             raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
@@ -117,7 +134,9 @@ class Handlers:
             self.store, req.rt, req.namespace or meta.get("namespace"), meta.get("name") or ""
         )
         strategies.set_initial_status(req.rt, obj)
-        return self.store.create(req.rt, obj, req.namespace, manager=self._manager(req), dry_run=req.dry_run)
+        return self.store.create(
+            req.rt, obj, req.namespace, manager=self._manager(req), dry_run=req.dry_run, validate=True
+        )
 
     def update(self, req: ApiRequest) -> Obj:
         assert req.name is not None
@@ -126,7 +145,13 @@ class Handlers:
         if req.sub == "scale":
             return self._write_scale(req, obj)
         return self.store.update(
-            req.rt, obj, req.namespace, subresource=req.sub, manager=self._manager(req), dry_run=req.dry_run
+            req.rt,
+            obj,
+            req.namespace,
+            subresource=req.sub,
+            manager=self._manager(req),
+            dry_run=req.dry_run,
+            validate=True,
         )
 
     def patch(self, req: ApiRequest) -> tuple[int, Obj]:
@@ -163,17 +188,24 @@ class Handlers:
                 raise not_found(req.rt.plural, req.name, req.rt.group)
             if req.sub == "scale":
                 scale = apply_patch(strategies.scale_of(current), document, patch_type)
+                problem = decoding.definition_error(decoding.SCALE, scale)
+                if problem is not None:
+                    raise decoding.patch_invalid(req.rt, req.name, document, problem)
                 return 200, self._write_scale(req, scale, current)
             applied = patch_type == APPLY_PATCH
             if applied:
                 patched = self._server_side_apply(req, current, document, manager)
             else:
                 patched = apply_patch(current, document, patch_type)
-            meta = patched.setdefault("metadata", {})
-            if not isinstance(meta, dict):
-                raise bad_request("metadata must be an object")
-            if meta.get("name", req.name) != req.name:
-                raise bad_request("the name of the object does not match the name on the URL")
+            decoding.check_patched(req.rt, req.name, patched, document)
+            if patched.get("metadata") is None:  # null decodes as no metadata at all
+                patched["metadata"] = {}
+            meta = patched["metadata"]
+            named = meta.get("name", req.name if applied else "")
+            if named != req.name:
+                # As kube-apiserver's checkName: a patch may not rename the object, nor drop its name.
+                shown = shorten(str(named), 80)
+                raise bad_request(f"the name of the object ({shown}) does not match the name on the URL ({req.name})")
             meta["name"] = req.name
             precondition = str(meta.get("resourceVersion", "")) != current["metadata"]["resourceVersion"]
             try:
@@ -185,6 +217,7 @@ class Handlers:
                     manager=manager,
                     applied=applied,
                     dry_run=req.dry_run,
+                    validate=True,
                 )
                 return 200, updated
             except ApiError as err:
@@ -225,7 +258,10 @@ class Handlers:
         assert req.name is not None
         if not isinstance(document, dict):
             raise bad_request("the applied configuration must be an object")
-        body = json.dumps({**document, "metadata": {**(document.get("metadata") or {}), "name": req.name}}).encode()
+        meta = document.get("metadata") or {}
+        # Metadata that is no object is left for decoding to refuse, as for any create.
+        named = {**document, "metadata": {**meta, "name": req.name} if isinstance(meta, dict) else meta}
+        body = json.dumps(named).encode()
         create = ApiRequest("POST", req.rt, req.namespace, None, None, False, req.query, body, "application/json")
         obj = self.body_object(create)
         strategies.prepare_for_create(req.rt, obj, req.name)
@@ -235,7 +271,7 @@ class Handlers:
         schema = self.store.field_schema(req.rt)
         created = fieldmanager.apply({}, obj, [], manager, req.rt.api_version, schema, force=True)
         strategies.set_initial_status(req.rt, created)
-        return self.store.create(req.rt, created, req.namespace, applied=True, dry_run=req.dry_run)
+        return self.store.create(req.rt, created, req.namespace, applied=True, dry_run=req.dry_run, validate=True)
 
     def _write_scale(self, req: ApiRequest, scale: Obj, current: Obj | None = None) -> Obj:
         assert req.name is not None
@@ -245,13 +281,18 @@ class Handlers:
         if wanted_rv and str(wanted_rv) != obj["metadata"]["resourceVersion"]:
             raise conflict(req.rt.plural, req.name, req.rt.group)
         obj.setdefault("spec", {})["replicas"] = replicas
-        updated = self.store.update(req.rt, obj, req.namespace, manager=self._manager(req), dry_run=req.dry_run)
+        updated = self.store.update(
+            req.rt, obj, req.namespace, manager=self._manager(req), dry_run=req.dry_run, validate=True
+        )
         return strategies.scale_of(updated)
 
     def delete(self, req: ApiRequest) -> Obj:
         assert req.name is not None
         options = parse_body(req.body, "application/json") if req.body.strip() else {}
         options = options if isinstance(options, dict) else {}
+        problem = decoding.definition_error(decoding.DELETE_OPTIONS, options)
+        if problem is not None:
+            raise bad_request(f'DeleteOptions in version "v1" cannot be handled as a DeleteOptions: {problem}')
         current = self.store.get(req.rt, req.namespace, req.name)
         preconditions = options.get("preconditions") or {}
         for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
@@ -334,10 +375,7 @@ class Handlers:
         elif since_text in ("", "0"):
             since = self.store.resource_version
         else:
-            try:
-                since = int(since_text)
-            except ValueError as err:
-                raise bad_request(f"invalid resource version: {since_text!r}") from err
+            since = parse_resource_version(req, since_text)
         events = self.store.watch(rt, req.namespace, since, labels, fields or None, timeout, WATCH_TICK, self.stopping)
         # Like kube-apiserver, answer 200 at once; a resourceVersion too old arrives as an ERROR event (410).
         ex.start_stream(
@@ -401,6 +439,19 @@ class Handlers:
         finally:
             with contextlib.suppress(OSError, h11.LocalProtocolError):
                 ex.end()
+
+
+_UNSIGNED = re.compile(r"^[0-9]{1,20}$")
+
+
+def parse_resource_version(req: ApiRequest, text: str) -> int:
+    """A watch's resourceVersion: an unsigned integer, else 422 as kube-apiserver's storage answers (naming the
+    resource, as its InterpretWatchError does, and Go's strconv.ParseUint error)."""
+    if _UNSIGNED.match(text) and int(text) < 2**64:
+        return int(text)
+    why = "value out of range" if text.isdigit() else "invalid syntax"
+    error = FieldError("FieldValueInvalid", "resourceVersion", text, f"strconv.ParseUint: parsing {echo(text)}: {why}")
+    raise field_invalid(req.rt.plural, "", [error], req.rt.group)
 
 
 def invalid_options(req: ApiRequest, message: str, kind: str = "") -> ApiError:

@@ -22,7 +22,9 @@ from typing import Any, Final
 import jsonpatch
 import yaml
 
+from kalab.lab.apiserver.decoding import MAX_DEPTH, depth_error
 from kalab.lab.apiserver.errors import ApiError, bad_request
+from kalab.model.wording import shorten
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -206,13 +208,21 @@ def _reorder(items: list[Any], order: list[Any], key: str | None) -> list[Any]:
 
 
 def parse_body(body: bytes, content_type: str) -> Any:
-    """A request body as JSON, or as YAML for apply patches and YAML uploads."""
+    """A request body as JSON, or as YAML for apply patches and YAML uploads; 400 when it is neither, or nests
+    deeper than any object does (which would otherwise exhaust the stack of every walk over it)."""
     try:
         if "yaml" in content_type:
-            return yaml.safe_load(body.decode("utf-8")) if body.strip() else None
-        return json.loads(body) if body.strip() else None
+            parsed = yaml.safe_load(body.decode("utf-8")) if body.strip() else None
+        else:
+            parsed = json.loads(body) if body.strip() else None
     except (ValueError, yaml.YAMLError) as err:
-        raise bad_request(f"the request body could not be decoded: {err}") from err
+        raise bad_request(f"the request body could not be decoded: {shorten(str(err))}") from err
+    except RecursionError:
+        raise bad_request(f"the request body could not be decoded: it nests deeper than {MAX_DEPTH} levels") from None
+    too_deep = depth_error(parsed)
+    if too_deep is not None:
+        raise bad_request(f"the request body could not be decoded: {too_deep}")
+    return parsed
 
 
 def apply_patch(current: Mapping[str, Any], patch: Any, patch_type: str) -> dict[str, Any]:

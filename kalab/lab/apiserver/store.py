@@ -1,9 +1,11 @@
 """The lab's object storage: what etcd plus kube-apiserver's registry do, in memory.
 
 Objects are plain dicts (the JSON the API speaks). Every change gets the next resourceVersion and becomes a watch
-event; watchers resume from any resourceVersion still in the history. Admission hooks run on create and update
-(defaulting, IP allocation, SCC checks); deleting an owner deletes its dependents (background garbage collection).
-Every object handed out is a deep copy, so callers can never change stored state behind the store's back.
+event; watchers resume from any resourceVersion still in the history. Objects clients send are validated
+(`validation`, and custom objects against their schema) and admission hooks run on create and update (defaulting,
+IP allocation, SCC checks); deleting an owner deletes its
+dependents (background garbage collection). Every object handed out is a deep copy, so callers can never change
+stored state behind the store's back.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import builtins
 import copy
 import itertools
+import logging
 import random
 import string
 import threading
@@ -22,12 +25,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast
 
-from kalab.lab.apiserver import defaults, fieldmanager
+from kalab.lab.apiserver import defaults, fieldmanager, validation
 from kalab.lab.apiserver.errors import (
     ApiError,
+    FieldError,
     already_exists,
     bad_request,
     conflict,
+    field_invalid,
     gone,
     invalid,
     not_found,
@@ -35,6 +40,7 @@ from kalab.lab.apiserver.errors import (
 from kalab.lab.apiserver.resources import Registry, ResourceType
 from kalab.lab.apiserver.selectors import Predicate, field_selector, label_selector
 
+_log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 T = TypeVar("T")
 Operation = Literal["CREATE", "UPDATE", "DELETE"]
@@ -60,6 +66,8 @@ class Event:
 # An admission hook may change the object it is given (mutating) or raise ApiError (validating).
 Admission = Callable[[Operation, ResourceType, Obj, Obj | None], None]
 Subscriber = Callable[[Event], None]
+# A validator names what is wrong with an object about to be stored (a custom object against its CRD's schema).
+Validator = Callable[[ResourceType, Obj], "builtins.list[FieldError]"]
 
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -153,14 +161,25 @@ class Store:
         self._history: deque[Event] = deque(maxlen=HISTORY)
         self._admission: builtins.list[Admission] = []
         self._subscribers: builtins.list[Subscriber] = []
+        self._validators: builtins.list[Validator] = []
 
     # -- extension points --------------------------------------------------------------------------------------
 
     def add_admission(self, hook: Admission) -> None:
         self._admission.append(hook)
 
+    def add_validator(self, validator: Validator) -> None:
+        """Checked, after admission, on every write that asks for validation (what clients send)."""
+        self._validators.append(validator)
+
+    def _validate_admitted(self, rt: ResourceType, obj: Obj) -> None:
+        errors = [error for validator in self._validators for error in validator(rt, obj)]
+        if errors:
+            raise field_invalid(rt.kind, str(obj["metadata"].get("name") or ""), errors, rt.group)
+
     def subscribe(self, subscriber: Subscriber) -> None:
-        """Called for every event, in order, outside the store's lock (controllers enqueue work from it)."""
+        """Called for every event, in order, outside the store's lock (controllers enqueue work from it); an
+        exception it raises is logged and goes no further."""
         self._subscribers.append(subscriber)
 
     # -- reads -------------------------------------------------------------------------------------------------
@@ -251,10 +270,12 @@ class Store:
         manager: str = LAB_MANAGER,
         applied: bool = False,
         dry_run: bool = False,
+        validate: bool = False,
     ) -> Obj:
         """Store a new object; `manager` is recorded in its managedFields (with `applied`, a server-side apply
         worked them out already). A dry run checks and admits it, and answers what would be stored (without a
-        resourceVersion), but stores nothing."""
+        resourceVersion), but stores nothing. With `validate` (every write a client sends) the object must keep
+        Kubernetes' rules (`validation`) and the validators' (its CRD's schema), else 422 and nothing is stored."""
         obj = clone(obj)
         meta = _meta(obj)
         ns = self._ns(rt, namespace or meta.get("namespace"))
@@ -282,11 +303,15 @@ class Store:
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
             obj.setdefault("spec", {}).setdefault("finalizers", [NAMESPACE_FINALIZER])
             obj.setdefault("status", {}).setdefault("phase", "Active")
+        if validate:
+            validation.validate(rt, obj)
         if not applied:
             schema = self.field_schema(rt)
             fieldmanager.record_update(None, obj, [], manager, rt.api_version, schema)
         for hook in self._admission:
             hook("CREATE", rt, obj, None)
+        if validate:
+            self._validate_admitted(rt, obj)
         with self._cond:
             bucket = self._objects.setdefault(rt.key, {})
             if (ns, meta["name"]) in bucket:
@@ -310,12 +335,13 @@ class Store:
         manager: str = LAB_MANAGER,
         applied: bool = False,
         dry_run: bool = False,
+        validate: bool = False,
     ) -> Obj:
         """Replace an object (or only its status with `subresource="status"`); a stale resourceVersion conflicts.
 
         `manager` is recorded in managedFields as an Update; with `applied` the object's managedFields were
         worked out by a server-side apply and are kept as they are. An object being deleted whose last
-        finalizer this update removes is deleted."""
+        finalizer this update removes is deleted. `validate` as for `create`."""
         obj = clone(obj)
         meta = _meta(obj)
         ns = self._ns(rt, namespace or meta.get("namespace"))
@@ -333,6 +359,8 @@ class Store:
             defaults.apply(rt, obj)  # before the generation is decided, as kube-apiserver decodes with defaults
         merged = self._merge_update(rt, old, obj, subresource)
         self._check_finalizers(rt, old, merged)
+        if validate:
+            validation.validate(rt, merged)
         if applied:
             merged["metadata"]["managedFields"] = sent_managers or []
         else:
@@ -343,6 +371,8 @@ class Store:
             fieldmanager.record_update(old, merged, managers, manager, rt.api_version, schema, subresource or "")
         for hook in self._admission:
             hook("UPDATE", rt, merged, old)
+        if validate:
+            self._validate_admitted(rt, merged)
         events: builtins.list[Event] = []
         with self._cond:
             bucket = self._objects.setdefault(rt.key, {})
@@ -616,6 +646,15 @@ class Store:
         return event
 
     def _notify(self, events: builtins.list[Event]) -> None:
+        """Hand each committed event to every subscriber. The write is done whatever they do: a subscriber that
+        fails is logged and the others still get the event, so a controller's bug never fails the client's write."""
         for event in events:
             for subscriber in self._subscribers:
-                subscriber(event)
+                try:
+                    subscriber(event)
+                except Exception:
+                    meta = event.object.get("metadata") or {}
+                    _log.exception(
+                        "a store subscriber failed on %s %s %s/%s",
+                        event.type, event.rt.kind, meta.get("namespace", ""), meta.get("name", ""),
+                    )  # fmt: skip

@@ -1,22 +1,19 @@
 """Per-kind rules of the API server's writes, as kube-apiserver's registry strategies hold them.
 
-What the verb handlers (`handlers`) ask of a kind, whatever the verb: how a create is prepared (fields only the
-server sets dropped, the name validated, the status it starts with), how an update is (the name the URL gives), which
-patches it takes, what a delete answers, the scale subresource, and the namespace lifecycle hooks (no new content in
-a Terminating namespace; a deleted namespace handed to the terminator). Defaults are `defaults` (applied by the
-store), field ownership `fieldmanager`, the namespace controller `namespaces`.
+What the verb handlers (`handlers`) ask of a kind, whatever the verb: how a create is prepared (fields only the server
+sets dropped, a name no URL could address refused, the status it starts with), how an update is (the name the URL
+gives), which patches it takes, what a delete answers, the scale subresource, and the namespace lifecycle hooks (no new
+content in a Terminating namespace; a deleted namespace handed to the terminator). Defaults are `defaults` (applied by
+the store), field ownership `fieldmanager`, the namespace controller `namespaces`.
 """
 
 from __future__ import annotations
 
-import re
-
-from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden_on, invalid
+from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden_on
 from kalab.lab.apiserver.namespaces import NamespaceTerminator
 from kalab.lab.apiserver.resources import ResourceType
 from kalab.lab.apiserver.store import Obj, Store, initial_status
 
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Set by the server alone: whatever a client sends for them on a create is dropped.
 SERVER_SET = ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "selfLink")
 
@@ -53,19 +50,11 @@ def allows_strategic_merge(rt: ResourceType) -> bool:
     return rt.group in STRATEGIC_GROUPS
 
 
-def validate_name(rt: ResourceType, name: str) -> None:
+def check_addressable(name: str) -> None:
+    """A name no URL could address is a bad request; the kind's own name rule is checked with the rest of the
+    object (`validation`), so every fault is reported at once."""
     if name in (".", "..") or "/" in name or "%" in name:
         raise bad_request(f'"{name}" may not be a name: names may not be "." or "..", nor contain "/" or "%"')
-    if rt.group != "rbac.authorization.k8s.io" and (len(name) > 253 or not _SUBDOMAIN.match(name)):
-        raise invalid(
-            rt.kind,
-            name,
-            f'metadata.name: Invalid value: "{name}": '
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
-            "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
-            r"validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-            rt.group,
-        )
 
 
 # -- create and update ---------------------------------------------------------------------------------------------
@@ -77,8 +66,8 @@ def prepare_for_create(rt: ResourceType, obj: Obj, name: str | None = None) -> N
     for server_set in SERVER_SET:
         meta.pop(server_set, None)
     name = name or meta.get("name")
-    if name:
-        validate_name(rt, name)
+    if isinstance(name, str) and name:
+        check_addressable(name)
 
 
 def set_initial_status(rt: ResourceType, obj: Obj) -> None:

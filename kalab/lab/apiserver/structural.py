@@ -2,7 +2,8 @@
 
 Defaulting fills each absent field (and each null one that is not nullable) whose schema has a `default`, at every
 level whose parent object exists. Pruning drops every field the schema does not specify, except under
-`x-kubernetes-preserve-unknown-fields`; apiVersion, kind and metadata at the root (and in embedded resources) stay.
+`x-kubernetes-preserve-unknown-fields`, and every null of a field that is not `nullable`; apiVersion, kind and
+metadata at the root (and in embedded resources) stay.
 Both walk the same schema shapes: properties, additionalProperties and items.
 """
 
@@ -45,7 +46,10 @@ def prune(value: Any, schema: Schema, root: bool = True) -> None:
             if name in kept_as_is and name not in properties:
                 continue
             if name in properties:
-                if not (root and name == "metadata"):
+                if value[name] is None and not properties[name].get("nullable"):
+                    # As apiextensions does before defaulting: a null where null is not allowed is no value.
+                    del value[name]
+                elif not (root and name == "metadata"):
                     prune(value[name], properties[name], root=False)
             elif isinstance(additional, dict):
                 prune(value[name], additional, root=False)

@@ -13,8 +13,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from kalab.lab.apiserver.store import Event
+from kalab.lab.apiserver.errors import ApiError
+from kalab.lab.apiserver.resources import ResourceType
+from kalab.lab.apiserver.store import Event, Obj
 from kalab.lab.context import LabContext
+from kalab.model import objects
 
 _log = logging.getLogger(__name__)
 KeyFunc = Callable[[Event], Iterable[str]]
@@ -22,7 +25,7 @@ KeyFunc = Callable[[Event], Iterable[str]]
 
 def object_key(event: Event) -> list[str]:
     """`namespace/name` of the event's object (just `name` for cluster-scoped ones)."""
-    meta = event.object.get("metadata", {})
+    meta = objects.meta(event.object)
     ns, name = meta.get("namespace"), meta.get("name", "")
     return [f"{ns}/{name}" if ns else name]
 
@@ -139,3 +142,20 @@ class Controller:
 
     def reconcile(self, key: str) -> float | None:
         raise NotImplementedError
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def write_status(self, rt: ResourceType, obj: Obj, status: Obj) -> None:
+        """Set `obj`'s status (in place) and write it through the status subresource.
+
+        The controller owns the status it computes, so the write carries no resourceVersion: the last writer
+        wins instead of conflicting with a spec edit that raced it. An object deleted meanwhile (404) is left
+        be: its delete event reaches the controller anyway.
+        """
+        obj["status"] = status
+        obj["metadata"].pop("resourceVersion", None)
+        try:
+            self.ctx.store.update(rt, obj, obj["metadata"].get("namespace"), subresource="status")
+        except ApiError as err:
+            if err.code != 404:
+                raise

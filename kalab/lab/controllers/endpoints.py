@@ -18,15 +18,13 @@ from kalab.lab.apiserver.selectors import selector_from_match_labels
 from kalab.lab.apiserver.store import Event, Obj
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.base import Controller, object_key, split_key
+from kalab.model import objects
 
 PortTuple = tuple[tuple[str, int, str], ...]  # (name, port, protocol) per service port
 
 
 def is_ready(pod: Mapping[str, Any]) -> bool:
-    status = pod.get("status") or {}
-    if status.get("phase") != "Running":
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return objects.phase_of(pod) == "Running" and objects.pod_ready(pod)
 
 
 def resolve_port(pod: Mapping[str, Any], target: Any, protocol: str) -> int | None:
@@ -35,7 +33,7 @@ def resolve_port(pod: Mapping[str, Any], target: Any, protocol: str) -> int | No
         return target
     if isinstance(target, str) and target.isdigit():
         return int(target)
-    for container in (pod.get("spec") or {}).get("containers") or []:
+    for container in objects.spec(pod).get("containers") or []:
         for port in container.get("ports") or []:
             if port.get("name") == target and port.get("protocol", "TCP") == protocol:
                 return int(port["containerPort"])
@@ -53,9 +51,9 @@ def _pod_ports(pod: Mapping[str, Any], service_ports: list[Mapping[str, Any]]) -
 
 
 def _address(pod: Mapping[str, Any]) -> dict[str, Any]:
-    meta = pod.get("metadata") or {}
+    meta = objects.meta(pod)
     address: dict[str, Any] = {
-        "ip": (pod.get("status") or {}).get("podIP"),
+        "ip": objects.status(pod).get("podIP"),
         "targetRef": {
             "kind": "Pod",
             "namespace": meta.get("namespace"),
@@ -63,7 +61,7 @@ def _address(pod: Mapping[str, Any]) -> dict[str, Any]:
             "uid": meta.get("uid"),
         },
     }
-    node = (pod.get("spec") or {}).get("nodeName")
+    node = objects.spec(pod).get("nodeName")
     if node:
         address["nodeName"] = node
     return address
@@ -71,12 +69,12 @@ def _address(pod: Mapping[str, Any]) -> dict[str, Any]:
 
 def subsets(service: Mapping[str, Any], pods: list[Obj]) -> list[dict[str, Any]]:
     """The Endpoints subsets for `service` given the pods of its namespace (already filtered by selector)."""
-    spec = service.get("spec") or {}
+    spec = objects.spec(service)
     service_ports = list(spec.get("ports") or [])
     publish_all = bool(spec.get("publishNotReadyAddresses"))
     grouped: dict[PortTuple, dict[str, list[dict[str, Any]]]] = {}
     for pod in pods:
-        status = pod.get("status") or {}
+        status = objects.status(pod)
         if not status.get("podIP") or pod["metadata"].get("deletionTimestamp"):
             continue
         if status.get("phase") in ("Succeeded", "Failed"):
@@ -111,11 +109,11 @@ class EndpointsController(Controller):
 
     def _pod_keys(self, event: Event) -> list[str]:
         # A pod's labels may have changed, so it may have joined or left any service of its namespace.
-        ns = event.object.get("metadata", {}).get("namespace")
+        ns = objects.meta(event.object).get("namespace")
         if not ns:
             return []
         services, _ = self.ctx.store.list(self.ctx.rt("/services"), ns)
-        return [f"{ns}/{s['metadata']['name']}" for s in services if (s.get("spec") or {}).get("selector")]
+        return [f"{ns}/{s['metadata']['name']}" for s in services if objects.spec(s).get("selector")]
 
     @staticmethod
     def _endpoints_keys(event: Event) -> list[str]:
@@ -133,7 +131,7 @@ class EndpointsController(Controller):
                 if current is not None:
                     store.delete(endpoints_rt, ns, name)
                 return None
-            selector = (service.get("spec") or {}).get("selector")
+            selector = objects.spec(service).get("selector")
             if not selector:
                 return None  # user-managed Endpoints
             match = selector_from_match_labels(selector)

@@ -21,6 +21,7 @@ from kalab.lab.apiserver.resources import ResourceType
 from kalab.lab.apiserver.store import Event, Obj, now_rfc3339
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.base import Controller, split_key
+from kalab.model import objects
 from kalab.model.errors import KalabError
 from kalab.model.keepalived_conf import render_config
 from kalab.model.operator import GROUP_ANNOTATION, POD_GROUP_LABEL
@@ -103,9 +104,9 @@ class KeepalivedOperator(Controller):
         return keys
 
     def _on_group(self, event: Event) -> list[str]:
-        meta = event.object.get("metadata", {})
+        meta = objects.meta(event.object)
         key = _key(meta.get("namespace"), meta.get("name", ""))
-        auth = (event.object.get("spec") or {}).get("passwordAuth") or {}
+        auth = objects.spec(event.object).get("passwordAuth") or {}
         secret = (auth.get("secretRef") or {}).get("name") if isinstance(auth, Mapping) else None
         with self._lock:
             if event.type == "DELETED" or not secret:
@@ -115,7 +116,7 @@ class KeepalivedOperator(Controller):
         return [key]
 
     def _on_service(self, event: Event) -> list[str]:
-        meta = event.object.get("metadata", {})
+        meta = objects.meta(event.object)
         svc = _key(meta.get("namespace"), meta.get("name", ""))
         ref = str((meta.get("annotations") or {}).get(GROUP_ANNOTATION, "")).strip()
         ref = ref if "/" in ref and event.type != "DELETED" else ""
@@ -126,12 +127,12 @@ class KeepalivedOperator(Controller):
         return sorted({k for k in (old, ref) if k})
 
     def _on_pod(self, event: Event) -> list[str]:
-        meta = event.object.get("metadata", {})
+        meta = objects.meta(event.object)
         pod = _key(meta.get("namespace"), meta.get("name", ""))
         label = (meta.get("labels") or {}).get(POD_GROUP_LABEL)
         state = None
         if label and event.type != "DELETED":
-            state = (_key(meta.get("namespace"), str(label)), (event.object.get("status") or {}).get("hostIP"))
+            state = (_key(meta.get("namespace"), str(label)), objects.status(event.object).get("hostIP"))
         with self._lock:
             old = self._pod_state.pop(pod, None)
             if state is not None:
@@ -141,22 +142,22 @@ class KeepalivedOperator(Controller):
         return sorted({s[0] for s in (old, state) if s is not None})
 
     def _on_secret(self, event: Event) -> list[str]:
-        meta = event.object.get("metadata", {})
+        meta = objects.meta(event.object)
         secret = _key(meta.get("namespace"), meta.get("name", ""))
         with self._lock:
             return sorted(group for group, ref in self._group_secret.items() if ref == secret)
 
     def _on_owned(self, event: Event) -> list[str]:
         # Someone edited or deleted what the operator renders: put it back.
-        meta = event.object.get("metadata", {})
+        namespace = objects.meta(event.object).get("namespace")
         return [
-            _key(meta.get("namespace"), ref.get("name", ""))
-            for ref in meta.get("ownerReferences") or []
+            _key(namespace, ref.get("name", ""))
+            for ref in objects.owner_references(event.object)
             if ref.get("kind") == "KeepalivedGroup"
         ]
 
     def _on_csv(self, event: Event) -> list[str]:
-        name = str(event.object.get("metadata", {}).get("name", ""))
+        name = str(objects.meta(event.object).get("name", ""))
         return [RESYNC] if name.startswith(f"{OPERATOR_PACKAGE}.") else []
 
     # -- reconcile ------------------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ class KeepalivedOperator(Controller):
         csvs, _ = self.ctx.store.list(self.ctx.rt(CSVS))
         return any(
             csv["metadata"]["name"].startswith(f"{OPERATOR_PACKAGE}.")
-            and (csv.get("status") or {}).get("phase") == "Succeeded"
+            and objects.phase_of(csv) == "Succeeded"
             for csv in csvs
         )
 
@@ -190,7 +191,7 @@ class KeepalivedOperator(Controller):
         group = self.ctx.store.try_get(rt, namespace, name)
         if group is None:
             return None  # its ConfigMap, DaemonSet and the rest go with it (ownerReferences)
-        previous = dict((group.get("status") or {}).get("routerIDs") or {})
+        previous = dict(objects.status(group).get("routerIDs") or {})
         try:
             rendered = render_config(
                 group,
@@ -217,7 +218,7 @@ class KeepalivedOperator(Controller):
 
     def _password(self, group: Obj) -> str | None:
         """The passwordAuth Secret's value (base64 `data`, or `stringData` as a client may have sent it)."""
-        auth = (group.get("spec") or {}).get("passwordAuth")
+        auth = objects.spec(group).get("passwordAuth")
         if not isinstance(auth, Mapping) or not auth:
             return None
         meta = group["metadata"]
@@ -270,7 +271,7 @@ class KeepalivedOperator(Controller):
         self, rt: ResourceType, group: Obj, router_ids: Mapping[str, int], outcome: tuple[str, str], message: str
     ) -> None:
         """status.routerIDs and the one condition saying how the last pass went; no write when nothing changed."""
-        old = group.get("status") or {}
+        old = objects.status(group)
         type_, reason = outcome
         before = next((c for c in old.get("conditions") or [] if c.get("type") == type_), None)
         condition: Obj = {"type": type_, "status": "True", "reason": reason, "message": message}

@@ -17,6 +17,7 @@ from kalab.lab.apiserver.store import Event, Obj
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.base import Controller
 from kalab.lab.dataplane.kubeproxy import program_all
+from kalab.model import objects
 from kalab.model.errors import KalabError
 from kalab.model.kubeproxy import Endpoint, ServicePort
 
@@ -41,11 +42,11 @@ def _endpoints_for(port: Mapping[str, Any], endpoints: Obj | None) -> list[Endpo
 
 def service_ports(service: Mapping[str, Any], endpoints: Obj | None) -> list[ServicePort]:
     """What kube-proxy programs for one service; ports the model refuses (e.g. IPv6) are logged and skipped."""
-    meta, spec = service.get("metadata") or {}, service.get("spec") or {}
+    meta, spec = objects.meta(service), objects.spec(service)
     cluster_ip = spec.get("clusterIP")
     if spec.get("type") == "ExternalName" or not cluster_ip or cluster_ip == "None":
         return []  # no virtual IP, nothing to program (headless services are plain DNS)
-    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    ingress = (objects.status(service).get("loadBalancer") or {}).get("ingress") or []
     found: list[ServicePort] = []
     for port in spec.get("ports") or []:
         target = port.get("targetPort")

@@ -30,6 +30,7 @@ from kalab.lab.apiserver.errors import forbidden
 from kalab.lab.apiserver.resources import ResourceType
 from kalab.lab.apiserver.store import Obj, Operation, Store
 from kalab.lab.context import LabContext
+from kalab.model import objects
 
 SCC_ANNOTATION = "openshift.io/scc"
 REQUIRED_SCC_ANNOTATION = "openshift.io/required-scc"  # newer OpenShift: the pod names the only SCC it accepts
@@ -40,7 +41,7 @@ NOT_USABLE = "Forbidden: not usable by user or serviceaccount"
 
 
 def service_account(pod: Mapping[str, Any]) -> str:
-    spec = pod.get("spec") or {}
+    spec = objects.spec(pod)
     return str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
 
 
@@ -83,7 +84,7 @@ def ordered(sccs: Iterable[Obj]) -> list[Obj]:
 
 def uid_range(namespace: Obj | None, name: str) -> tuple[int, int]:
     """The namespace's UID block (`1000640000/10000` in its annotation), or a stable made-up one without it."""
-    text = ((namespace or {}).get("metadata", {}).get("annotations") or {}).get(UID_RANGE_ANNOTATION, "")
+    text = objects.annotations_of(namespace).get(UID_RANGE_ANNOTATION, "")
     start, _, size = str(text).partition("/")
     if start.isdigit() and size.isdigit() and int(size) > 0:
         return int(start), int(start) + int(size) - 1
@@ -117,7 +118,7 @@ def _run_as_user_problem(scc: Mapping[str, Any], uid: int, uids: tuple[int, int]
 
 def violations(scc: Mapping[str, Any], pod: Mapping[str, Any], uids: tuple[int, int]) -> list[str]:
     """Everything `pod` asks for that `scc` does not allow, in OpenShift's field-error wording."""
-    spec = pod.get("spec") or {}
+    spec = objects.spec(pod)
     found: list[str] = []
     for field, flag, what in (
         ("hostNetwork", "allowHostNetwork", "Host network"),
@@ -174,7 +175,7 @@ class Decision:
 def decide(store: Store, pod: Mapping[str, Any], requester: UserInfo | None = None) -> Decision:
     """The first SCC (in OpenShift's order) that the pod's service account or `requester` may use and that allows
     everything the pod asks for."""
-    meta = pod.get("metadata") or {}
+    meta = objects.meta(pod)
     namespace = str(meta.get("namespace") or "default")
     account = access.service_account_user(namespace, service_account(pod))
     subjects = [(account, access.granted_rules(store, account, namespace))]
@@ -212,7 +213,7 @@ def _display_name(meta: Mapping[str, Any]) -> str:
 def scc_error_message(pod: Mapping[str, Any], reasons: Sequence[str]) -> str:
     """OpenShift's refusal, e.g. `pods "x-" is forbidden: unable to validate against any security context
     constraint: [provider "anyuid": Forbidden: not usable by user or serviceaccount, …]`."""
-    name = _display_name(pod.get("metadata") or {})
+    name = _display_name(objects.meta(pod))
     if not reasons:
         return f'pods "{name}" is forbidden: no providers available to validate pod request'
     return (

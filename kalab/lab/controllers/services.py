@@ -28,6 +28,7 @@ from kalab.lab.apiserver.resources import ResourceType
 from kalab.lab.apiserver.store import Event, Obj, Operation, Store
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.base import Controller, object_key, split_key
+from kalab.model import objects
 
 DEFAULT_SERVICE_NETWORK = "172.30.0.0/16"
 NODE_PORT_MIN, NODE_PORT_MAX = 30000, 32767
@@ -58,12 +59,12 @@ def _networks(texts: Iterable[Any]) -> list[ipaddress.IPv4Network]:
 
 
 def service_network(config: Mapping[str, Any] | None) -> ipaddress.IPv4Network:
-    nets = _networks(((config or {}).get("spec") or {}).get("serviceNetwork") or [])
+    nets = _networks(objects.spec(config).get("serviceNetwork") or [])
     return nets[0] if nets else ipaddress.IPv4Network(DEFAULT_SERVICE_NETWORK)
 
 
 def _external_ip(config: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return ((config or {}).get("spec") or {}).get("externalIP") or {}
+    return objects.spec(config).get("externalIP") or {}
 
 
 def auto_assign_block(config: Mapping[str, Any] | None) -> ipaddress.IPv4Network | None:
@@ -146,7 +147,7 @@ def first_free(block: ipaddress.IPv4Network, used: set[str]) -> str | None:
 
 
 def _ingress_ips(svc: Mapping[str, Any]) -> list[str]:
-    ingress = (((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress")) or []
+    ingress = ((objects.status(svc).get("loadBalancer") or {}).get("ingress")) or []
     return [str(i["ip"]) for i in ingress if isinstance(i, Mapping) and i.get("ip")]
 
 
@@ -159,15 +160,15 @@ def _inside(ip: str, block: ipaddress.IPv4Network) -> bool:
 
 def _holds(svc: Mapping[str, Any]) -> set[str]:
     """Every external address a service uses: requested ones and load-balancer ingress."""
-    return {str(ip) for ip in (svc.get("spec") or {}).get("externalIPs") or []} | set(_ingress_ips(svc))
+    return {str(ip) for ip in objects.spec(svc).get("externalIPs") or []} | set(_ingress_ips(svc))
 
 
 def _type(svc: Mapping[str, Any]) -> str:
-    return str((svc.get("spec") or {}).get("type") or "ClusterIP")
+    return str(objects.spec(svc).get("type") or "ClusterIP")
 
 
 def _ident(svc: Mapping[str, Any]) -> tuple[str, str]:
-    meta = svc.get("metadata") or {}
+    meta = objects.meta(svc)
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
@@ -183,7 +184,7 @@ class Allocated:
 
 
 def _allocated(svc: Mapping[str, Any]) -> Allocated:
-    spec = svc.get("spec") or {}
+    spec = objects.spec(svc)
     ports = {int(p["nodePort"]) for p in spec.get("ports") or [] if p.get("nodePort")}
     if spec.get("healthCheckNodePort"):
         ports.add(int(spec["healthCheckNodePort"]))
@@ -275,7 +276,7 @@ class ServiceAdmission:
             spec.pop("clusterIP", None)
             spec.pop("clusterIPs", None)
             return
-        previous = ((old or {}).get("spec") or {}).get("clusterIP")
+        previous = objects.spec(old).get("clusterIP")
         wanted = spec.get("clusterIP") or (spec.get("clusterIPs") or [None])[0]
         if previous:
             # Updates keep the address (an update that leaves it out keeps it too); it can never change.
@@ -326,7 +327,7 @@ class ServiceAdmission:
         used: set[int] = set(self._reserved(self._ports, owner))
         for other in others:
             used |= other.node_ports
-        old_spec = (old or {}).get("spec") or {}
+        old_spec = objects.spec(old)
         old_ports = old_spec.get("ports") or []
         taken: dict[tuple[int, str], int] = {}
         for index, port in enumerate(ports):
@@ -387,7 +388,7 @@ class ServiceAdmission:
     def _external_ips(name: str, svc: Obj, old: Obj | None, config: Obj | None) -> None:
         spec = svc["spec"]
         requested = spec.get("externalIPs") or []
-        before = set(((old or {}).get("spec") or {}).get("externalIPs") or [])
+        before = set(objects.spec(old).get("externalIPs") or [])
         block = auto_assign_block(config)
         policy = ExternalIPPolicy.of(config)
         problems: list[str] = []
@@ -445,7 +446,7 @@ class ExternalIPController(Controller):
         return keys
 
     def _network_keys(self, event: Event) -> list[str]:
-        if event.object.get("metadata", {}).get("name") != "cluster":
+        if objects.meta(event.object).get("name") != "cluster":
             return []
         return [
             f"{ns}/{n}"

@@ -24,7 +24,7 @@ from kalab.cluster.olm import OLM_GROUP
 from kalab.lab.dataplane.naming import POD_INTERFACE
 from kalab.lab.dataplane.topology import Topology, TopologySpec
 from kalab.lab.faults.site import GROUP, GROUP_NAMESPACE, SERVICE, SERVICE_NAMESPACE, FaultSite
-from kalab.model import manifests
+from kalab.model import manifests, objects
 from kalab.model.errors import KalabError
 from kalab.model.operator import GROUP_ANNOTATION
 
@@ -75,7 +75,7 @@ def _overlapping_block(site: FaultSite) -> Memo:
     addresses that clients inside the cluster route to kube-proxy's service range instead."""
     current = _external_ip(site)
     memo = {"autoAssignCIDRs": current["autoAssignCIDRs"], "policy": current.get("policy") or {}}
-    services = (network.read_network(site.cluster).get("status") or {}).get("serviceNetwork") or []
+    services = objects.status(network.read_network(site.cluster)).get("serviceNetwork") or []
     if not services:
         raise KalabError("network.config/cluster reports no status.serviceNetwork to overlap.")
     last = list(ipaddress.ip_network(str(services[0])).subnets(new_prefix=27))[-1]
@@ -106,7 +106,7 @@ def _own_namespace_group(site: FaultSite) -> Memo:
     fails the CSV with UnsupportedOperatorGroup, since this operator supports AllNamespaces only."""
     group = _operator_group(site)
     name = group["metadata"]["name"]
-    memo = {"name": name, "targetNamespaces": (group.get("spec") or {}).get("targetNamespaces")}
+    memo = {"name": name, "targetNamespaces": objects.spec(group).get("targetNamespaces")}
     _patch_operator_group(site, name, [GROUP_NAMESPACE])
     return memo
 
@@ -124,7 +124,7 @@ def _patch_operator_group(site: FaultSite, name: str, targets: list[str] | None)
 
 
 def _unlabel(site: FaultSite) -> Memo:
-    selector = {str(k): str(v) for k, v in (site.group().get("spec") or {}).get("nodeSelector", {}).items()}
+    selector = {str(k): str(v) for k, v in objects.spec(site.group()).get("nodeSelector", {}).items()}
     if not selector:
         raise KalabError(f"KeepalivedGroup {GROUP_NAMESPACE}/{GROUP} has no nodeSelector to unmatch.")
     labelled = []
@@ -170,7 +170,7 @@ def _grant_scc(site: FaultSite, memo: Memo) -> None:
 
 def _group_field(key: str, value: str) -> Callable[[FaultSite], Memo]:
     def make(site: FaultSite) -> Memo:
-        memo = {key: (site.group().get("spec") or {}).get(key)}
+        memo = {key: objects.spec(site.group()).get(key)}
         site.patch_group({"spec": {key: value}})
         return memo
 
@@ -180,7 +180,7 @@ def _group_field(key: str, value: str) -> Callable[[FaultSite], Memo]:
 def _no_free_router_id(site: FaultSite) -> Memo:
     """Every router ID 1–255 blacklisted (meant to dodge other VRRP speakers, overdone): the operator has no ID left
     for the demo's instance, as a group with more than 255 services has none for the 256th."""
-    memo = {"blacklistRouterIDs": (site.group().get("spec") or {}).get("blacklistRouterIDs")}
+    memo = {"blacklistRouterIDs": objects.spec(site.group()).get("blacklistRouterIDs")}
     site.patch_group({"spec": {"blacklistRouterIDs": list(range(1, 256))}})
     return memo
 
@@ -196,7 +196,7 @@ def _second_group(site: FaultSite) -> Memo:
         "apiVersion": group["apiVersion"],
         "kind": group["kind"],
         "metadata": {"name": SECOND_GROUP, "namespace": GROUP_NAMESPACE},
-        "spec": group.get("spec") or {},
+        "spec": objects.spec(group),
     }
     site.cluster.custom.create_namespaced_custom_object(
         keepalived.GROUP, keepalived.VERSION, GROUP_NAMESPACE, keepalived.PLURAL, body
@@ -360,7 +360,7 @@ def _rogue_dir(site: FaultSite) -> Path:
 def _rogue(site: FaultSite) -> Memo:
     """Another VRRP speaker on the segment (as the cluster's own keepalived for its API VIP would be), started on a
     node outside the group with the router ID the group gave the demo, for an address of its own."""
-    status = site.group().get("status") or {}
+    status = objects.status(site.group())
     vrid = (status.get("routerIDs") or {}).get(f"{SERVICE_NAMESPACE}/{SERVICE}")
     if not vrid:
         raise KalabError(f"The group has no router ID for {SERVICE_NAMESPACE}/{SERVICE} yet; deploy the demo first.")

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from kalab.model import objects
+
 # The tools images the two commands are given: OpenShift's support-tools (what `oc debug node` uses on RHCOS
 # clusters) and the usual small images people pass to `kubectl debug node --image=`.
 IMAGES: Final = (
@@ -85,7 +87,7 @@ def mounts_node_root(pod: Mapping[str, Any], container: Mapping[str, Any]) -> bo
     """The container mounts a hostPath volume of the node's `/` at /host."""
     roots = {
         str(v.get("name"))
-        for v in (pod.get("spec") or {}).get("volumes") or []
+        for v in objects.spec(pod).get("volumes") or []
         if "hostPath" in v and str((v.get("hostPath") or {}).get("path") or "").rstrip("/") == ""
     }
     return any(

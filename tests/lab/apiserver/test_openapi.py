@@ -363,6 +363,10 @@ def test_openshift_kinds_are_defaulted_as_their_crds_say(server: RunningServer) 
                 "allowPrivilegedContainer": False,
                 "readOnlyRootFilesystem": False,
                 "runAsUser": {"type": "MustRunAsRange"},
+                # Required by the SCC CRD, and nullable: what `oc get scc -o yaml` shows for an SCC without them.
+                **dict.fromkeys(
+                    ("allowedCapabilities", "defaultAddCapabilities", "priority", "requiredDropCapabilities", "volumes")
+                ),
             },
         )
         assert scc["userNamespaceLevel"] == "AllowHostLevel"

@@ -5,19 +5,20 @@ from __future__ import annotations
 import pytest
 from lab.apiserver.api_kit import seeded_store
 
-from kalab.lab.apiserver import routing, strategies
+from kalab.lab.apiserver import routing, strategies, validation
 from kalab.lab.apiserver.errors import ApiError
 
 
-def test_names_must_be_dns_subdomains_except_for_rbac() -> None:
+def test_names_follow_their_kinds_rule_and_must_be_addressable() -> None:
     registry = seeded_store().registry
-    strategies.validate_name(registry.by_key("/configmaps"), "web.config-1")
+    assert validation.name_rule(registry.by_key("/configmaps"))("web.config-1") == []
+    assert validation.name_rule(registry.by_key("/configmaps"))("Web_Config") != []
+    assert validation.name_rule(registry.by_key("/services"))("web.config-1")[0].startswith("a DNS-1035 label")
+    assert validation.name_rule(registry.by_key("/namespaces"))("web.config-1") == ["must not contain dots"]
+    assert validation.name_rule(registry.by_key("rbac.authorization.k8s.io/clusterroles"))("system:controller:x") == []
+    strategies.check_addressable("system:controller:x")
     with pytest.raises(ApiError) as raised:
-        strategies.validate_name(registry.by_key("/configmaps"), "Web_Config")
-    assert (raised.value.code, raised.value.reason) == (422, "Invalid")
-    strategies.validate_name(registry.by_key("rbac.authorization.k8s.io/clusterroles"), "system:controller:x")
-    with pytest.raises(ApiError) as raised:
-        strategies.validate_name(registry.by_key("rbac.authorization.k8s.io/clusterroles"), "a/b")
+        strategies.check_addressable("a/b")
     assert raised.value.code == 400
 
 
@@ -31,7 +32,7 @@ def test_a_create_drops_server_set_fields_and_starts_with_the_kinds_status() -> 
     strategies.set_initial_status(registry.by_key("/services"), service)
     assert service == {"metadata": {"name": "web"}, "status": {"loadBalancer": {}}}
     with pytest.raises(ApiError):
-        strategies.prepare_for_create(registry.by_key("/services"), {"metadata": {"name": "Not Valid"}})
+        strategies.prepare_for_create(registry.by_key("/services"), {"metadata": {"name": "not/valid"}})
 
 
 def test_an_update_is_of_the_object_the_url_names() -> None:

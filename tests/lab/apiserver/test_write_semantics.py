@@ -169,7 +169,9 @@ def test_a_created_service_comes_back_with_its_status(server: RunningServer, api
     assert answer.status == 201
     assert answer.json()["status"] == {"loadBalancer": {}}  # what a client sends as status is not kept
     assert core.read_namespaced_service("web", "demo").status.load_balancer is not None
-    pod = core.create_namespaced_pod("demo", {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}})
+    pod = core.create_namespaced_pod(
+        "demo", {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+    )
     assert (pod.status.phase, pod.status.qos_class) == ("Pending", "BestEffort")
 
 

@@ -28,19 +28,14 @@ from kalab.lab.apiserver.hooks import ExecRequest, LogRequest
 from kalab.lab.controllers.kubelet import Kubelet
 from kalab.lab.controllers.workloads import DaemonSetController, Scheduler
 from kalab.lab.dataplane import netlink
+from kalab.lab.dataplane.records import reap_recorded
 from kalab.lab.dataplane.sandbox import host_network_sandbox, list_sandboxes
-from kalab.lab.dataplane.supervisor import Supervisor, reap_recorded
+from kalab.lab.dataplane.supervisor import Supervisor
 from kalab.lab.dataplane.topology import Topology, TopologySpec, build, lab_namespaces, sweep
+from kalab.lab.images.outcomes import ContainerConfigError, Program, Refusal, UnknownImage
 from kalab.lab.images.php_demo import GREETING
-from kalab.lab.images.registry import (
-    ContainerConfigError,
-    PodVolumes,
-    Program,
-    Refusal,
-    UnknownImage,
-    prepare_volumes,
-    program_for,
-)
+from kalab.lab.images.registry import program_for
+from kalab.lab.images.volumes import PodVolumes, prepare_volumes
 from kalab.model import manifests, operator_manifests
 from kalab.model.keepalived_conf import render_config
 from kalab.model.operator import GROUP_ANNOTATION

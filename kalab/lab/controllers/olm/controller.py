@@ -13,6 +13,7 @@ from kalab.lab.controllers.olm.catalog import Package, lab_catalogs
 from kalab.lab.controllers.olm.csvs import PHASE_DELAY, CsvPhases
 from kalab.lab.controllers.olm.operatorgroups import reconcile_operator_group
 from kalab.lab.controllers.olm.subscriptions import reconcile_subscription
+from kalab.model import objects
 
 _SUB, _CSV, _OG = "sub", "csv", "og"
 
@@ -48,7 +49,7 @@ class OlmController(CsvPhases):
 
     @staticmethod
     def _key(kind: str, obj: Mapping[str, Any]) -> str:
-        meta = obj.get("metadata", {})
+        meta = objects.meta(obj)
         return f"{kind}|{meta.get('namespace', '')}/{meta.get('name', '')}"
 
     def _all(self, kind: str, namespace: str | None = None) -> list[str]:
@@ -65,10 +66,10 @@ class OlmController(CsvPhases):
         return [self._key(_OG, event.object), *self._all(_CSV, event.object["metadata"].get("namespace"))]
 
     def _on_owned(self, event: Event) -> list[str]:
-        meta = event.object.get("metadata", {})
+        namespace = objects.meta(event.object).get("namespace", "")
         return [
-            f"{_CSV}|{meta.get('namespace', '')}/{ref.get('name', '')}"
-            for ref in meta.get("ownerReferences") or []
+            f"{_CSV}|{namespace}/{ref.get('name', '')}"
+            for ref in objects.owner_references(event.object)
             if ref.get("kind") == "ClusterServiceVersion"
         ]
 

@@ -15,6 +15,7 @@ from kalab.lab.controllers.olm.install_strategy import (
     remove_cluster_rbac,
     unavailable_deployments,
 )
+from kalab.model import objects
 
 PHASE_DELAY: Final = 0.3  # seconds between CSV phases: long enough for a watcher to see each, short for tests
 RETRY_DELAY: Final = 1.0  # seconds before re-checking requirements that are not met yet
@@ -41,7 +42,7 @@ class CsvPhases(Controller):
         wait = self._not_before.get(f"{namespace}/{name}", 0.0) - time.monotonic()
         if wait > 0:
             return wait
-        phase = (csv.get("status") or {}).get("phase", "")
+        phase = objects.status(csv).get("phase", "")
         if phase == "":
             self._set_phase(csv, "Pending", "RequirementsUnknown", "requirements not yet checked")
             return self.phase_delay
@@ -51,7 +52,7 @@ class CsvPhases(Controller):
         if problem is not None:
             self._set_phase(csv, "Failed", *problem)
             return None
-        if phase == "Failed" and (csv.get("status") or {}).get("reason") in OPERATOR_GROUP_REASONS:
+        if phase == "Failed" and objects.status(csv).get("reason") in OPERATOR_GROUP_REASONS:
             self._set_phase(csv, "Pending", "RequirementsUnknown", "InstallModes now support target namespaces")
             return self.phase_delay
         if phase in ("Pending", "Failed"):
@@ -97,7 +98,7 @@ class CsvPhases(Controller):
             )
         self._annotate(csv, groups[0])
         targets = csv["metadata"]["annotations"]["olm.targetNamespaces"].split(",")
-        modes = (csv.get("spec") or {}).get("installModes") or []
+        modes = objects.spec(csv).get("installModes") or []
         why = unsupported(modes, csv["metadata"]["namespace"], targets)
         return None if why is None else ("UnsupportedOperatorGroup", why)
 
@@ -116,7 +117,7 @@ class CsvPhases(Controller):
     def _requirement_status(self, csv: Obj) -> tuple[list[Obj], bool]:
         """Each owned CRD must exist and be Established (served), as OLM checks before installing."""
         crd_rt = self.ctx.rt("apiextensions.k8s.io/customresourcedefinitions")
-        owned = ((csv.get("spec") or {}).get("customresourcedefinitions") or {}).get("owned") or []
+        owned = (objects.spec(csv).get("customresourcedefinitions") or {}).get("owned") or []
         statuses, met = [], True
         for crd in owned:
             found = self.ctx.store.try_get(crd_rt, None, crd["name"])
@@ -144,7 +145,7 @@ class CsvPhases(Controller):
     def _annotate(self, csv: Obj, og: Obj) -> None:
         """OLM's annotations saying which OperatorGroup placed the operator and which namespaces it watches."""
         rt = self.ctx.rt("operators.coreos.com/clusterserviceversions")
-        targets = ",".join((og.get("spec") or {}).get("targetNamespaces") or [])
+        targets = ",".join(objects.spec(og).get("targetNamespaces") or [])
         notes = {
             "olm.operatorGroup": og["metadata"]["name"],
             "olm.operatorNamespace": og["metadata"]["namespace"],
@@ -162,7 +163,7 @@ class CsvPhases(Controller):
     def _set_phase(self, csv: Obj, phase: str, reason: str, message: str, extra: Obj | None = None) -> None:
         """Move the CSV to `phase`, appending to its condition history as OLM does; no write when nothing changes."""
         rt = self.ctx.rt("operators.coreos.com/clusterserviceversions")
-        old = csv.get("status") or {}
+        old = objects.status(csv)
         status = {**old, **(extra or {})}
         if (old.get("phase"), old.get("reason"), old.get("message")) != (phase, reason, message):
             now = now_rfc3339()
@@ -186,5 +187,4 @@ class CsvPhases(Controller):
 
 
 def _established(crd: Obj) -> bool:
-    conditions = (crd.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+    return objects.condition_true(crd, "Established")

@@ -10,11 +10,12 @@ from typing import Any
 from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.apiserver.store import Obj
 from kalab.lab.context import LabContext
-from kalab.lab.controllers.olm.ownership import owner_labels, owner_ref
+from kalab.lab.controllers.olm.ownership import owner_labels
+from kalab.model import objects
 
 
 def _strategy(csv: Obj) -> Mapping[str, Any]:
-    install = (csv.get("spec") or {}).get("install") or {}
+    install = objects.spec(csv).get("install") or {}
     spec = install.get("spec")
     return spec if isinstance(spec, Mapping) else {}
 
@@ -30,8 +31,7 @@ def unavailable_deployments(ctx: LabContext, csv: Obj) -> list[str]:
     waiting = []
     for deployment in _strategy(csv).get("deployments") or []:
         found = ctx.store.try_get(rt, namespace, deployment.get("name", ""))
-        conditions = ((found or {}).get("status") or {}).get("conditions") or []
-        if not any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions):
+        if not objects.condition_true(found, "Available"):
             waiting.append(deployment.get("name", ""))
     return waiting
 
@@ -39,7 +39,7 @@ def unavailable_deployments(ctx: LabContext, csv: Obj) -> list[str]:
 def install(ctx: LabContext, csv: Obj) -> None:
     """Service accounts, RBAC and Deployments from the CSV's install strategy; re-running fills what is missing."""
     strategy, namespace = _strategy(csv), csv["metadata"]["namespace"]
-    owner = owner_ref(csv, controller=False)
+    owner = objects.owner_reference(csv, controller=False)
     for perm in strategy.get("clusterPermissions") or []:
         _service_account(ctx, namespace, perm["serviceAccountName"], owner)
         _cluster_rbac(ctx, csv, perm)
@@ -60,7 +60,7 @@ def install(ctx: LabContext, csv: Obj) -> None:
                     "olm.owner.kind": "ClusterServiceVersion",
                     "olm.owner.namespace": namespace,
                 },
-                "ownerReferences": [owner_ref(csv, controller=True)],
+                "ownerReferences": [objects.owner_reference(csv)],
             },
             "spec": spec,
         }

@@ -11,7 +11,7 @@ from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.apiserver.store import Obj
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.olm.catalog import Package
-from kalab.lab.controllers.olm.ownership import owner_ref
+from kalab.model import objects
 from kalab.model.operator_manifests import OPERATOR_PACKAGE, keepalivedgroup_crd
 
 
@@ -24,13 +24,13 @@ def create_install_plan(ctx: LabContext, sub: Obj, head: str) -> Obj:
             "metadata": {
                 "generateName": "install-",
                 "namespace": meta["namespace"],
-                "ownerReferences": [owner_ref(sub, controller=False)],
+                "ownerReferences": [objects.owner_reference(sub, controller=False)],
             },
             "spec": {
                 "approval": "Automatic",
                 "approved": True,
                 "clusterServiceVersionNames": [head],
-                "generation": int((sub.get("status") or {}).get("installPlanGeneration", 0)) + 1,
+                "generation": int(objects.status(sub).get("installPlanGeneration", 0)) + 1,
             },
         },
     )
@@ -40,7 +40,7 @@ def execute_install_plan(ctx: LabContext, plan: Obj, package: Package, head: str
     """Create the bundle's CRDs and its CSV, then mark the plan Complete with one step per object."""
     store, namespace = ctx.store, plan["metadata"]["namespace"]
     plan_rt = ctx.rt("operators.coreos.com/installplans")
-    spec = sub.get("spec") or {}
+    spec = objects.spec(sub)
     plan["status"] = {"phase": "Installing", "catalogSources": [spec.get("source")]}
     plan = store.update(plan_rt, plan, subresource="status")
     steps = []

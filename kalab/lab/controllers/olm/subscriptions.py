@@ -13,6 +13,7 @@ from kalab.lab.context import LabContext
 from kalab.lab.controllers.olm.catalog import Package
 from kalab.lab.controllers.olm.installplans import create_install_plan, execute_install_plan
 from kalab.lab.controllers.olm.status import condition, same
+from kalab.model import objects
 
 OPERATORS_API: Final = "operators.coreos.com/v1alpha1"
 
@@ -65,9 +66,9 @@ def reconcile_subscription(
     sub = ctx.store.try_get(rt, namespace, name)
     if sub is None:
         return None  # OLM leaves the CSV behind when a Subscription is deleted
-    old = sub.get("status") or {}
+    old = objects.status(sub)
     old_conditions = old.get("conditions") or []
-    resolved = _resolve(ctx, catalogs, sub.get("spec") or {})
+    resolved = _resolve(ctx, catalogs, objects.spec(sub))
     if isinstance(resolved, _Failure):
         failed = _failed_status(resolved, old_conditions)
         # What is installed stays installed; the subscription only stops finding updates.
@@ -153,7 +154,7 @@ def _sources_healthy(old_conditions: list[Obj]) -> Obj:
 
 
 def _catalog_health(ctx: LabContext, sub: Mapping[str, Any]) -> list[Obj]:
-    spec = sub.get("spec") or {}
+    spec = objects.spec(sub)
     cat_rt = ctx.rt("operators.coreos.com/catalogsources")
     source = ctx.store.try_get(cat_rt, spec.get("sourceNamespace"), str(spec.get("source")))
     if source is None:
@@ -166,7 +167,12 @@ def _catalog_health(ctx: LabContext, sub: Mapping[str, Any]) -> list[Obj]:
         "namespace": meta["namespace"],
         "uid": meta["uid"],
     }
-    return [{"catalogSourceRef": ref, "healthy": True}]
+    # OLM's schema requires when each entry last changed: kept while the catalog's health stays the same, so a
+    # resync does not rewrite the status.
+    known = [h for h in (sub.get("status") or {}).get("catalogHealth") or [] if h.get("catalogSourceRef") == ref]
+    previous: Mapping[str, Any] = known[0] if known else {}
+    kept = previous.get("healthy") is True and previous.get("lastUpdated")
+    return [{"catalogSourceRef": ref, "healthy": True, "lastUpdated": kept or now_rfc3339()}]
 
 
 def _write_status(ctx: LabContext, rt: Any, obj: Obj, status: Obj) -> Obj:

@@ -25,28 +25,6 @@ from typing import Final
 
 POLL: Final = 0.1
 OPEN_WAIT: Final = 5.0  # how long a first keystroke waits for the container to open its input
-RAW_POLL: Final = 0.02  # a terminal's echo should feel immediate
-
-
-def follow_raw(path: Path, running: Callable[[], bool]) -> Iterator[bytes]:
-    """The bytes of `path` as they are written, until the writer stops running (a tty's output, prompts and all)."""
-    deadline = time.monotonic() + OPEN_WAIT
-    while not path.exists():
-        if not running() or time.monotonic() >= deadline:
-            return
-        time.sleep(POLL)
-    with path.open("rb") as handle:
-        while True:
-            chunk = handle.read(65536)
-            if chunk:
-                yield chunk
-                continue
-            if not running():
-                rest = handle.read()
-                if rest:
-                    yield rest
-                return
-            time.sleep(RAW_POLL)
 
 
 class LogSession:

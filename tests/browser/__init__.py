@@ -1,0 +1,1 @@
+"""The runbook in JupyterLab, driven in Debian's Chromium by Playwright."""
