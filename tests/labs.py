@@ -70,6 +70,6 @@ class SharedLab:
 def shared_lab_named(name: str) -> Iterator[SharedLab]:
     with running_lab(name) as info:
         cluster = connect(str(info.kubeconfig))
-        journal = network.default_journal(info.state_dir, cluster.server)  # where notebook 02 keeps it in a lab
+        journal = network.journal_for(cluster)  # where notebook 02 keeps it
         runbook = stages.Runbook(journal, allowed_cidr="172.21.6.32/27", auto_assign_cidr="172.21.6.32/27", timeout=60)
         yield SharedLab(info, cluster, runbook)

@@ -83,8 +83,7 @@ def _reset(args: argparse.Namespace) -> int:
         raise KalabError(f"The lab {info.name} is not running; start it with `kalab lab up{flag}`.")
     started = time.monotonic()
     cluster = connect(str(info.kubeconfig))
-    # Notebook 02 keeps its undo journal where network.default_journal puts it for a lab: its state directory.
-    runbook = stages.Runbook(journal=network.default_journal(info.state_dir, cluster.server))
+    runbook = stages.Runbook(journal=network.journal_for(cluster))  # where notebook 02 keeps it
     done = stages.reset(cluster, args.to, runbook)
     seconds = time.monotonic() - started
     if args.json:

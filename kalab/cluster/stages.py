@@ -117,7 +117,9 @@ def _install(cluster: Cluster, runbook: Runbook, changed: Callable[[str], None])
     if _installed_csv(cluster, runbook) is None:
         csv = olm.install_operator(cluster, namespace=ns, timeout=runbook.timeout)
         changed(f"installed the operator through OLM (CSV {csv})")
-    _converge_labels(cluster, runbook.loadbalancer_nodes, changed)
+    labels = nodes.set_label_on(cluster, runbook.loadbalancer_nodes)  # notebook 01's picker: exactly these nodes
+    if labels.added or labels.removed:
+        changed(labels.sentence())
     said: list[str] = []
     keepalived.apply_keepalived_group(cluster, progress=said.append, namespace=ns, interface=runbook.interface)
     for line in _changes(said):
@@ -149,20 +151,15 @@ def _installed_csv(cluster: Cluster, runbook: Runbook) -> str | None:
     return str(name) if (csv.get("status") or {}).get("phase") == "Succeeded" else None
 
 
-def _converge_labels(cluster: Cluster, wanted: Sequence[str], changed: Callable[[str], None]) -> None:
-    """Exactly the `wanted` nodes carry the loadbalancer label (notebook 01's picker, applied as it shows)."""
+def _unlabel_all(cluster: Cluster, changed: Callable[[str], None]) -> None:
+    """No node carries the loadbalancer label (nodes.set_label_on refuses an empty choice, rightly for a picker)."""
     table = nodes.nodes(cluster)
-    have = sorted(
-        n for n, labels in zip(table["name"], table["labels"], strict=True) if nodes.LOADBALANCER_LABEL in labels
-    )
-    extra = [n for n in have if n not in wanted]
-    missing = [n for n in wanted if n not in have]
-    if extra:
-        nodes.unlabel_nodes(cluster, extra)
-        changed(f"removed {nodes.LOADBALANCER_LABEL} from {', '.join(extra)}")
-    if missing:
-        nodes.label_nodes(cluster, missing)
-        changed(f"labelled {', '.join(missing)} {nodes.LOADBALANCER_LABEL}")
+    have = [
+        str(n) for n, labels in zip(table["name"], table["labels"], strict=True) if nodes.LOADBALANCER_LABEL in labels
+    ]
+    if have:
+        nodes.unlabel_nodes(cluster, have)
+        changed(f"removed {nodes.LOADBALANCER_LABEL} from {', '.join(have)}")
 
 
 def _wait_keepalived_on(cluster: Cluster, namespace: str, wanted: Sequence[str], timeout: float) -> None:
@@ -195,24 +192,17 @@ def _patch_network(cluster: Cluster, runbook: Runbook, changed: Callable[[str], 
 
 
 def _deploy(cluster: Cluster, runbook: Runbook, changed: Callable[[str], None]) -> None:
-    """Notebook 03: the demo pods on their nodes (moved when they sit elsewhere) and its service."""
-    ns, wanted = runbook.demo_namespace, list(runbook.demo_nodes)
-    expected = {  # pod → the node its nodeSelector pins it to
-        o["metadata"]["name"]: o["spec"]["nodeSelector"]["kubernetes.io/hostname"]
-        for o in manifests.demo(ns, wanted)
-        if o["kind"] == "Pod"
-    }
+    """Notebook 03: the demo pods on their nodes (deploy_demo moves any pinned elsewhere) and its service."""
+    ns = runbook.demo_namespace
     if _namespace_phase(cluster, ns) == "Terminating":  # deleted by someone else: creating in it would fail
         _delete_namespace(cluster, ns, runbook.timeout)
-    pods = demo.demo_pods(cluster, ns) if _namespace_phase(cluster, ns) else None
-    placed = {} if pods is None else dict(zip(pods["pod"], pods["node"], strict=True))
-    if placed and placed != expected:
-        demo.cleanup_demo(cluster, namespace=ns, timeout=runbook.timeout)
-        changed(f"removed the demo pods from {', '.join(sorted(set(placed.values())))}")
-        placed = {}
-    running = demo.deploy_demo(cluster, namespace=ns, nodes=wanted, group=runbook.group, timeout=runbook.timeout)
-    if not placed:
-        changed(f"deployed the demo: pods on {', '.join(sorted(running['node']))}, service {ns}/{DEMO_SERVICE}")
+    said: list[str] = []
+    demo.deploy_demo(cluster, namespace=ns, nodes=runbook.demo_nodes, group=runbook.group, timeout=runbook.timeout,
+                     progress=said.append)  # fmt: skip
+    # Its progress also reports pod phases ("test-0: Running, …"); what it changed are the created/deleted lines.
+    for line in said:
+        if line.startswith(("created ", "deleted ")):
+            changed(line)
 
 
 # -- going down ----------------------------------------------------------------------------------------------
@@ -274,7 +264,7 @@ def _remove_install(cluster: Cluster, runbook: Runbook, changed: Callable[[str],
         changed(f"deleted KeepalivedGroup {runbook.group} and its keepalived pods")
     if _revoke_privileged(cluster, ns):
         changed(f"revoked SCC privileged from {manifests.scc_user(ns)}")
-    _converge_labels(cluster, [], changed)
+    _unlabel_all(cluster, changed)
     if _uninstall_operator(cluster, runbook):
         changed(f"uninstalled the operator (Subscription, CSV, OperatorGroup, namespace {ns})")
 
