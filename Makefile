@@ -41,6 +41,7 @@ bench: setup test-packages
 	$(BIN)/python bench/doctor.py
 	$(BIN)/python bench/classroom.py
 	$(BIN)/python bench/browser.py
+	$(BIN)/python bench/reset.py
 
 # The notebooks start (or attach to) the lab themselves; `kalab lab down` stops it. Ctrl-C stops JupyterLab and
 # its kernels at once (-y answers its "Shut down this Jupyter server?"); the lab keeps running for the next session.
