@@ -24,17 +24,24 @@ class Hint:
     fault: str = ""  # an id of kalab.cluster.diagnose.catalog, when the failure is one of its faults
     fix: str = ""  # what to do, when it is known for sure (the diagnosis and the doctor know it)
 
+    def parts(self) -> list[tuple[str, str, bool]]:
+        """(label, text, is a command) for each part given, in reading order; both renderers lay these out."""
+        given = [
+            ("likely cause", _unstop(self.cause), False),
+            ("fix", _unstop(self.fix), False),
+            ("look with", self.look, True),
+            ("troubleshooting catalog", self.fault, True),
+        ]
+        return [part for part in given if part[1]]
+
     def sentence(self) -> str:
-        parts = []
-        if self.cause:
-            parts.append(f"Likely cause: {_unstop(self.cause)}.")
-        if self.fix:
-            parts.append(f"Fix: {_unstop(self.fix)}.")
-        if self.look:
-            parts.append(f"Look with `{self.look}`.")
-        if self.fault:
-            parts.append(f"Troubleshooting catalog: {self.fault} (notebook 06, `kalab doctor`).")
-        return " ".join(parts)
+        lines = []
+        for label, text, _command in self.parts():
+            shown = f"`{text}`" if label == "look with" else text  # an id reads fine without quotes in prose
+            where = " (notebook 06, `kalab doctor`)" if label == "troubleshooting catalog" else ""
+            joint = " " if label == "look with" else ": "
+            lines.append(f"{label[0].upper()}{label[1:]}{joint}{shown}{where}.")
+        return " ".join(lines)
 
 
 @dataclass(frozen=True)

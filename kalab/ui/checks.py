@@ -60,15 +60,10 @@ def verify(name: str, fn: Callable[[], object]) -> Check:
 
 def _hint_html(hint: Hint) -> str:
     parts = []
-    if hint.cause:
-        parts.append(f"likely cause: {html.escape(hint.cause.rstrip('.'))}")
-    if hint.fix:
-        parts.append(f"fix: {html.escape(hint.fix.rstrip('.'))}")
-    if hint.look:
-        parts.append(f"look with <code>{html.escape(hint.look)}</code>")
-    if hint.fault:
-        fault = html.escape(hint.fault)
-        parts.append(f"troubleshooting catalog: <code>{fault}</code> (notebook 06, <code>kalab doctor</code>)")
+    for label, text, command in hint.parts():
+        shown = f"<code>{html.escape(text)}</code>" if command else html.escape(text)
+        where = " (notebook 06, <code>kalab doctor</code>)" if label == "troubleshooting catalog" else ""
+        parts.append(f"{label}{' ' if label == 'look with' else ': '}{shown}{where}")
     return f'<div class="kalab-hint" style="margin-left:1.6em;color:#57606a">{" · ".join(parts)}</div>'
 
 

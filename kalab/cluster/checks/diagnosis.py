@@ -89,6 +89,13 @@ def demo_unchanged(before: str, findings: Sequence[Finding]) -> Check:
     return check if not check.passed else passed(name, f"{check.reason}; {after}")
 
 
+def _doctor_failed(name: str, bad: Sequence[Verdict]) -> Check:
+    """The doctor's failing verdicts as one failed check, hinted with the first one's catalog id and fix."""
+    first = bad[0]
+    reason = "; ".join(f"{v.id} ({v.subject}): {v.summary}" for v in bad)
+    return failed(name, reason, look="kalab doctor", fault=first.id, fix=first.fix)
+
+
 def doctor_named(verdicts: Sequence[Verdict], broken: bool) -> Check:
     """With a fault broken the doctor names it (fail, or warn for the milder ones); without one nothing fails."""
     name = "the doctor's diagnosis"
@@ -105,14 +112,7 @@ def doctor_named(verdicts: Sequence[Verdict], broken: bool) -> Check:
             )
         return passed(name, "; ".join(f"{v.id} ({v.subject}): fix with {v.fix}" for v in named))
     if bad:
-        first = bad[0]
-        return failed(
-            name,
-            "; ".join(f"{v.id} ({v.subject}): {v.summary}" for v in bad),
-            look="kalab doctor",
-            fault=first.id,
-            fix=first.fix,
-        )
+        return _doctor_failed(name, bad)
     return passed(name, f"{len(verdicts)} checks, none fails")
 
 
@@ -120,14 +120,7 @@ def healthy_again(verdicts: Sequence[Verdict], healed: Sequence[str]) -> Check:
     name = "healthy again"
     bad = [v for v in verdicts if v.status == "fail"]
     if bad:
-        first = bad[0]
-        return failed(
-            name,
-            "; ".join(f"{v.id} ({v.subject}): {v.summary}" for v in bad),
-            look="kalab doctor",
-            fault=first.id,
-            fix=first.fix,
-        )
+        return _doctor_failed(name, bad)
     done = f"; healed {', '.join(healed)}" if healed else ""
     return passed(name, f"{sum(v.status == 'ok' for v in verdicts)} of {len(verdicts)} checks ok{done}")
 
