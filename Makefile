@@ -50,9 +50,12 @@ lab: setup
 
 # `make lab` without the set-up step: the browser tests run it with their own NOTEBOOKS, BIN and environment
 # (KALAB_LAB, JUPYTER_PORT, JUPYTER_TOKEN), so they test the JupyterLab an attendee gets.
+# Kernels inherit this: ipykernel's shutdown otherwise prints a traceback about a coroutine it never awaited.
+QUIET_KERNEL_SHUTDOWN := ignore:coroutine 'Kernel.dispatch_control' was never awaited:RuntimeWarning
+
 serve-lab:
 	$(BIN)/kalab lab up
-	$(BIN)/jupyter lab -y --notebook-dir=$(NOTEBOOKS) --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
+	PYTHONWARNINGS="$(QUIET_KERNEL_SHUTDOWN)" $(BIN)/jupyter lab -y --notebook-dir=$(NOTEBOOKS) --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 setup: system-packages $(STAMP) $(LAB_SETTINGS)
 

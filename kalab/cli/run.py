@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -84,8 +85,21 @@ def find_notebooks(folder: Path, only: list[str]) -> list[Path]:
     return found
 
 
+# ipykernel, shutting down, warns of a coroutine it never awaited and fails to print that warning because its event
+# loop is already closed: a traceback on stderr after every notebook, although nothing went wrong. Kernels inherit
+# this filter through the environment (PYTHONWARNINGS is read when a Python process starts, so ours is unaffected).
+QUIET_KERNEL_SHUTDOWN = "ignore:coroutine 'Kernel.dispatch_control' was never awaited:RuntimeWarning"
+
+
+def _quiet_kernel_shutdown() -> None:
+    present = [w for w in os.environ.get("PYTHONWARNINGS", "").split(",") if w]
+    if QUIET_KERNEL_SHUTDOWN not in present:
+        os.environ["PYTHONWARNINGS"] = ",".join([*present, QUIET_KERNEL_SHUTDOWN])
+
+
 def execute(notebook: Path, out: Path, params: dict[str, Any], kernel: str, timeout: float) -> NotebookRun:
     # papermill and nbconvert import slowly; only pay for them when running notebooks.
+    _quiet_kernel_shutdown()
     import nbformat
     import papermill
     from nbconvert import HTMLExporter
