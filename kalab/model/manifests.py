@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from kalab.model import k8snames
 from kalab.model.cidr import ipv4_network
 from kalab.model.errors import KalabError
 
@@ -23,12 +23,12 @@ DEMO_IMAGE = "quay.io/wangzheng422/php:demo.02"
 
 Manifest = dict[str, Any]
 
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_LABEL = k8snames.label_re
+_LABEL_1035 = k8snames.dns1035_re
+_SUBDOMAIN = k8snames.subdomain_re
+_QUALIFIED_NAME = k8snames.qualified_re
+_LABEL_VALUE = k8snames.label_value_re
+_SECRET_KEY = k8snames.config_key_re
 
 
 # --- name checks: Kubernetes' own rules, so the API server will not reject what we render -------------------

@@ -17,22 +17,22 @@ from typing import Any, Final
 
 from kalab.lab.apiserver.errors import FieldError, field_invalid
 from kalab.lab.apiserver.resources import ResourceType
+from kalab.model.k8snames import CONFIG_KEY as _CONFIG_KEY
+from kalab.model.k8snames import DNS1035_LABEL as _DNS1035_LABEL
+from kalab.model.k8snames import DNS1123_LABEL as _DNS1123_LABEL
+from kalab.model.k8snames import DNS1123_SUBDOMAIN as _DNS1123_SUBDOMAIN
+from kalab.model.k8snames import LABEL_VALUE as _LABEL_VALUE
+from kalab.model.k8snames import QUALIFIED_NAME as _QUALIFIED_NAME
+from kalab.model.k8snames import config_key_re as _config_key_re
+from kalab.model.k8snames import dns1035_re as _dns1035_re
+from kalab.model.k8snames import label_re as _label_re
+from kalab.model.k8snames import label_value_re as _label_value_re
+from kalab.model.k8snames import qualified_re as _qualified_re
+from kalab.model.k8snames import subdomain_re as _subdomain_re
 
 Obj = dict[str, Any]
 NameCheck = Callable[[str], list[str]]
 
-_DNS1123_LABEL: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN: Final = _DNS1123_LABEL + r"(\." + _DNS1123_LABEL + ")*"
-_DNS1035_LABEL: Final = "[a-z]([-a-z0-9]*[a-z0-9])?"
-_QUALIFIED_NAME: Final = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_LABEL_VALUE: Final = f"({_QUALIFIED_NAME})?"
-_CONFIG_KEY: Final = "[-._a-zA-Z0-9]+"
-_label_re = re.compile(f"^{_DNS1123_LABEL}$")
-_subdomain_re = re.compile(f"^{_DNS1123_SUBDOMAIN}$")
-_dns1035_re = re.compile(f"^{_DNS1035_LABEL}$")
-_qualified_re = re.compile(f"^{_QUALIFIED_NAME}$")
-_label_value_re = re.compile(f"^{_LABEL_VALUE}$")
-_config_key_re = re.compile(f"^{_CONFIG_KEY}$")
 _port_name_re = re.compile("^[-a-z0-9]+$")
 TOTAL_ANNOTATION_SIZE: Final = 256 * 1024
 CONFIG_SIZE: Final = 1024 * 1024
