@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -102,26 +103,36 @@ def execute(notebook: Path, out: Path, params: dict[str, Any], kernel: str, time
     _quiet_kernel_shutdown()
     import nbformat
     import papermill
+    from nbclient.exceptions import DeadKernelError
     from nbconvert import HTMLExporter
+
+    from kalab.cli.kernel import kernel_manager_logging_to, last_words, say_kernel_death_once
+
+    say_kernel_death_once()
 
     executed = out / notebook.name
     started = time.monotonic()
     error: str | None = None
-    with atomic_path(executed) as partial:  # an interrupted run leaves no half-written notebook
-        try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(partial),
-                parameters=params,
-                kernel_name=kernel,
-                cwd=str(notebook.parent),
-                execution_timeout=timeout,
-                progress_bar=False,
-                # The kernel only talks to us over loopback; its transport warning would drown real errors.
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
-            )
-        except papermill.PapermillExecutionError as err:  # the notebook is still written, showing where it failed
-            error = f"cell {err.exec_count}: {err.ename}: {err.evalue}"
+    with atomic_path(executed) as partial, tempfile.TemporaryDirectory(prefix="kalab-kernel-") as scratch:
+        kernel_log = Path(scratch) / "kernel.log"  # an interrupted run leaves no half-written notebook, nor this
+        with kernel_log.open("wb") as log:
+            try:
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(partial),
+                    parameters=params,
+                    kernel_name=kernel,
+                    cwd=str(notebook.parent),
+                    execution_timeout=timeout,
+                    progress_bar=False,
+                    kernel_manager_class=kernel_manager_logging_to(log),
+                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                )
+            except papermill.PapermillExecutionError as err:  # the notebook is still written, showing where it failed
+                error = f"cell {err.exec_count}: {err.ename}: {err.evalue}"
+            except DeadKernelError:
+                log.flush()
+                error = f"the kernel died ({last_words(kernel_log) or 'it wrote nothing'})"
     seconds = time.monotonic() - started
     html: Path | None = None
     if executed.exists():

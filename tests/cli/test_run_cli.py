@@ -43,3 +43,22 @@ def test_bad_parameter_and_missing_folder_are_one_sentence(tmp_path: Path) -> No
     missing = kalab("run", "--notebooks", str(tmp_path / "nope"))
     assert missing.returncode == 1
     assert "is not a folder of notebooks" in missing.stderr
+
+
+def test_a_kernel_that_dies_is_named_with_its_last_words(tmp_path: Path) -> None:
+    """The kernel's own stderr stays out of kalab's output unless the kernel dies; then its last words are the cause."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import sys\nprint('kernel noise', file=sys.__stderr__, flush=True)"),
+        nbformat.v4.new_code_cell(
+            "import os, sys\nprint('out of memory', file=sys.__stderr__, flush=True)\nos._exit(3)"
+        ),
+    ]
+    nbformat.write(nb, str(folder / "00-dies.ipynb"))
+    result = kalab("run", "--notebooks", str(folder), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "00-dies.ipynb failed (the kernel died (" in result.stderr and "out of memory" in result.stderr
+    assert "Traceback" not in result.stderr
