@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from kalab.lab.apiserver.errors import ApiError
+from kalab.model import objects
 
 Path = tuple[str, ...]
 FieldSet = set[Path]
@@ -471,6 +472,7 @@ def _owned(fields: FieldSet, subresource: str, schema: Schema) -> FieldSet:
 
 
 def _bare(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """`obj` without managedFields, which no comparison counts; metadata that is no object is left out."""
     out = {k: v for k, v in obj.items() if k != "metadata"}
     meta = obj.get("metadata")
     if isinstance(meta, dict):
@@ -589,8 +591,7 @@ def apply(
 
 
 def managers_of(obj: Mapping[str, Any]) -> list[Manager]:
-    meta = obj.get("metadata")
-    return decode(meta.get("managedFields")) if isinstance(meta, dict) else []
+    return decode(objects.meta(obj).get("managedFields"))
 
 
 def user_agent_manager(user_agent: str | None) -> str:

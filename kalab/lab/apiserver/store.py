@@ -39,6 +39,7 @@ from kalab.lab.apiserver.errors import (
 )
 from kalab.lab.apiserver.resources import Registry, ResourceType
 from kalab.lab.apiserver.selectors import Predicate, field_selector, label_selector
+from kalab.model import objects
 
 _log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -107,7 +108,7 @@ def initial_status(rt: ResourceType, obj: Obj) -> Obj | None:
     if rt.key == "apps/replicasets":
         return {"replicas": 0}
     if rt.key == "apiextensions.k8s.io/customresourcedefinitions":
-        versions = (obj.get("spec") or {}).get("versions") or []
+        versions = objects.spec(obj).get("versions") or []
         stored = [v.get("name") for v in versions if isinstance(v, dict) and v.get("storage")]
         return {"acceptedNames": {"kind": "", "plural": ""}, "storedVersions": stored}
     if rt.key == "/nodes":
@@ -118,7 +119,7 @@ def initial_status(rt: ResourceType, obj: Obj) -> Obj | None:
 
 
 def _qos_class(pod: Obj) -> str:
-    containers = list((pod.get("spec") or {}).get("containers") or [])
+    containers = list(objects.spec(pod).get("containers") or [])
     resources = [c.get("resources") or {} for c in containers if isinstance(c, dict)]
     if not any(r.get("requests") or r.get("limits") for r in resources):
         return "BestEffort"
@@ -133,15 +134,11 @@ def _qos_class(pod: Obj) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
-def _finalizers(obj: Obj) -> builtins.list[str]:
-    return builtins.list(obj.get("metadata", {}).get("finalizers") or [])
-
-
 def _blocked(rt: ResourceType, obj: Obj) -> bool:
     """Whether deleting `obj` must wait: it has finalizers (a namespace also its spec.finalizers)."""
-    if _finalizers(obj):
+    if objects.finalizers_of(obj):
         return True
-    return rt.key == "/namespaces" and bool((obj.get("spec") or {}).get("finalizers"))
+    return rt.key == "/namespaces" and bool(objects.spec(obj).get("finalizers"))
 
 
 def _meta(obj: Obj) -> dict[str, Any]:
@@ -175,7 +172,7 @@ class Store:
     def _validate_admitted(self, rt: ResourceType, obj: Obj) -> None:
         errors = [error for validator in self._validators for error in validator(rt, obj)]
         if errors:
-            raise field_invalid(rt.kind, str(obj["metadata"].get("name") or ""), errors, rt.group)
+            raise field_invalid(rt.kind, objects.name_of(obj), errors, rt.group)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Called for every event, in order, outside the store's lock (controllers enqueue work from it); an
@@ -249,7 +246,7 @@ class Store:
                 crd = self._objects.get("apiextensions.k8s.io/customresourcedefinitions", {}).get(
                     ("", f"{rt.plural}.{rt.group}")
                 )
-                for version in ((crd or {}).get("spec") or {}).get("versions") or []:
+                for version in objects.spec(crd).get("versions") or []:
                     if isinstance(version, dict) and version.get("name") == rt.version:
                         openapi = clone((version.get("schema") or {}).get("openAPIV3Schema"))
         return fieldmanager.schema_for(rt.group, "status" in rt.subresources, openapi)
@@ -396,7 +393,7 @@ class Store:
     def _check_finalizers(rt: ResourceType, old: Obj, new: Obj) -> None:
         if not old["metadata"].get("deletionTimestamp"):
             return
-        added = [f for f in _finalizers(new) if f not in _finalizers(old)]
+        added = [f for f in objects.finalizers_of(new) if f not in objects.finalizers_of(old)]
         if added:
             listed = ", ".join(f'"{f}"' for f in added)
             message = (
@@ -413,7 +410,7 @@ class Store:
             return merged
         if subresource == "finalize":  # a namespace's finalize subresource changes only spec.finalizers
             merged = clone(old)
-            merged.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get("finalizers") or []
+            merged.setdefault("spec", {})["finalizers"] = objects.spec(new).get("finalizers") or []
             return merged
         merged = new
         merged["apiVersion"], merged["kind"] = rt.api_version, rt.kind
@@ -479,9 +476,9 @@ class Store:
         if propagation == "Orphan":
             self._orphan_dependents(uid, events)
         dependents = self._dependents(uid)
-        if propagation == "Foreground" and dependents and FOREGROUND not in _finalizers(obj):
+        if propagation == "Foreground" and dependents and FOREGROUND not in objects.finalizers_of(obj):
             obj = clone(obj)
-            obj["metadata"]["finalizers"] = [*_finalizers(obj), FOREGROUND]
+            obj["metadata"]["finalizers"] = [*objects.finalizers_of(obj), FOREGROUND]
         if _blocked(rt, obj) or (propagation == "Foreground" and dependents):
             if not obj["metadata"].get("deletionTimestamp"):
                 obj = clone(obj)
@@ -542,11 +539,11 @@ class Store:
             for (ns, name), owner in builtins.list(bucket.items()):
                 if owner["metadata"].get("uid") != owner_uid:
                     continue
-                if FOREGROUND not in _finalizers(owner) or self._dependents(owner_uid):
+                if FOREGROUND not in objects.finalizers_of(owner) or self._dependents(owner_uid):
                     return
                 rt = self.registry.by_key(key)
                 owner = clone(owner)
-                rest = [f for f in _finalizers(owner) if f != FOREGROUND]
+                rest = [f for f in objects.finalizers_of(owner) if f != FOREGROUND]
                 if rest:
                     owner["metadata"]["finalizers"] = rest
                 else:
@@ -653,8 +650,7 @@ class Store:
                 try:
                     subscriber(event)
                 except Exception:
-                    meta = event.object.get("metadata") or {}
                     _log.exception(
                         "a store subscriber failed on %s %s %s/%s",
-                        event.type, event.rt.kind, meta.get("namespace", ""), meta.get("name", ""),
+                        event.type, event.rt.kind, objects.namespace_of(event.object), objects.name_of(event.object),
                     )  # fmt: skip

@@ -13,6 +13,7 @@ from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden_on
 from kalab.lab.apiserver.namespaces import NamespaceTerminator
 from kalab.lab.apiserver.resources import ResourceType
 from kalab.lab.apiserver.store import Obj, Store, initial_status
+from kalab.model import objects
 
 # Set by the server alone: whatever a client sends for them on a create is dropped.
 SERVER_SET = ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "selfLink")
@@ -97,7 +98,7 @@ def check_not_terminating(store: Store, rt: ResourceType, namespace: str | None,
     if not rt.namespaced or not namespace:
         return
     ns = store.try_get(store.registry.by_key("/namespaces"), None, namespace)
-    if ns is not None and (ns.get("status") or {}).get("phase") == "Terminating":
+    if ns is not None and objects.phase_of(ns) == "Terminating":
         why = f"unable to create new content in namespace {namespace} because it is being terminated"
         cause = {"reason": "NamespaceTerminating", "message": why, "field": "metadata.namespace"}
         raise forbidden_on(rt.plural, name, why, rt.group, [cause])
@@ -128,8 +129,7 @@ def deleted_answer(rt: ResourceType, obj: Obj) -> Obj:
 
 
 def status_success(rt: ResourceType, obj: Obj) -> Obj:
-    meta = obj.get("metadata") or {}
-    details = {"name": meta.get("name"), "group": rt.group, "kind": rt.plural, "uid": meta.get("uid")}
+    details = {"name": objects.name_of(obj), "group": rt.group, "kind": rt.plural, "uid": objects.uid_of(obj)}
     if not rt.group:
         del details["group"]
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
@@ -143,19 +143,20 @@ _SCALE_META = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp
 
 def scale_of(obj: Obj) -> Obj:
     meta = obj["metadata"]
-    selector = (obj.get("spec") or {}).get("selector") or {}
+    spec = objects.spec(obj)
+    selector = spec.get("selector") or {}
     labels = ",".join(f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items()))
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": {k: meta[k] for k in _SCALE_META if k in meta},
-        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
-        "status": {"replicas": int((obj.get("status") or {}).get("replicas", 0) or 0), "selector": labels},
+        "spec": {"replicas": spec.get("replicas", 1)},
+        "status": {"replicas": int(objects.status(obj).get("replicas", 0) or 0), "selector": labels},
     }
 
 
 def scale_replicas(name: str, scale: Obj) -> int:
-    replicas = (scale.get("spec") or {}).get("replicas")
+    replicas = objects.spec(scale).get("replicas")
     if not isinstance(replicas, int) or replicas < 0:
         raise ApiError(422, "Invalid", f'Scale "{name}" is invalid: spec.replicas: must be a non-negative int')
     return replicas

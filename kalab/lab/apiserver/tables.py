@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kalab.lab.apiserver.resources import Column, ResourceType
+from kalab.model import objects
 
 Obj = dict[str, Any]
 Cell = str | int | float | bool | None
@@ -95,11 +96,7 @@ def age(stamp: Any, now: datetime | None = None) -> str:
 
 
 def _age_of(obj: Obj) -> Cell:
-    return age(_get(obj, "metadata", "creationTimestamp"))
-
-
-def _name_of(obj: Obj) -> Cell:
-    return str(_get(obj, "metadata", "name") or "")
+    return age(objects.meta(obj).get("creationTimestamp"))
 
 
 def _or_none(value: Any) -> str:
@@ -129,7 +126,7 @@ def _label_selector(selector: Any) -> str:
 
 
 def _containers(obj: Obj) -> list[Obj]:
-    return list(_get(obj, "spec", "template", "spec", "containers") or [])
+    return list(_get(objects.spec(obj), "template", "spec", "containers") or [])
 
 
 def _container_names(obj: Obj) -> Cell:
@@ -147,22 +144,22 @@ def _int(value: Any) -> int:
         return 0
 
 
-NAME = _Col("Name", _name_of, format="name", description="Name must be unique within a namespace.")
+NAME = _Col("Name", objects.name_of, format="name", description="Name must be unique within a namespace.")
 AGE = _Col("Age", _age_of, description="CreationTimestamp is the time the object was created.")
-CREATED_AT = _Col("Created At", lambda o: _get(o, "metadata", "creationTimestamp"), type="date")
+CREATED_AT = _Col("Created At", lambda o: objects.meta(o).get("creationTimestamp"), type="date")
 
 # -- nodes -------------------------------------------------------------------------------------------------------
 
 
 def _node_status(node: Obj) -> Cell:
-    ready = next((c for c in _get(node, "status", "conditions") or [] if c.get("type") == "Ready"), None)
-    status = "Unknown" if ready is None else ("Ready" if ready.get("status") == "True" else "NotReady")
-    return f"{status},SchedulingDisabled" if _get(node, "spec", "unschedulable") else status
+    ready = objects.condition(node, "Ready")
+    status = "Unknown" if ready is None else ("Ready" if objects.condition_true(node, "Ready") else "NotReady")
+    return f"{status},SchedulingDisabled" if objects.spec(node).get("unschedulable") else status
 
 
 def _node_roles(node: Obj) -> Cell:
     roles: set[str] = set()
-    for key, value in (_get(node, "metadata", "labels") or {}).items():
+    for key, value in objects.labels_of(node).items():
         if key.startswith("node-role.kubernetes.io/") and key.split("/", 1)[1]:
             roles.add(key.split("/", 1)[1])
         elif key == "kubernetes.io/role" and value:
@@ -172,7 +169,7 @@ def _node_roles(node: Obj) -> Cell:
 
 def _node_address(kind: str) -> Callable[[Obj], Cell]:
     def render(node: Obj) -> Cell:
-        for address in _get(node, "status", "addresses") or []:
+        for address in objects.status(node).get("addresses") or []:
             if address.get("type") == kind:
                 return str(address.get("address"))
         return NONE
@@ -181,7 +178,7 @@ def _node_address(kind: str) -> Callable[[Obj], Cell]:
 
 
 def _node_info(field: str) -> Callable[[Obj], Cell]:
-    return lambda node: _or_none(_get(node, "status", "nodeInfo", field))
+    return lambda node: _or_none(_get(objects.status(node), "nodeInfo", field))
 
 
 NODE_COLUMNS = (
@@ -210,7 +207,7 @@ def _terminated_reason(term: Mapping[str, Any]) -> str:
 
 def pod_summary(pod: Obj) -> tuple[str, str, int]:
     """(READY "n/m", STATUS, RESTARTS) worked out the way kubectl's pod printer does."""
-    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    spec, status = objects.spec(pod), objects.status(pod)
     containers = spec.get("containers") or []
     reason = str(status.get("reason") or status.get("phase") or "Pending")
     restarts = ready = 0
@@ -245,19 +242,18 @@ def pod_summary(pod: Obj) -> tuple[str, str, int]:
                 running = True
                 ready += 1
         if reason == "Completed" and running:
-            conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-            reason = "Running" if conditions.get("Ready") == "True" else "NotReady"
-    if _get(pod, "metadata", "deletionTimestamp"):
+            reason = "Running" if objects.pod_ready(pod) else "NotReady"
+    if objects.meta(pod).get("deletionTimestamp"):
         reason = "Unknown" if status.get("reason") == "NodeLost" else "Terminating"
     return f"{ready}/{len(containers)}", reason, restarts
 
 
 def _readiness_gates(pod: Obj) -> Cell:
-    gates = _get(pod, "spec", "readinessGates") or []
+    gates = objects.spec(pod).get("readinessGates") or []
     if not gates:
         return NONE
-    true = {c.get("type") for c in _get(pod, "status", "conditions") or [] if c.get("status") == "True"}
-    return f"{sum(1 for g in gates if g.get('conditionType') in true)}/{len(gates)}"
+    true = sum(1 for gate in gates if objects.condition_true(pod, gate.get("conditionType")))
+    return f"{true}/{len(gates)}"
 
 
 POD_COLUMNS = (
@@ -266,9 +262,9 @@ POD_COLUMNS = (
     _Col("Status", lambda p: pod_summary(p)[1]),
     _Col("Restarts", lambda p: pod_summary(p)[2], type="integer"),
     AGE,
-    _Col("IP", lambda p: _or_none(_get(p, "status", "podIP")), priority=1),
-    _Col("Node", lambda p: _or_none(_get(p, "spec", "nodeName")), priority=1),
-    _Col("Nominated Node", lambda p: _or_none(_get(p, "status", "nominatedNodeName")), priority=1),
+    _Col("IP", lambda p: _or_none(objects.status(p).get("podIP")), priority=1),
+    _Col("Node", lambda p: _or_none(objects.spec(p).get("nodeName")), priority=1),
+    _Col("Nominated Node", lambda p: _or_none(objects.status(p).get("nominatedNodeName")), priority=1),
     _Col("Readiness Gates", _readiness_gates, priority=1),
 )
 
@@ -279,7 +275,7 @@ LB_WIDTH = 16  # kubectl shortens a long load-balancer list unless -o wide
 
 def _lb_ingress(svc: Obj, wide: bool) -> str:
     found = set()
-    for ingress in _get(svc, "status", "loadBalancer", "ingress") or []:
+    for ingress in _get(objects.status(svc), "loadBalancer", "ingress") or []:
         if ingress.get("ip"):
             found.add(str(ingress["ip"]))
         elif ingress.get("hostname"):
@@ -290,12 +286,12 @@ def _lb_ingress(svc: Obj, wide: bool) -> str:
 
 def service_external_ip(svc: Obj, wide: bool = False) -> str:
     """EXTERNAL-IP: spec.externalIPs then the load balancer's addresses, so an auto-assigned IP shows twice."""
-    kind = _get(svc, "spec", "type") or "ClusterIP"
-    external = [str(ip) for ip in _get(svc, "spec", "externalIPs") or []]
+    kind = objects.spec(svc).get("type") or "ClusterIP"
+    external = [str(ip) for ip in objects.spec(svc).get("externalIPs") or []]
     if kind in ("ClusterIP", "NodePort"):
         return ",".join(external) or NONE
     if kind == "ExternalName":
-        return str(_get(svc, "spec", "externalName") or NONE)
+        return str(objects.spec(svc).get("externalName") or NONE)
     if kind == "LoadBalancer":
         ingress = _lb_ingress(svc, wide)
         joined = ",".join([*external, ingress] if ingress else external)
@@ -305,7 +301,7 @@ def service_external_ip(svc: Obj, wide: bool = False) -> str:
 
 def service_ports(svc: Obj) -> str:
     parts = []
-    for port in _get(svc, "spec", "ports") or []:
+    for port in objects.spec(svc).get("ports") or []:
         protocol = port.get("protocol") or "TCP"
         if port.get("nodePort"):
             parts.append(f"{port.get('port')}:{port['nodePort']}/{protocol}")
@@ -316,13 +312,13 @@ def service_ports(svc: Obj) -> str:
 
 SERVICE_COLUMNS = (
     NAME,
-    _Col("Type", lambda s: str(_get(s, "spec", "type") or "ClusterIP")),
-    _Col("Cluster-IP", lambda s: _or_none(_get(s, "spec", "clusterIP"))),
+    _Col("Type", lambda s: str(objects.spec(s).get("type") or "ClusterIP")),
+    _Col("Cluster-IP", lambda s: _or_none(objects.spec(s).get("clusterIP"))),
     # kube-apiserver renders tables as for -o wide (kubectl drops the wide columns), so nothing is shortened.
     _Col("External-IP", lambda s: service_external_ip(s, wide=True)),
     _Col("Port(s)", service_ports),
     AGE,
-    _Col("Selector", lambda s: _map_selector(_get(s, "spec", "selector")), priority=1),
+    _Col("Selector", lambda s: _map_selector(objects.spec(s).get("selector")), priority=1),
 )
 
 # -- workloads ---------------------------------------------------------------------------------------------------
@@ -330,12 +326,12 @@ SERVICE_COLUMNS = (
 _WORKLOAD_WIDE = (
     _Col("Containers", _container_names, priority=1),
     _Col("Images", _images, priority=1),
-    _Col("Selector", lambda o: _label_selector(_get(o, "spec", "selector")), priority=1),
+    _Col("Selector", lambda o: _label_selector(objects.spec(o).get("selector")), priority=1),
 )
 
 
 def _status_int(*path: str) -> Callable[[Obj], Cell]:
-    return lambda obj: _int(_get(obj, "status", *path))
+    return lambda obj: _int(_get(objects.status(obj), *path))
 
 
 DAEMONSET_COLUMNS = (
@@ -345,20 +341,20 @@ DAEMONSET_COLUMNS = (
     _Col("Ready", _status_int("numberReady"), type="integer"),
     _Col("Up-to-date", _status_int("updatedNumberScheduled"), type="integer"),
     _Col("Available", _status_int("numberAvailable"), type="integer"),
-    _Col("Node Selector", lambda d: _map_selector(_get(d, "spec", "template", "spec", "nodeSelector"))),
+    _Col("Node Selector", lambda d: _map_selector(_get(objects.spec(d), "template", "spec", "nodeSelector"))),
     AGE,
     *_WORKLOAD_WIDE,
 )
 
 
 def _replicas(obj: Obj) -> int:
-    wanted = _get(obj, "spec", "replicas")
+    wanted = objects.spec(obj).get("replicas")
     return 1 if wanted is None else _int(wanted)
 
 
 DEPLOYMENT_COLUMNS = (
     NAME,
-    _Col("Ready", lambda d: f"{_int(_get(d, 'status', 'readyReplicas'))}/{_replicas(d)}"),
+    _Col("Ready", lambda d: f"{_int(objects.status(d).get('readyReplicas'))}/{_replicas(d)}"),
     _Col("Up-to-date", _status_int("updatedReplicas"), type="integer"),
     _Col("Available", _status_int("availableReplicas"), type="integer"),
     AGE,
@@ -397,7 +393,7 @@ EVENT_COLUMNS = (
     _Col("Message", lambda e: str(e.get("message") or "")),
     _Col("First Seen", lambda e: age(e.get("firstTimestamp")), priority=1),
     _Col("Count", lambda e: _int(e.get("count")), type="integer", priority=1),
-    _Col("Name", _name_of, format="name", priority=1),
+    _Col("Name", objects.name_of, format="name", priority=1),
 )
 
 
@@ -444,7 +440,7 @@ BUILTIN_COLUMNS: dict[str, tuple[_Col, ...]] = {
     "/nodes": NODE_COLUMNS,
     "/pods": POD_COLUMNS,
     "/services": SERVICE_COLUMNS,
-    "/namespaces": (NAME, _Col("Status", lambda n: str(_get(n, "status", "phase") or "Active")), AGE),
+    "/namespaces": (NAME, _Col("Status", lambda n: objects.phase_of(n) or "Active"), AGE),
     "/events": EVENT_COLUMNS,
     "/configmaps": (NAME, _Col("Data", _data_count, type="integer"), AGE),
     "/secrets": (
@@ -599,7 +595,7 @@ def _definition(col: _Col) -> dict[str, Any]:
 
 
 def partial_metadata(obj: Obj, api_version: str = "meta.k8s.io/v1") -> Obj:
-    return {"kind": "PartialObjectMetadata", "apiVersion": api_version, "metadata": obj.get("metadata") or {}}
+    return {"kind": "PartialObjectMetadata", "apiVersion": api_version, "metadata": objects.meta(obj)}
 
 
 def table(
