@@ -9,10 +9,11 @@ the store), field ownership `fieldmanager`, the namespace controller `namespaces
 
 from __future__ import annotations
 
+from kalab.lab.apiserver import fieldmanager
 from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden_on
 from kalab.lab.apiserver.namespaces import NamespaceTerminator
 from kalab.lab.apiserver.resources import ResourceType
-from kalab.lab.apiserver.store import Obj, Store, initial_status
+from kalab.lab.apiserver.store import Obj, Store
 from kalab.model import objects
 
 # Set by the server alone: whatever a client sends for them on a create is dropped.
@@ -69,6 +70,45 @@ def prepare_for_create(rt: ResourceType, obj: Obj, name: str | None = None) -> N
     name = name or meta.get("name")
     if isinstance(name, str) and name:
         check_addressable(name)
+
+
+def initial_status(rt: ResourceType, obj: Obj) -> Obj | None:
+    """The status kube-apiserver gives an object it creates (what the client's `status` is replaced with)."""
+    if rt.key == "/services":
+        return {"loadBalancer": {}}
+    if rt.key == "/namespaces":
+        return {"phase": "Active"}
+    if rt.key == "/pods":
+        return {"phase": "Pending", "qosClass": _qos_class(obj)}
+    if rt.key == "apps/daemonsets":
+        return {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}
+    if rt.key == "apps/replicasets":
+        return {"replicas": 0}
+    if rt.key == "apiextensions.k8s.io/customresourcedefinitions":
+        versions = objects.spec(obj).get("versions") or []
+        stored = [v.get("name") for v in versions if isinstance(v, dict) and v.get("storage")]
+        return {"acceptedNames": {"kind": "", "plural": ""}, "storedVersions": stored}
+    if rt.key == "/nodes":
+        return obj.get("status")  # a kubelet registers its node with the status it observed
+    if "status" in rt.subresources:
+        return {} if rt.group in fieldmanager.COMPILED_GROUPS else None
+    return obj.get("status")  # without a status subresource, the status is the client's to write
+
+
+def _qos_class(pod: Obj) -> str:
+    containers = list(objects.spec(pod).get("containers") or [])
+    resources = [c.get("resources") or {} for c in containers if isinstance(c, dict)]
+    if not any(r.get("requests") or r.get("limits") for r in resources):
+        return "BestEffort"
+    guaranteed = all(
+        all((r.get("limits") or {}).get(k) for k in ("cpu", "memory"))
+        and all(
+            (r.get("requests") or {}).get(k, (r.get("limits") or {}).get(k)) == r["limits"][k]
+            for k in ("cpu", "memory")
+        )
+        for r in resources
+    )
+    return "Guaranteed" if guaranteed else "Burstable"
 
 
 def set_initial_status(rt: ResourceType, obj: Obj) -> None:
