@@ -26,7 +26,7 @@ from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from kalab.cluster import demo, exporter, keepalived, network, nodes, olm, scc
 from kalab.cluster._common import Progress, as_dict, fail, poll, report
 from kalab.cluster.connect import Cluster
-from kalab.model import manifests
+from kalab.model import manifests, objects
 from kalab.model.errors import KalabError
 
 STAGES = ("fresh", "installed", "patched", "deployed")
@@ -136,7 +136,7 @@ def _installed_csv(cluster: Cluster, runbook: Runbook) -> str | None:
                 olm.OLM_GROUP, olm.OLM_VERSION, runbook.namespace, "subscriptions", "keepalived-operator"
             )
         )
-        name = (sub.get("status") or {}).get("installedCSV")
+        name = objects.status(sub).get("installedCSV")
         if not name:
             return None
         csv = as_dict(
@@ -148,7 +148,7 @@ def _installed_csv(cluster: Cluster, runbook: Runbook) -> str | None:
         if err.status == 404:
             return None
         raise fail("Reading the operator's Subscription", err, "use a cluster-admin kubeconfig") from None
-    return str(name) if (csv.get("status") or {}).get("phase") == "Succeeded" else None
+    return str(name) if objects.phase_of(csv) == "Succeeded" else None
 
 
 def _unlabel_all(cluster: Cluster, changed: Callable[[str], None]) -> None:

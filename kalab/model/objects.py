@@ -46,6 +46,17 @@ def uid_of(obj: Mapping[str, Any] | None) -> str:
     return str(meta(obj).get("uid") or "")
 
 
+def resource_version_of(obj: Mapping[str, Any] | None) -> str:
+    """The object's resourceVersion; empty when it has none (an object not yet stored, or a body without one)."""
+    return str(meta(obj).get("resourceVersion") or "")
+
+
+def finalizers_of(obj: Mapping[str, Any] | None) -> list[str]:
+    """The object's `metadata.finalizers`, as a new list; empty when it has none."""
+    found = meta(obj).get("finalizers")
+    return list(found) if isinstance(found, list) else []
+
+
 def labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
     return _section(meta(obj), "labels")
 

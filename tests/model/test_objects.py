@@ -13,6 +13,8 @@ POD: dict[str, Any] = {
         "name": "web-1",
         "namespace": "demo",
         "uid": "u-1",
+        "resourceVersion": "42",
+        "finalizers": ["kubernetes"],
         "labels": {"app": "web"},
         "annotations": {"note": "x"},
         "ownerReferences": [
@@ -35,6 +37,9 @@ def test_sections_read_what_is_there() -> None:
     assert (objects.name_of(POD), objects.namespace_of(POD), objects.uid_of(POD)) == ("web-1", "demo", "u-1")
     assert objects.labels_of(POD) == {"app": "web"}
     assert objects.annotations_of(POD) == {"note": "x"}
+    assert objects.resource_version_of(POD) == "42"
+    assert objects.finalizers_of(POD) == ["kubernetes"]
+    assert objects.finalizers_of(POD) is not objects.meta(POD)["finalizers"]  # a caller may extend it
 
 
 def test_missing_or_malformed_sections_read_as_empty() -> None:
@@ -45,6 +50,8 @@ def test_missing_or_malformed_sections_read_as_empty() -> None:
         assert objects.name_of(broken) == ""
         assert objects.namespace_of(broken, "default") == "default"
         assert objects.labels_of(broken) == {}
+        assert objects.resource_version_of(broken) == ""
+        assert objects.finalizers_of(broken) == []
         assert objects.controller_of(broken) is None
         assert objects.conditions_of(broken) == []
         assert not objects.pod_ready(broken)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kalab.model import objects
 from kalab.model.check import Check, failed, passed
 from kalab.model.cidr import CidrPlan
 
@@ -26,7 +27,7 @@ def block_is_sound(plan: CidrPlan) -> Check:
 
 def patch_is_exact(patch: Mapping[str, Any], expected: Mapping[str, Any], auto: str, allowed: str) -> Check:
     name = "merge patch"
-    external = (patch.get("spec") or {}).get("externalIP") or {}
+    external = objects.spec(patch).get("externalIP") or {}
     if (
         patch != expected
         or external.get("autoAssignCIDRs") != [auto]

@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden, invalid
 from kalab.lab.apiserver.resources import ResourceType
 from kalab.lab.apiserver.store import Obj, Store
+from kalab.model import objects
 
 MASTERS: Final = "system:masters"
 AUTHENTICATED: Final = "system:authenticated"
@@ -188,8 +189,7 @@ def _grants(store: Store, user: UserInfo, namespace: str) -> Iterator[_Grant]:
     cluster_bindings, _ = store.list(registry.by_key(f"{RBAC}/clusterrolebindings"))
     role_bindings = store.list(registry.by_key(f"{RBAC}/rolebindings"), namespace)[0] if namespace else []
     for binding in [*cluster_bindings, *role_bindings]:
-        meta = binding.get("metadata") or {}
-        binding_ns = str(meta.get("namespace") or "")
+        binding_ns = objects.namespace_of(binding)
         subject = next((s for s in binding.get("subjects") or [] if _subject_matches(s, user, binding_ns)), None)
         if subject is None:
             continue
@@ -202,9 +202,9 @@ def _grants(store: Store, user: UserInfo, namespace: str) -> Iterator[_Grant]:
         if role is None:
             continue
         what = (
-            f'RoleBinding "{meta.get("name")}/{binding_ns}"'
+            f'RoleBinding "{objects.name_of(binding)}/{binding_ns}"'
             if binding_ns
-            else f'ClusterRoleBinding "{meta.get("name")}"'
+            else f'ClusterRoleBinding "{objects.name_of(binding)}"'
         )
         source = f'{what} of {role_kind} "{role_name}" to {_describe_subject(subject, binding_ns)}'
         yield _Grant(tuple(role.get("rules") or []), source)
@@ -361,7 +361,7 @@ def _spec_user(spec: Mapping[str, Any]) -> UserInfo:
 
 def review(store: Store, rt: ResourceType, body: Obj, namespace: str | None, user: UserInfo) -> Obj:
     """Answer a review created at `rt` (in `namespace` for LocalSubjectAccessReview) on behalf of `user`."""
-    spec = body.get("spec") or {}
+    spec = body.get("spec") or {}  # read raw: a spec that is no object is refused, not read as empty
     if not isinstance(spec, dict):
         raise bad_request("spec must be an object")
     if rt.kind == "SelfSubjectReview":

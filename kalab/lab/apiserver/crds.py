@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kalab.lab.apiserver.errors import ApiError, FieldError, invalid
@@ -29,6 +29,7 @@ from kalab.lab.apiserver.store import Event, Obj, Operation, Store, now_rfc3339
 from kalab.lab.apiserver.structural import apply_defaults, prune
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.base import Controller, object_key
+from kalab.model import objects
 
 _log = logging.getLogger(__name__)
 CRD_KEY = "apiextensions.k8s.io/customresourcedefinitions"
@@ -37,7 +38,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 def resource_types(crd: Obj) -> list[ResourceType]:
     """The ResourceTypes a CRD serves: one per served version, the storage version first."""
-    spec = crd.get("spec") or {}
+    spec = objects.spec(crd)
     names = spec.get("names") or {}
     group, plural, kind = spec.get("group", ""), names.get("plural", ""), names.get("kind", "")
     if not (group and plural and kind):
@@ -78,8 +79,8 @@ def resource_types(crd: Obj) -> list[ResourceType]:
 
 def validate(crd: Obj) -> None:
     """The checks kube-apiserver makes that matter here; a failure is a 422 Invalid."""
-    name = (crd.get("metadata") or {}).get("name", "")
-    spec = crd.get("spec") or {}
+    name = objects.name_of(crd)
+    spec = objects.spec(crd)
     names = spec.get("names") or {}
     group, plural = spec.get("group", ""), names.get("plural", "")
     problems = []
@@ -122,7 +123,7 @@ def read_defaults(store: Store, rt: ResourceType, obj: Obj) -> Obj:
 
 
 def _schema_of(crd: Obj, version: str) -> dict[str, Any] | None:
-    for served in (crd.get("spec") or {}).get("versions") or []:
+    for served in objects.spec(crd).get("versions") or []:
         if served.get("name") == version:
             schema = (served.get("schema") or {}).get("openAPIV3Schema")
             return schema if isinstance(schema, dict) else None
@@ -246,8 +247,8 @@ class CrdController(Controller):
         crd = self.ctx.store.try_get(crds, None, key)
         if crd is None:
             return None
-        status = dict(crd.get("status") or {})
-        names = (crd.get("spec") or {}).get("names") or {}
+        status = dict(objects.status(crd))
+        names = objects.spec(crd).get("names") or {}
         kind = str(names.get("kind", ""))
         accepted = {
             "plural": names.get("plural"),
@@ -258,21 +259,21 @@ class CrdController(Controller):
         for optional in ("shortNames", "categories"):
             if names.get(optional):
                 accepted[optional] = names[optional]
-        conditions = _conditions(status.get("conditions") or [], ("NamesAccepted", "Established"))
-        stored = [v["name"] for v in (crd.get("spec") or {}).get("versions") or [] if v.get("storage")]
+        conditions = _conditions(objects.conditions_of(crd), ("NamesAccepted", "Established"))
+        stored = [v["name"] for v in objects.spec(crd).get("versions") or [] if v.get("storage")]
         wanted = {
             **status,
             "acceptedNames": accepted,
             "conditions": conditions,
             "storedVersions": sorted(set(status.get("storedVersions") or []) | set(stored)),
         }
-        if wanted != crd.get("status"):
+        if wanted != objects.status(crd):
             crd["status"] = wanted
             self.ctx.store.update(crds, crd, subresource="status")  # a conflict is retried by the queue
         return None
 
 
-def _conditions(existing: list[dict[str, Any]], types: tuple[str, ...]) -> list[dict[str, Any]]:
+def _conditions(existing: Sequence[Mapping[str, Any]], types: tuple[str, ...]) -> list[Mapping[str, Any]]:
     reasons = {
         "NamesAccepted": ("NoConflicts", "no conflicts found"),
         "Established": ("InitialNamesAccepted", "the initial names have been accepted"),

@@ -28,6 +28,7 @@ from kalab.lab.apiserver.negotiation import negotiate, readable_body
 from kalab.lab.apiserver.patch import PATCH_TYPES
 from kalab.lab.apiserver.routing import ApiRequest
 from kalab.lab.apiserver.store import Store
+from kalab.model import objects
 
 _log = logging.getLogger(__name__)
 
@@ -261,9 +262,9 @@ class Endpoints:
             request = ExecRequest(namespace, name, req.q("container"), (), req.flag("stdin"), req.flag("tty"))
             call = functools.partial(streams.serve_exec, self.ex, attaching, request)
         elif req.sub == "portforward":
-            if not (pod.get("spec") or {}).get("nodeName"):
+            if not objects.spec(pod).get("nodeName"):
                 raise bad_request(f"pod {name} does not have a host assigned")
-            uid = str(pod["metadata"].get("uid", ""))
+            uid = objects.uid_of(pod)
             call = functools.partial(portforward.serve_port_forward, self.ex, hooks, namespace, name, uid)
         else:
             port = port or routing.default_port(pod, req.proxy_target)

@@ -34,6 +34,7 @@ from kalab.lab.apiserver.negotiation import Output
 from kalab.lab.apiserver.patch import APPLY_PATCH, PATCH_TYPES, STRATEGIC_PATCH, apply_patch, parse_body
 from kalab.lab.apiserver.routing import ApiRequest
 from kalab.lab.apiserver.store import Obj, Propagation, Store
+from kalab.model import objects
 from kalab.model.wording import shorten
 
 WATCH_TIMEOUT = 1800.0  # kube-apiserver's --min-request-timeout
@@ -55,8 +56,7 @@ def decode_continue(token: str) -> tuple[str, str]:
 
 
 def _obj_key(obj: Obj) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
-    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    return objects.namespace_of(obj), objects.name_of(obj)
 
 
 class Handlers:
@@ -277,8 +277,8 @@ class Handlers:
         assert req.name is not None
         obj = current or self.store.get(req.rt, req.namespace, req.name)
         replicas = strategies.scale_replicas(req.name, scale)
-        wanted_rv = (scale.get("metadata") or {}).get("resourceVersion")
-        if wanted_rv and str(wanted_rv) != obj["metadata"]["resourceVersion"]:
+        wanted_rv = objects.resource_version_of(scale)
+        if wanted_rv and wanted_rv != obj["metadata"]["resourceVersion"]:
             raise conflict(req.rt.plural, req.name, req.rt.group)
         obj.setdefault("spec", {})["replicas"] = replicas
         updated = self.store.update(
@@ -395,7 +395,7 @@ class Handlers:
                     rt,
                     [obj],
                     include,
-                    obj["metadata"].get("resourceVersion", ""),
+                    objects.resource_version_of(obj),
                     output.api_version,
                     with_columns=not columns_sent,
                 )
@@ -469,7 +469,7 @@ def invalid_options(req: ApiRequest, message: str, kind: str = "") -> ApiError:
 def render_object(req: ApiRequest, output: Output, obj: Obj) -> Obj:
     """A got object in the form the client negotiated."""
     if output.form == "table" and req.sub is None:
-        rv = obj["metadata"].get("resourceVersion", "")
+        rv = objects.resource_version_of(obj)
         doc = tables.table(req.rt, [obj], req.q("includeObject", "Metadata") or "Metadata", rv, output.api_version)
         return doc
     if output.form == "partial" and req.sub is None:

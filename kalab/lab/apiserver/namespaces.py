@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.apiserver.store import NAMESPACE_FINALIZER, Obj, Store, now_rfc3339
+from kalab.model import objects
 
 _log = logging.getLogger(__name__)
 MANAGER = "kube-controller-manager"
@@ -119,20 +122,20 @@ class NamespaceTerminator:
                     continue
                 resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
                 remaining[resource] = remaining.get(resource, 0) + 1
-                for finalizer in left["metadata"].get("finalizers") or []:
+                for finalizer in objects.finalizers_of(left):
                     finalizers[finalizer] = finalizers.get(finalizer, 0) + 1
         ns = self.store.try_get(ns_rt, None, name)
         if ns is None:
             return True
         wanted = conditions(remaining, finalizers, now_rfc3339())
-        if _condition_summary((ns.get("status") or {}).get("conditions")) != _condition_summary(wanted):
-            ns["status"] = {**(ns.get("status") or {}), "phase": "Terminating", "conditions": wanted}
+        if _condition_summary(objects.conditions_of(ns)) != _condition_summary(wanted):
+            ns["status"] = {**objects.status(ns), "phase": "Terminating", "conditions": wanted}
             ns["metadata"].pop("resourceVersion", None)
             with contextlib.suppress(ApiError):
                 ns = self.store.update(ns_rt, ns, subresource="status", manager=MANAGER)
         if remaining:
             return False
-        spec = ns.get("spec") or {}
+        spec = objects.spec(ns)
         if NAMESPACE_FINALIZER in (spec.get("finalizers") or []):
             ns["spec"] = {**spec, "finalizers": [f for f in spec["finalizers"] if f != NAMESPACE_FINALIZER]}
             ns["metadata"].pop("resourceVersion", None)
@@ -152,7 +155,5 @@ class NamespaceTerminator:
                 self.run(name)
 
 
-def _condition_summary(found: object) -> list[tuple[object, ...]]:
-    if not isinstance(found, list):
-        return []
-    return [(c.get("type"), c.get("status"), c.get("reason"), c.get("message")) for c in found if isinstance(c, dict)]
+def _condition_summary(found: Iterable[Mapping[str, Any]]) -> list[tuple[object, ...]]:
+    return [(c.get("type"), c.get("status"), c.get("reason"), c.get("message")) for c in found]

@@ -28,6 +28,7 @@ from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.apiserver.openshift_schemas import openshift_schemas
 from kalab.lab.apiserver.resources import Registry, ResourceType
 from kalab.lab.apiserver.store import Store
+from kalab.model import objects
 
 Doc = dict[str, Any]
 Gvk = tuple[str, str, str]
@@ -63,7 +64,7 @@ def custom_schemas(crds: list[Doc]) -> dict[Gvk, Doc]:
     """(group, version, kind) → openAPIV3Schema of the OpenShift built-ins and of each CRD's served versions."""
     found = openshift_schemas()
     for crd in crds:
-        spec = crd.get("spec") or {}
+        spec = objects.spec(crd)
         group, kind = spec.get("group", ""), (spec.get("names") or {}).get("kind", "")
         for version in spec.get("versions") or []:
             schema = ((version.get("schema") or {}).get("openAPIV3Schema")) if version.get("served", True) else None

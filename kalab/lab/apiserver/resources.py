@@ -36,7 +36,7 @@ class ResourceType:
     categories: tuple[str, ...] = ()
     subresources: frozenset[str] = field(default_factory=frozenset)  # status, log, exec, proxy, scale
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
-    columns: tuple[Column, ...] = ()  # printer columns for CRD resources; built-ins have their own in tables.py
+    columns: tuple[Column, ...] = ()  # printer columns for CRD resources; built-ins have their own in printers.py
 
     @property
     def api_version(self) -> str:

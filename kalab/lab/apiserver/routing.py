@@ -15,6 +15,7 @@ from kalab.lab.apiserver import discovery
 from kalab.lab.apiserver.errors import ApiError, bad_request
 from kalab.lab.apiserver.resources import Registry, ResourceType
 from kalab.lab.apiserver.store import Obj
+from kalab.model import objects
 
 HEALTH = frozenset({"healthz", "readyz", "livez"})
 # The methods a verb can be routed from; any other is refused with 405 before its body is read.
@@ -162,7 +163,7 @@ def proxy_target(target: str) -> tuple[str, int]:
 def default_port(pod: Obj, target: str) -> int:
     """A named port (`test-0:metrics`) from the pod's containers, else its first declared port, else 80."""
     wanted = target.split(":")[-1] if ":" in target else ""
-    ports = [p for c in (pod.get("spec") or {}).get("containers") or [] for p in c.get("ports") or []]
+    ports = [p for c in objects.spec(pod).get("containers") or [] for p in c.get("ports") or []]
     for port in ports:
         if wanted and port.get("name") == wanted:
             return int(port["containerPort"])

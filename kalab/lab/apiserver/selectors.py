@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kalab.lab.apiserver.errors import bad_request
+from kalab.model import objects
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 _SET = re.compile(r"^\s*(!?)([A-Za-z0-9._/-]+)\s*(?:(notin|in)\s*\(([^)]*)\))?\s*$")
@@ -51,7 +52,7 @@ def label_selector(selector: str | None) -> Predicate:
     terms = [_label_term(t) for t in _split(selector or "")]
 
     def matches(obj: Mapping[str, Any]) -> bool:
-        labels = (obj.get("metadata") or {}).get("labels") or {}
+        labels = objects.labels_of(obj)
         return all(term(labels) for term in terms)
 
     return matches

@@ -9,10 +9,12 @@ the store), field ownership `fieldmanager`, the namespace controller `namespaces
 
 from __future__ import annotations
 
+from kalab.lab.apiserver import fieldmanager
 from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden_on
 from kalab.lab.apiserver.namespaces import NamespaceTerminator
 from kalab.lab.apiserver.resources import ResourceType
-from kalab.lab.apiserver.store import Obj, Store, initial_status
+from kalab.lab.apiserver.store import Obj, Store
+from kalab.model import objects
 
 # Set by the server alone: whatever a client sends for them on a create is dropped.
 SERVER_SET = ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "selfLink")
@@ -70,6 +72,45 @@ def prepare_for_create(rt: ResourceType, obj: Obj, name: str | None = None) -> N
         check_addressable(name)
 
 
+def initial_status(rt: ResourceType, obj: Obj) -> Obj | None:
+    """The status kube-apiserver gives an object it creates (what the client's `status` is replaced with)."""
+    if rt.key == "/services":
+        return {"loadBalancer": {}}
+    if rt.key == "/namespaces":
+        return {"phase": "Active"}
+    if rt.key == "/pods":
+        return {"phase": "Pending", "qosClass": _qos_class(obj)}
+    if rt.key == "apps/daemonsets":
+        return {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}
+    if rt.key == "apps/replicasets":
+        return {"replicas": 0}
+    if rt.key == "apiextensions.k8s.io/customresourcedefinitions":
+        versions = objects.spec(obj).get("versions") or []
+        stored = [v.get("name") for v in versions if isinstance(v, dict) and v.get("storage")]
+        return {"acceptedNames": {"kind": "", "plural": ""}, "storedVersions": stored}
+    if rt.key == "/nodes":
+        return obj.get("status")  # a kubelet registers its node with the status it observed
+    if "status" in rt.subresources:
+        return {} if rt.group in fieldmanager.COMPILED_GROUPS else None
+    return obj.get("status")  # without a status subresource, the status is the client's to write
+
+
+def _qos_class(pod: Obj) -> str:
+    containers = list(objects.spec(pod).get("containers") or [])
+    resources = [c.get("resources") or {} for c in containers if isinstance(c, dict)]
+    if not any(r.get("requests") or r.get("limits") for r in resources):
+        return "BestEffort"
+    guaranteed = all(
+        all((r.get("limits") or {}).get(k) for k in ("cpu", "memory"))
+        and all(
+            (r.get("requests") or {}).get(k, (r.get("limits") or {}).get(k)) == r["limits"][k]
+            for k in ("cpu", "memory")
+        )
+        for r in resources
+    )
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
 def set_initial_status(rt: ResourceType, obj: Obj) -> None:
     """The status a created object starts with: kube-apiserver ignores a status sent with a create."""
     status = initial_status(rt, obj)
@@ -97,7 +138,7 @@ def check_not_terminating(store: Store, rt: ResourceType, namespace: str | None,
     if not rt.namespaced or not namespace:
         return
     ns = store.try_get(store.registry.by_key("/namespaces"), None, namespace)
-    if ns is not None and (ns.get("status") or {}).get("phase") == "Terminating":
+    if ns is not None and objects.phase_of(ns) == "Terminating":
         why = f"unable to create new content in namespace {namespace} because it is being terminated"
         cause = {"reason": "NamespaceTerminating", "message": why, "field": "metadata.namespace"}
         raise forbidden_on(rt.plural, name, why, rt.group, [cause])
@@ -128,8 +169,7 @@ def deleted_answer(rt: ResourceType, obj: Obj) -> Obj:
 
 
 def status_success(rt: ResourceType, obj: Obj) -> Obj:
-    meta = obj.get("metadata") or {}
-    details = {"name": meta.get("name"), "group": rt.group, "kind": rt.plural, "uid": meta.get("uid")}
+    details = {"name": objects.name_of(obj), "group": rt.group, "kind": rt.plural, "uid": objects.uid_of(obj)}
     if not rt.group:
         del details["group"]
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
@@ -143,19 +183,20 @@ _SCALE_META = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp
 
 def scale_of(obj: Obj) -> Obj:
     meta = obj["metadata"]
-    selector = (obj.get("spec") or {}).get("selector") or {}
+    spec = objects.spec(obj)
+    selector = spec.get("selector") or {}
     labels = ",".join(f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items()))
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": {k: meta[k] for k in _SCALE_META if k in meta},
-        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
-        "status": {"replicas": int((obj.get("status") or {}).get("replicas", 0) or 0), "selector": labels},
+        "spec": {"replicas": spec.get("replicas", 1)},
+        "status": {"replicas": int(objects.status(obj).get("replicas", 0) or 0), "selector": labels},
     }
 
 
 def scale_replicas(name: str, scale: Obj) -> int:
-    replicas = (scale.get("spec") or {}).get("replicas")
+    replicas = objects.spec(scale).get("replicas")
     if not isinstance(replicas, int) or replicas < 0:
         raise ApiError(422, "Invalid", f'Scale "{name}" is invalid: spec.replicas: must be a non-negative int')
     return replicas

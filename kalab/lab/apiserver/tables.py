@@ -1,469 +1,20 @@
 """`Table` responses (meta.k8s.io/v1): the columns `kubectl get` prints, computed on the server as kube-apiserver does.
 
-Without them kubectl shows only NAME and AGE. Built-in kinds get kube-apiserver's columns (wide ones have priority
-1, which kubectl shows only with `-o wide`); kinds that are CRDs on a real OpenShift cluster (OLM, SCC) get the
-printer columns of those CRDs; CRDs created at run time bring their own additionalPrinterColumns through
-ResourceType.columns, read with a small JSONPath subset.
+Without them kubectl shows only NAME and AGE. Built-in kinds get kube-apiserver's columns (`printers`); kinds that
+are CRDs on a real OpenShift cluster (OLM, SCC) get the printer columns of those CRDs; CRDs created at run time
+bring their own additionalPrinterColumns through ResourceType.columns, read with a small JSONPath subset.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kalab.lab.apiserver.printers import AGE, BUILTIN_COLUMNS, NAME, Cell, Obj, PrintColumn, age
 from kalab.lab.apiserver.resources import Column, ResourceType
-
-Obj = dict[str, Any]
-Cell = str | int | float | bool | None
-NONE = "<none>"
-
-
-@dataclass(frozen=True)
-class _Col:
-    name: str
-    render: Callable[[Obj], Cell]
-    type: str = "string"
-    priority: int = 0
-    format: str = ""
-    description: str = ""
-
-
-# -- helpers ---------------------------------------------------------------------------------------------------
-
-
-def _get(obj: Mapping[str, Any] | None, *path: str) -> Any:
-    value: Any = obj
-    for part in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
-
-
-def _parse_time(stamp: Any) -> datetime | None:
-    if not isinstance(stamp, str) or not stamp:
-        return None
-    try:
-        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def human_duration(seconds: float) -> str:
-    """An age as kubectl shows it: 45s, 5m30s, 95m, 4h10m, 30h, 3d4h, 40d, 2y30d."""
-    s = int(seconds)
-    if s < -1:
-        return "<invalid>"
-    if s < 0:
-        return "0s"
-    if s < 120:
-        return f"{s}s"
-    minutes = s // 60
-    if minutes < 10:
-        rest = s % 60
-        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = s // 3600
-    if hours < 8:
-        rest = minutes % 60
-        return f"{hours}h{rest}m" if rest else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    days = hours // 24
-    if hours < 24 * 8:
-        rest = hours % 24
-        return f"{days}d{rest}h" if rest else f"{days}d"
-    if days < 365 * 2:
-        return f"{days}d"
-    years, rest = days // 365, days % 365
-    if days < 365 * 8 and rest:
-        return f"{years}y{rest}d"
-    return f"{years}y"
-
-
-def age(stamp: Any, now: datetime | None = None) -> str:
-    when = _parse_time(stamp)
-    if when is None:
-        return "<unknown>"
-    return human_duration(((now or datetime.now(UTC)) - when).total_seconds())
-
-
-def _age_of(obj: Obj) -> Cell:
-    return age(_get(obj, "metadata", "creationTimestamp"))
-
-
-def _name_of(obj: Obj) -> Cell:
-    return str(_get(obj, "metadata", "name") or "")
-
-
-def _or_none(value: Any) -> str:
-    return str(value) if value not in (None, "", [], {}) else NONE
-
-
-def _map_selector(labels: Any) -> str:
-    if not isinstance(labels, Mapping) or not labels:
-        return NONE
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-
-
-def _label_selector(selector: Any) -> str:
-    """A LabelSelector object in the string form kubectl shows (`app=x,tier in (a,b)`)."""
-    if not isinstance(selector, Mapping):
-        return NONE
-    terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op in ("In", "NotIn"):
-            terms.append(f"{key} {op.lower()} ({','.join(values)})")
-        elif op == "Exists":
-            terms.append(str(key))
-        elif op == "DoesNotExist":
-            terms.append(f"!{key}")
-    return ",".join(terms) or NONE
-
-
-def _containers(obj: Obj) -> list[Obj]:
-    return list(_get(obj, "spec", "template", "spec", "containers") or [])
-
-
-def _container_names(obj: Obj) -> Cell:
-    return ",".join(str(c.get("name", "")) for c in _containers(obj)) or NONE
-
-
-def _images(obj: Obj) -> Cell:
-    return ",".join(str(c.get("image", "")) for c in _containers(obj)) or NONE
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-NAME = _Col("Name", _name_of, format="name", description="Name must be unique within a namespace.")
-AGE = _Col("Age", _age_of, description="CreationTimestamp is the time the object was created.")
-CREATED_AT = _Col("Created At", lambda o: _get(o, "metadata", "creationTimestamp"), type="date")
-
-# -- nodes -------------------------------------------------------------------------------------------------------
-
-
-def _node_status(node: Obj) -> Cell:
-    ready = next((c for c in _get(node, "status", "conditions") or [] if c.get("type") == "Ready"), None)
-    status = "Unknown" if ready is None else ("Ready" if ready.get("status") == "True" else "NotReady")
-    return f"{status},SchedulingDisabled" if _get(node, "spec", "unschedulable") else status
-
-
-def _node_roles(node: Obj) -> Cell:
-    roles: set[str] = set()
-    for key, value in (_get(node, "metadata", "labels") or {}).items():
-        if key.startswith("node-role.kubernetes.io/") and key.split("/", 1)[1]:
-            roles.add(key.split("/", 1)[1])
-        elif key == "kubernetes.io/role" and value:
-            roles.add(str(value))
-    return ",".join(sorted(roles)) or NONE
-
-
-def _node_address(kind: str) -> Callable[[Obj], Cell]:
-    def render(node: Obj) -> Cell:
-        for address in _get(node, "status", "addresses") or []:
-            if address.get("type") == kind:
-                return str(address.get("address"))
-        return NONE
-
-    return render
-
-
-def _node_info(field: str) -> Callable[[Obj], Cell]:
-    return lambda node: _or_none(_get(node, "status", "nodeInfo", field))
-
-
-NODE_COLUMNS = (
-    NAME,
-    _Col("Status", _node_status),
-    _Col("Roles", _node_roles),
-    AGE,
-    _Col("Version", _node_info("kubeletVersion")),
-    _Col("Internal-IP", _node_address("InternalIP"), priority=1),
-    _Col("External-IP", _node_address("ExternalIP"), priority=1),
-    _Col("OS-Image", _node_info("osImage"), priority=1),
-    _Col("Kernel-Version", _node_info("kernelVersion"), priority=1),
-    _Col("Container-Runtime", _node_info("containerRuntimeVersion"), priority=1),
-)
-
-# -- pods --------------------------------------------------------------------------------------------------------
-
-
-def _terminated_reason(term: Mapping[str, Any]) -> str:
-    if term.get("reason"):
-        return str(term["reason"])
-    if term.get("signal"):
-        return f"Signal:{term['signal']}"
-    return f"ExitCode:{term.get('exitCode', 0)}"
-
-
-def pod_summary(pod: Obj) -> tuple[str, str, int]:
-    """(READY "n/m", STATUS, RESTARTS) worked out the way kubectl's pod printer does."""
-    spec, status = pod.get("spec") or {}, pod.get("status") or {}
-    containers = spec.get("containers") or []
-    reason = str(status.get("reason") or status.get("phase") or "Pending")
-    restarts = ready = 0
-    initializing = False
-    init_specs = spec.get("initContainers") or []
-    for index, cs in enumerate(status.get("initContainerStatuses") or []):
-        restarts += _int(cs.get("restartCount"))
-        state = cs.get("state") or {}
-        term, waiting = state.get("terminated"), state.get("waiting")
-        if term is not None and _int(term.get("exitCode")) == 0:
-            continue
-        initializing = True
-        if term is not None:
-            reason = "Init:" + _terminated_reason(term)
-        elif waiting and waiting.get("reason") and waiting["reason"] != "PodInitializing":
-            reason = "Init:" + str(waiting["reason"])
-        else:
-            reason = f"Init:{index}/{len(init_specs)}"
-        break
-    if not initializing:
-        restarts = 0
-        running = False
-        for cs in reversed(status.get("containerStatuses") or []):
-            restarts += _int(cs.get("restartCount"))
-            state = cs.get("state") or {}
-            waiting, term = state.get("waiting") or {}, state.get("terminated")
-            if waiting.get("reason"):
-                reason = str(waiting["reason"])
-            elif term is not None:
-                reason = _terminated_reason(term)
-            elif cs.get("ready") and "running" in state:
-                running = True
-                ready += 1
-        if reason == "Completed" and running:
-            conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-            reason = "Running" if conditions.get("Ready") == "True" else "NotReady"
-    if _get(pod, "metadata", "deletionTimestamp"):
-        reason = "Unknown" if status.get("reason") == "NodeLost" else "Terminating"
-    return f"{ready}/{len(containers)}", reason, restarts
-
-
-def _readiness_gates(pod: Obj) -> Cell:
-    gates = _get(pod, "spec", "readinessGates") or []
-    if not gates:
-        return NONE
-    true = {c.get("type") for c in _get(pod, "status", "conditions") or [] if c.get("status") == "True"}
-    return f"{sum(1 for g in gates if g.get('conditionType') in true)}/{len(gates)}"
-
-
-POD_COLUMNS = (
-    NAME,
-    _Col("Ready", lambda p: pod_summary(p)[0]),
-    _Col("Status", lambda p: pod_summary(p)[1]),
-    _Col("Restarts", lambda p: pod_summary(p)[2], type="integer"),
-    AGE,
-    _Col("IP", lambda p: _or_none(_get(p, "status", "podIP")), priority=1),
-    _Col("Node", lambda p: _or_none(_get(p, "spec", "nodeName")), priority=1),
-    _Col("Nominated Node", lambda p: _or_none(_get(p, "status", "nominatedNodeName")), priority=1),
-    _Col("Readiness Gates", _readiness_gates, priority=1),
-)
-
-# -- services ----------------------------------------------------------------------------------------------------
-
-LB_WIDTH = 16  # kubectl shortens a long load-balancer list unless -o wide
-
-
-def _lb_ingress(svc: Obj, wide: bool) -> str:
-    found = set()
-    for ingress in _get(svc, "status", "loadBalancer", "ingress") or []:
-        if ingress.get("ip"):
-            found.add(str(ingress["ip"]))
-        elif ingress.get("hostname"):
-            found.add(str(ingress["hostname"]))
-    text = ",".join(sorted(found))
-    return text[: LB_WIDTH - 3] + "..." if not wide and len(text) > LB_WIDTH else text
-
-
-def service_external_ip(svc: Obj, wide: bool = False) -> str:
-    """EXTERNAL-IP: spec.externalIPs then the load balancer's addresses, so an auto-assigned IP shows twice."""
-    kind = _get(svc, "spec", "type") or "ClusterIP"
-    external = [str(ip) for ip in _get(svc, "spec", "externalIPs") or []]
-    if kind in ("ClusterIP", "NodePort"):
-        return ",".join(external) or NONE
-    if kind == "ExternalName":
-        return str(_get(svc, "spec", "externalName") or NONE)
-    if kind == "LoadBalancer":
-        ingress = _lb_ingress(svc, wide)
-        joined = ",".join([*external, ingress] if ingress else external)
-        return joined or "<pending>"
-    return "<unknown>"
-
-
-def service_ports(svc: Obj) -> str:
-    parts = []
-    for port in _get(svc, "spec", "ports") or []:
-        protocol = port.get("protocol") or "TCP"
-        if port.get("nodePort"):
-            parts.append(f"{port.get('port')}:{port['nodePort']}/{protocol}")
-        else:
-            parts.append(f"{port.get('port')}/{protocol}")
-    return ",".join(parts) or NONE
-
-
-SERVICE_COLUMNS = (
-    NAME,
-    _Col("Type", lambda s: str(_get(s, "spec", "type") or "ClusterIP")),
-    _Col("Cluster-IP", lambda s: _or_none(_get(s, "spec", "clusterIP"))),
-    # kube-apiserver renders tables as for -o wide (kubectl drops the wide columns), so nothing is shortened.
-    _Col("External-IP", lambda s: service_external_ip(s, wide=True)),
-    _Col("Port(s)", service_ports),
-    AGE,
-    _Col("Selector", lambda s: _map_selector(_get(s, "spec", "selector")), priority=1),
-)
-
-# -- workloads ---------------------------------------------------------------------------------------------------
-
-_WORKLOAD_WIDE = (
-    _Col("Containers", _container_names, priority=1),
-    _Col("Images", _images, priority=1),
-    _Col("Selector", lambda o: _label_selector(_get(o, "spec", "selector")), priority=1),
-)
-
-
-def _status_int(*path: str) -> Callable[[Obj], Cell]:
-    return lambda obj: _int(_get(obj, "status", *path))
-
-
-DAEMONSET_COLUMNS = (
-    NAME,
-    _Col("Desired", _status_int("desiredNumberScheduled"), type="integer"),
-    _Col("Current", _status_int("currentNumberScheduled"), type="integer"),
-    _Col("Ready", _status_int("numberReady"), type="integer"),
-    _Col("Up-to-date", _status_int("updatedNumberScheduled"), type="integer"),
-    _Col("Available", _status_int("numberAvailable"), type="integer"),
-    _Col("Node Selector", lambda d: _map_selector(_get(d, "spec", "template", "spec", "nodeSelector"))),
-    AGE,
-    *_WORKLOAD_WIDE,
-)
-
-
-def _replicas(obj: Obj) -> int:
-    wanted = _get(obj, "spec", "replicas")
-    return 1 if wanted is None else _int(wanted)
-
-
-DEPLOYMENT_COLUMNS = (
-    NAME,
-    _Col("Ready", lambda d: f"{_int(_get(d, 'status', 'readyReplicas'))}/{_replicas(d)}"),
-    _Col("Up-to-date", _status_int("updatedReplicas"), type="integer"),
-    _Col("Available", _status_int("availableReplicas"), type="integer"),
-    AGE,
-    *_WORKLOAD_WIDE,
-)
-
-REPLICASET_COLUMNS = (
-    NAME,
-    _Col("Desired", _replicas, type="integer"),
-    _Col("Current", _status_int("replicas"), type="integer"),
-    _Col("Ready", _status_int("readyReplicas"), type="integer"),
-    AGE,
-    *_WORKLOAD_WIDE,
-)
-
-# -- small core kinds --------------------------------------------------------------------------------------------
-
-
-def _event_last_seen(ev: Obj) -> Cell:
-    stamp = ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp")
-    return age(stamp)
-
-
-def _event_object(ev: Obj) -> Cell:
-    involved = ev.get("involvedObject") or {}
-    return f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
-
-
-EVENT_COLUMNS = (
-    _Col("Last Seen", _event_last_seen),
-    _Col("Type", lambda e: str(e.get("type") or "")),
-    _Col("Reason", lambda e: str(e.get("reason") or "")),
-    _Col("Object", _event_object),
-    _Col("Subobject", lambda e: str(_get(e, "involvedObject", "fieldPath") or ""), priority=1),
-    _Col("Source", lambda e: str(_get(e, "source", "component") or ""), priority=1),
-    _Col("Message", lambda e: str(e.get("message") or "")),
-    _Col("First Seen", lambda e: age(e.get("firstTimestamp")), priority=1),
-    _Col("Count", lambda e: _int(e.get("count")), type="integer", priority=1),
-    _Col("Name", _name_of, format="name", priority=1),
-)
-
-
-def _endpoints(ep: Obj) -> Cell:
-    found: list[str] = []
-    for subset in ep.get("subsets") or []:
-        ports = [p.get("port") for p in subset.get("ports") or []] or [None]
-        for address in subset.get("addresses") or []:
-            found += [f"{address.get('ip')}:{p}" if p else str(address.get("ip")) for p in ports]
-    if not found:
-        return NONE
-    shown = ",".join(found[:3])
-    return f"{shown} + {len(found) - 3} more..." if len(found) > 3 else shown
-
-
-def _binding_subjects(kind: str) -> Callable[[Obj], Cell]:
-    def render(binding: Obj) -> Cell:
-        names = []
-        for subject in binding.get("subjects") or []:
-            if subject.get("kind") != kind:
-                continue
-            ns = subject.get("namespace")
-            names.append(f"{ns}/{subject.get('name')}" if kind == "ServiceAccount" else str(subject.get("name")))
-        return ",".join(names)
-
-    return render
-
-
-_BINDING_COLUMNS = (
-    NAME,
-    _Col("Role", lambda b: f"{_get(b, 'roleRef', 'kind')}/{_get(b, 'roleRef', 'name')}"),
-    AGE,
-    _Col("Users", _binding_subjects("User"), priority=1),
-    _Col("Groups", _binding_subjects("Group"), priority=1),
-    _Col("ServiceAccounts", _binding_subjects("ServiceAccount"), priority=1),
-)
-
-
-def _data_count(obj: Obj) -> Cell:
-    return len(obj.get("data") or {}) + len(obj.get("binaryData") or {})
-
-
-BUILTIN_COLUMNS: dict[str, tuple[_Col, ...]] = {
-    "/nodes": NODE_COLUMNS,
-    "/pods": POD_COLUMNS,
-    "/services": SERVICE_COLUMNS,
-    "/namespaces": (NAME, _Col("Status", lambda n: str(_get(n, "status", "phase") or "Active")), AGE),
-    "/events": EVENT_COLUMNS,
-    "/configmaps": (NAME, _Col("Data", _data_count, type="integer"), AGE),
-    "/secrets": (
-        NAME,
-        _Col("Type", lambda s: str(s.get("type") or "Opaque")),
-        _Col("Data", _data_count, type="integer"),
-        AGE,
-    ),
-    "/serviceaccounts": (NAME, _Col("Secrets", lambda s: len(s.get("secrets") or []), type="integer"), AGE),
-    "/endpoints": (NAME, _Col("Endpoints", _endpoints), AGE),
-    "apps/daemonsets": DAEMONSET_COLUMNS,
-    "apps/deployments": DEPLOYMENT_COLUMNS,
-    "apps/replicasets": REPLICASET_COLUMNS,
-    "rbac.authorization.k8s.io/roles": (NAME, CREATED_AT),
-    "rbac.authorization.k8s.io/clusterroles": (NAME, CREATED_AT),
-    "rbac.authorization.k8s.io/rolebindings": _BINDING_COLUMNS,
-    "rbac.authorization.k8s.io/clusterrolebindings": _BINDING_COLUMNS,
-    "apiextensions.k8s.io/customresourcedefinitions": (NAME, CREATED_AT),
-}
+from kalab.model import objects
 
 # Kinds that are CRDs on a real OpenShift cluster: the printer columns those CRDs declare.
 CRD_LIKE_COLUMNS: dict[str, tuple[Column, ...]] = {
@@ -558,14 +109,14 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
-def _from_column(column: Column) -> _Col:
+def _from_column(column: Column) -> PrintColumn:
     def render(obj: Obj) -> Cell:
         values = jsonpath(obj, column.json_path)
         if not values:
             return None  # kubectl prints <none>
         return _format_value(values[0] if len(values) == 1 else values, column.type)
 
-    return _Col(
+    return PrintColumn(
         column.name,
         render,
         type="string" if column.type == "date" else column.type,
@@ -574,7 +125,7 @@ def _from_column(column: Column) -> _Col:
     )
 
 
-def columns_for(rt: ResourceType) -> tuple[_Col, ...]:
+def columns_for(rt: ResourceType) -> tuple[PrintColumn, ...]:
     """The columns of a resource's Table: built-in printers, the CRD's printer columns, or NAME and AGE."""
     if rt.key in BUILTIN_COLUMNS:
         return BUILTIN_COLUMNS[rt.key]
@@ -588,7 +139,7 @@ def columns_for(rt: ResourceType) -> tuple[_Col, ...]:
 # -- the Table document ------------------------------------------------------------------------------------------
 
 
-def _definition(col: _Col) -> dict[str, Any]:
+def _definition(col: PrintColumn) -> dict[str, Any]:
     return {
         "name": col.name,
         "type": col.type,
@@ -599,7 +150,7 @@ def _definition(col: _Col) -> dict[str, Any]:
 
 
 def partial_metadata(obj: Obj, api_version: str = "meta.k8s.io/v1") -> Obj:
-    return {"kind": "PartialObjectMetadata", "apiVersion": api_version, "metadata": obj.get("metadata") or {}}
+    return {"kind": "PartialObjectMetadata", "apiVersion": api_version, "metadata": objects.meta(obj)}
 
 
 def table(

@@ -12,11 +12,12 @@ against their schema (`schema_validation`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from kalab.lab.apiserver.errors import FieldError, field_invalid
 from kalab.lab.apiserver.resources import ResourceType
+from kalab.model import objects
 from kalab.model.k8snames import CONFIG_KEY as _CONFIG_KEY
 from kalab.model.k8snames import DNS1035_LABEL as _DNS1035_LABEL
 from kalab.model.k8snames import DNS1123_LABEL as _DNS1123_LABEL
@@ -174,7 +175,7 @@ def _strings(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def object_meta(rt: ResourceType, meta: Obj) -> list[FieldError]:
+def object_meta(rt: ResourceType, meta: Mapping[str, Any]) -> list[FieldError]:
     """ValidateObjectMeta: name (or generateName), namespace, labels, annotations."""
     errors: list[FieldError] = []
     check = name_rule(rt)
@@ -247,7 +248,7 @@ def port_name(value: str) -> list[str]:
 
 
 def _service(obj: Obj) -> list[FieldError]:
-    spec = _strings(obj.get("spec"))
+    spec = objects.spec(obj)
     kind = spec.get("type", "ClusterIP")
     errors = _supported("spec.type", kind, ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort"))
     errors += _supported("spec.sessionAffinity", spec.get("sessionAffinity", "None"), ("ClientIP", "None"))
@@ -289,7 +290,7 @@ def _service(obj: Obj) -> list[FieldError]:
     return errors
 
 
-def _containers(spec: Obj, path: str) -> list[FieldError]:
+def _containers(spec: Mapping[str, Any], path: str) -> list[FieldError]:
     containers = _list(spec.get("containers"))
     errors: list[FieldError] = []
     if not containers:
@@ -320,16 +321,16 @@ def _containers(spec: Obj, path: str) -> list[FieldError]:
 
 
 def _pod(obj: Obj) -> list[FieldError]:
-    return _containers(_strings(obj.get("spec")), "spec")
+    return _containers(objects.spec(obj), "spec")
 
 
 def _workload(obj: Obj) -> list[FieldError]:
     """Deployments, DaemonSets, ReplicaSets: a selector, and a template whose labels it selects."""
-    spec = _strings(obj.get("spec"))
+    spec = objects.spec(obj)
     errors: list[FieldError] = []
     selector = spec.get("selector")
     template = _strings(spec.get("template"))
-    labels = _strings(_strings(template.get("metadata")).get("labels"))
+    labels = objects.labels_of(template)
     if not isinstance(selector, dict) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
         errors.append(FieldError("FieldValueRequired", "spec.selector"))
     else:
@@ -346,7 +347,7 @@ def _workload(obj: Obj) -> list[FieldError]:
     replicas = spec.get("replicas")
     if isinstance(replicas, int) and replicas < 0:
         errors.append(FieldError("FieldValueInvalid", "spec.replicas", replicas, "must be greater than or equal to 0"))
-    errors += _containers(_strings(template.get("spec")), "spec.template.spec")
+    errors += _containers(objects.spec(template), "spec.template.spec")
     return errors
 
 
@@ -384,8 +385,7 @@ _KIND_RULES: Final[dict[str, Callable[[Obj], list[FieldError]]]] = {
 
 def errors_of(rt: ResourceType, obj: Obj) -> list[FieldError]:
     """Every rule `obj` breaks, metadata first."""
-    meta = obj.get("metadata")
-    errors = object_meta(rt, meta) if isinstance(meta, dict) else []
+    errors = object_meta(rt, objects.meta(obj))
     rule = _KIND_RULES.get(rt.key)
     if rule is not None:
         errors += rule(obj)
@@ -396,5 +396,4 @@ def validate(rt: ResourceType, obj: Obj) -> None:
     """422 Invalid naming every rule `obj` breaks; nothing when it keeps them all."""
     errors = errors_of(rt, obj)
     if errors:
-        name = str((obj.get("metadata") or {}).get("name") or "")
-        raise field_invalid(rt.kind, name, errors, rt.group)
+        raise field_invalid(rt.kind, objects.name_of(obj), errors, rt.group)

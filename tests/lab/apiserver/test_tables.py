@@ -5,16 +5,9 @@ from typing import Any
 
 import pytest
 
+from kalab.lab.apiserver.printers import age, human_duration, pod_summary, service_external_ip, service_ports
 from kalab.lab.apiserver.resources import Column, Registry, ResourceType
-from kalab.lab.apiserver.tables import (
-    age,
-    human_duration,
-    jsonpath,
-    pod_summary,
-    service_external_ip,
-    service_ports,
-    table,
-)
+from kalab.lab.apiserver.tables import jsonpath, table
 
 REGISTRY = Registry()
 

@@ -169,7 +169,7 @@ def _catalog_health(ctx: LabContext, sub: Mapping[str, Any]) -> list[Obj]:
     }
     # OLM's schema requires when each entry last changed: kept while the catalog's health stays the same, so a
     # resync does not rewrite the status.
-    known = [h for h in (sub.get("status") or {}).get("catalogHealth") or [] if h.get("catalogSourceRef") == ref]
+    known = [h for h in objects.status(sub).get("catalogHealth") or [] if h.get("catalogSourceRef") == ref]
     previous: Mapping[str, Any] = known[0] if known else {}
     kept = previous.get("healthy") is True and previous.get("lastUpdated")
     return [{"catalogSourceRef": ref, "healthy": True, "lastUpdated": kept or now_rfc3339()}]
@@ -177,7 +177,7 @@ def _catalog_health(ctx: LabContext, sub: Mapping[str, Any]) -> list[Obj]:
 
 def _write_status(ctx: LabContext, rt: Any, obj: Obj, status: Obj) -> Obj:
     """Write status only when something but the timestamp changed, so status writes do not loop."""
-    if same(obj.get("status"), status):
+    if same(objects.status(obj), status):
         return obj
     obj = copy.deepcopy(obj)
     obj["status"] = status

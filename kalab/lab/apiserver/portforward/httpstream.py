@@ -1,23 +1,13 @@
-"""`pods/portforward`: the portforward.k8s.io protocol over SPDY/3.1, served as the kubelet serves it.
+"""Port forwarding over SPDY/3.1: the portforward.k8s.io protocol, as the kubelet's httpstream server speaks it.
 
 After the upgrade the client opens, for every connection it forwards, two streams carrying the same `requestID`
 and `port` headers: an error stream (`streamType: error`), which it half-closes at once and then reads to its
 end, and a data stream (`streamType: data`) carrying the connection's bytes both ways. Each SYN_STREAM gets a
 SYN_REPLY; once both streams of a request are there the kubelet (the `port_forward` hook) opens a TCP connection
 to the port from inside the pod's network namespace, and bytes are copied until both sides are done. A failure
-is written as text on the error stream, worded as the kubelet words it, which kubectl prints and then stops on.
-
-kubectl 1.31 and later first ask for a WebSocket upgrade carrying the same SPDY frames (subprotocol
-`SPDY/3.1+portforward.k8s.io`) and fall back to plain SPDY when that upgrade is refused with any non-101 answer.
-This server refuses it, as kube-apiserver 1.30 (the release the lab reports) does: its PortForwardWebsockets gate
-is alpha and off until 1.31 (kubernetes/kubernetes#125528). Every kubectl speaks the plain SPDY upgrade.
+is written as text on the error stream.
 
 There is no flow control, as in moby/spdystream on both ends of a real cluster: WINDOW_UPDATEs are ignored.
-
-The kubelet also serves port forwarding over the websocket channel protocol (v4.channel.k8s.io and its base64
-form), which the official Python client speaks: the ports are named in the query (`?ports=9650`), each gets a
-data channel (2i) and an error channel (2i+1), both opened by the server with the port as two little-endian bytes;
-there is one connection per port, and the websocket closes once every port's connection has ended.
 """
 
 from __future__ import annotations
@@ -28,35 +18,23 @@ import queue
 import select
 import socket
 import ssl
-import struct
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import parse_qs, urlsplit
 
-from wsproto.events import CloseConnection
-
-from kalab.lab.apiserver import spdy, streams
+from kalab.lab.apiserver import spdy
 from kalab.lab.apiserver.errors import ApiError, bad_request, forbidden
 from kalab.lab.apiserver.hooks import PodHooks
+from kalab.lab.apiserver.portforward.connections import JOIN, POLL, failure, recv
+from kalab.lab.apiserver.streams.exchange import tokens, write_status
 from kalab.lab.apiserver.transport import Exchange
 
 _log = logging.getLogger(__name__)
 
 PROTOCOL: Final = "portforward.k8s.io"
-WEBSOCKET_PROTOCOL: Final = "SPDY/3.1+portforward.k8s.io"  # kubectl 1.31+'s tunnel, refused (see above)
-# The kubelet's websocket port forward: v4 channels only (no v5 close signal), binary or base64.
-CHANNEL_PROTOCOLS: Final = (
-    streams.ChannelProtocol("v4.channel.k8s.io", 4, False),
-    streams.ChannelProtocol("v4.base64.channel.k8s.io", 4, True),
-)
-
-_POLL: Final = 0.2  # how often blocked loops look at whether the session ended
+WEBSOCKET_PROTOCOL: Final = "SPDY/3.1+portforward.k8s.io"  # kubectl 1.31+'s tunnel, refused (see the package)
 _SEND_TIMEOUT: Final = 30.0  # a client that takes no frame for this long is gone
 _RECV_SIZE: Final = 64 * 1024
-_CHUNK: Final = 32 * 1024  # bytes per data frame from the pod
-_JOIN: Final = 5.0  # how long ending a session waits for each of its connection threads
 
 
 class _Refused(Exception):
@@ -65,18 +43,14 @@ class _Refused(Exception):
         self.error = error
 
 
-def _tokens(values: Iterable[str]) -> list[str]:
-    return [token.strip() for value in values for token in value.split(",") if token.strip()]
-
-
 def negotiate(handler: Exchange) -> None:
     """Check the upgrade request; `_Refused` with the error kube-apiserver/the kubelet would answer."""
     headers = handler.headers
-    upgrade = {t.lower() for t in _tokens(headers.get_all("Upgrade") or [])}
-    connection = {t.lower() for t in _tokens(headers.get_all("Connection") or [])}
+    upgrade = {t.lower() for t in tokens(headers.get_all("Upgrade") or [])}
+    connection = {t.lower() for t in tokens(headers.get_all("Connection") or [])}
     if "upgrade" not in connection or "spdy/3.1" not in upgrade:
         raise _Refused(bad_request("Upgrade request required: pods/portforward is served over SPDY/3.1"))
-    offered = _tokens(headers.get_all("X-Stream-Protocol-Version") or [])
+    offered = tokens(headers.get_all("X-Stream-Protocol-Version") or [])
     if not offered:
         raise _Refused(bad_request("unable to upgrade: X-Stream-Protocol-Version is required"))
     if PROTOCOL not in offered:
@@ -88,15 +62,12 @@ def negotiate(handler: Exchange) -> None:
         )
 
 
-def serve_port_forward(handler: Exchange, hooks: PodHooks, namespace: str, pod: str, uid: str) -> None:
-    """Upgrade the request to SPDY/3.1 (or websocket channels) and forward to the pod until the client leaves."""
-    if "websocket" in {t.lower() for t in _tokens(handler.headers.get_all("Upgrade") or [])}:
-        _serve_channels(handler, hooks, namespace, pod, uid)
-        return
+def serve_spdy(handler: Exchange, hooks: PodHooks, namespace: str, pod: str, uid: str) -> None:
+    """Upgrade the request to SPDY/3.1 and forward to the pod until the client leaves."""
     try:
         negotiate(handler)
     except _Refused as refused:
-        streams.write_status(handler, refused.error)
+        write_status(handler, refused.error)
         return
     try:  # the connection is the SPDY session's from here on
         sock, leftover = handler.upgrade(
@@ -206,7 +177,7 @@ class Session:
     def run(self) -> None:
         try:
             while not self.ended.is_set():
-                for frame in self.transport.receive(_POLL):
+                for frame in self.transport.receive(POLL):
                     self._handle(frame)
         except _Gone:
             pass
@@ -225,7 +196,7 @@ class Session:
             self._abort(forward)
         for forward in forwards:
             if forward.thread is not None:
-                forward.thread.join(timeout=_JOIN)
+                forward.thread.join(timeout=JOIN)
 
     # -- frames from the client --------------------------------------------------------------------------------
 
@@ -300,8 +271,7 @@ class Session:
             try:
                 sock = self.hooks.port_forward(self.namespace, self.pod, forward.port)
             except (ApiError, OSError) as exc:
-                reason = exc.message if isinstance(exc, ApiError) else (exc.strerror or str(exc))
-                message = f"error forwarding port {forward.port} to pod {self.pod}, uid {self.uid}: {reason}"
+                message = failure(forward.port, self.pod, self.uid, exc)
                 self.transport.send(
                     spdy.DataFrame(forward.error_id, message.encode("utf-8"), fin=True),
                     spdy.DataFrame(forward.data_id, fin=True),
@@ -324,13 +294,7 @@ class Session:
         writer = threading.Thread(target=self._to_pod, args=(forward, sock), name="port-forward-in", daemon=True)
         writer.start()
         try:
-            while True:
-                try:
-                    data = sock.recv(_CHUNK)
-                except OSError:
-                    data = b""
-                if not data:
-                    break
+            while data := recv(sock):
                 self.transport.send(spdy.DataFrame(forward.data_id, data))
             if not forward.aborted:
                 # The pod closed its side: so does the data stream, and the error stream ends empty.
@@ -339,15 +303,15 @@ class Session:
                 )
             # The client may still be sending (a half-closed connection): the writer ends with its FIN or a reset.
             while writer.is_alive() and not self.ended.is_set():
-                writer.join(timeout=_POLL)
+                writer.join(timeout=POLL)
         finally:
             forward.to_pod.put(None)
-            writer.join(timeout=_JOIN)
+            writer.join(timeout=JOIN)
 
     def _to_pod(self, forward: _Forward, sock: socket.socket) -> None:
         while True:
             try:
-                data = forward.to_pod.get(timeout=_POLL)
+                data = forward.to_pod.get(timeout=POLL)
             except queue.Empty:
                 if self.ended.is_set():
                     return
@@ -367,148 +331,3 @@ class Session:
         self.streams.pop(forward.error_id, None)
         self.streams.pop(forward.data_id, None)
         self.requests.pop(forward.request_id, None)
-
-
-# -------------------------------------------------------------------------------------------- websocket channels
-
-
-def _query_ports(path: str) -> list[int]:
-    """The `ports` query parameter (repeated or comma-separated), as the kubelet reads its `port` parameter."""
-    values = parse_qs(urlsplit(path).query, keep_blank_values=True).get("ports", [])
-    if not values:
-        # kubectl 1.31+'s SPDY tunnel names no ports: this refusal is what makes it fall back to plain SPDY.
-        raise bad_request('query parameter "ports" is required')
-    ports = []
-    for value in values:
-        for text in value.split(","):
-            if not text.strip().isdigit() or not 0 < int(text) < 65536:
-                raise bad_request(f'unable to parse "{text}" as a port')
-            ports.append(int(text))
-    return ports
-
-
-def _serve_channels(handler: Exchange, hooks: PodHooks, namespace: str, pod: str, uid: str) -> None:
-    try:
-        ports = _query_ports(handler.request.target)
-        key, protocol = streams.negotiate(
-            handler,
-            CHANNEL_PROTOCOLS,
-            "Upgrade request required: pods/portforward is served over SPDY/3.1 or websocket",
-        )
-    except ApiError as error:
-        streams.write_status(handler, error)
-        return
-    except streams.Refused as refused:
-        streams.write_status(handler, refused.error, refused.headers)
-        return
-    try:
-        sock, leftover = streams.write_switching_protocols(handler, key, protocol)
-    except OSError:
-        return
-    _ChannelSession(streams.WebSocket(sock, protocol, leftover), hooks, namespace, pod, uid, ports).run()
-
-
-class _ChannelSession:
-    """Websocket port forwarding: this thread reads the client, one thread per port copies from the pod."""
-
-    def __init__(
-        self, ws: streams.WebSocket, hooks: PodHooks, namespace: str, pod: str, uid: str, ports: list[int]
-    ) -> None:
-        self.ws = ws
-        self.hooks = hooks
-        self.namespace = namespace
-        self.pod = pod
-        self.uid = uid
-        self.ports = ports
-        self.to_pod: list[queue.SimpleQueue[bytes | None]] = [queue.SimpleQueue() for _ in ports]
-        self.socks: list[socket.socket | None] = [None for _ in ports]
-        self.lock = threading.Lock()
-        self.gone = threading.Event()  # the client left, or the session is over
-
-    def run(self) -> None:
-        threads: list[threading.Thread] = []
-        try:
-            for index, port in enumerate(self.ports):
-                prefix = struct.pack("<H", port)
-                self.ws.send_channel(2 * index, prefix)
-                self.ws.send_channel(2 * index + 1, prefix)
-            threads = [
-                threading.Thread(target=self._forward, args=(i, port), name=f"port-forward-{port}", daemon=True)
-                for i, port in enumerate(self.ports)
-            ]
-            for thread in threads:
-                thread.start()
-            self._read_client(threads)
-        except streams.ClientGone:
-            pass
-        finally:
-            self.gone.set()
-            with self.lock:
-                for sock in self.socks:
-                    if sock is not None:
-                        with contextlib.suppress(OSError):
-                            sock.shutdown(socket.SHUT_RDWR)
-            for pending in self.to_pod:
-                pending.put(None)
-            for thread in threads:
-                thread.join(timeout=_JOIN)
-            self.ws.close()
-            self._await_close()
-
-    def _read_client(self, threads: list[threading.Thread]) -> None:
-        for channel, payload in self.ws.channel_messages(lambda: any(thread.is_alive() for thread in threads), _POLL):
-            self._dispatch(channel, payload)
-
-    def _await_close(self) -> None:
-        """After our close frame, the client's, for a little while (RFC 6455's closing handshake)."""
-        with contextlib.suppress(Exception):
-            for _ in range(int(_JOIN / _POLL)):
-                events = self.ws.receive(_POLL)
-                if events is None or any(isinstance(e, CloseConnection) for e in events):
-                    return
-
-    def _dispatch(self, channel: int, payload: bytes) -> None:
-        # Only data channels carry bytes for the pod; what a client writes on an error channel is dropped.
-        if channel % 2 == 0 and channel // 2 < len(self.ports) and payload:
-            self.to_pod[channel // 2].put(payload)
-
-    def _forward(self, index: int, port: int) -> None:
-        try:
-            sock = self.hooks.port_forward(self.namespace, self.pod, port)
-        except (ApiError, OSError) as exc:
-            reason = exc.message if isinstance(exc, ApiError) else (exc.strerror or str(exc))
-            message = f"error forwarding port {port} to pod {self.pod}, uid {self.uid}: {reason}"
-            with contextlib.suppress(streams.ClientGone):
-                self.ws.send_text_on_channel(2 * index + 1, message)
-            return
-        with self.lock:
-            self.socks[index] = sock
-            gone = self.gone.is_set()
-        writer = threading.Thread(target=self._to_pod, args=(index, sock), name="port-forward-in", daemon=True)
-        try:
-            if gone:
-                return
-            writer.start()
-            while data := _recv(sock):
-                self.ws.send_channel(2 * index, data)
-        except streams.ClientGone:
-            self.gone.set()
-        finally:
-            self.to_pod[index].put(None)
-            if writer.is_alive():
-                writer.join(timeout=_JOIN)
-            sock.close()
-
-    def _to_pod(self, index: int, sock: socket.socket) -> None:
-        while (data := self.to_pod[index].get()) is not None:
-            try:
-                sock.sendall(data)
-            except OSError:
-                return
-
-
-def _recv(sock: socket.socket) -> bytes:
-    try:
-        return sock.recv(_CHUNK)
-    except OSError:
-        return b""
