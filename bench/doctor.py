@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 
 from kalab.cluster import demo, exporter, keepalived, network, nodes, olm, scc
 from kalab.cluster.connect import Cluster, connect
-from kalab.cluster.diagnose.doctor import CHECK_TIMEOUT, Verdict, doctor, failing
+from kalab.cluster.diagnose.doctor import CHECK_TIMEOUT, doctor
+from kalab.cluster.diagnose.verdicts import Verdict, failing
 from kalab.lab import control, faults
 from kalab.lab.dataplane.naming import POD_INTERFACE
 

@@ -23,9 +23,10 @@ from typing import Any
 from kalab.lab.bastion import BastionClients
 from kalab.lab.dataplane import kubeproxy, netlink
 from kalab.lab.dataplane.entry import HERE, Entry
+from kalab.lab.dataplane.processes import ProcessSpec
 from kalab.lab.dataplane.records import reap_recorded
 from kalab.lab.dataplane.sandbox import Sandbox, create_sandbox
-from kalab.lab.dataplane.supervisor import ProcessSpec, Supervisor
+from kalab.lab.dataplane.supervisor import Supervisor
 from kalab.lab.dataplane.topology import Topology, TopologySpec, build, sweep
 from kalab.lab.dataplane.vipwatch import VipWatcher
 from kalab.lab.images.keepalived import clear_stale_pid_files, keepalived_command, pid_file

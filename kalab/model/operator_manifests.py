@@ -4,6 +4,10 @@ The DaemonSet's pod template is the seed's keepalived pod minus what others add 
 defaults (terminationMessagePath, dnsPolicy, ...), the DaemonSet controller's node affinity and not-ready
 tolerations, and OpenShift's imagePullSecrets and SCC annotation. Everything the operator itself decides
 (container layout, commands, env, mounts, volumes, hostNetwork, ...) is spelled out here.
+
+It stays one module (some 500 lines) because it is one thing, the operator as its bundle ships it: the CSV's
+deployment hands the operator the image its DaemonSets run, and the CRD, the operator's RBAC rules and the objects
+it renders per group share one API group, one set of names and one image.
 """
 
 from __future__ import annotations

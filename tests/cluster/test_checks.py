@@ -10,8 +10,8 @@ import pytest
 
 from kalab.cluster.checks import cidrs, connection, demo, diagnosis, failover, install, traffic
 from kalab.cluster.diagnose.catalog import CATALOG
-from kalab.cluster.diagnose.doctor import Verdict
 from kalab.cluster.diagnose.findings import Finding
+from kalab.cluster.diagnose.verdicts import Verdict
 from kalab.model.check import Check, CheckFailed, raise_if_failed
 from kalab.model.cidr import plan_cidr
 

@@ -9,7 +9,8 @@ from kubernetes.client.exceptions import ApiException
 
 from kalab.cluster.connect import Cluster
 from kalab.cluster.diagnose.catalog import CATALOG, FAULTS
-from kalab.cluster.diagnose.doctor import Verdict, _bounded, _fix, doctor
+from kalab.cluster.diagnose.doctor import _bounded, doctor
+from kalab.cluster.diagnose.verdicts import Verdict, fix_for
 from kalab.model.errors import KalabError
 
 
@@ -38,7 +39,7 @@ def test_a_check_that_fails_to_run_says_why() -> None:
 
 
 def test_the_fix_is_the_catalogs_command_with_what_is_known_filled_in() -> None:
-    fix = _fix("scc-missing", group_namespace="keepalived-operator")
+    fix = fix_for("scc-missing", group_namespace="keepalived-operator")
     assert fix == "oc adm policy add-scc-to-user privileged -z default -n keepalived-operator"
     assert "<group-namespace>" in FAULTS["scc-missing"].fix
 

@@ -21,7 +21,8 @@ from waiting import wait_for
 
 from kalab.cluster import keepalived
 from kalab.cluster.diagnose.catalog import FAULTS, IDS
-from kalab.cluster.diagnose.doctor import Verdict, doctor, failing
+from kalab.cluster.diagnose.doctor import doctor
+from kalab.cluster.diagnose.verdicts import Verdict, failing
 from kalab.lab import faults
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "iptables", "ip", "curl")

@@ -18,7 +18,8 @@ from waiting import wait_for
 from kalab.cluster.probejob import probe_timeline, start_probe
 from kalab.cluster.prober import parse_url
 from kalab.lab.dataplane.entry import HERE
-from kalab.lab.dataplane.supervisor import ManagedProcess, ProcessSpec, Supervisor
+from kalab.lab.dataplane.processes import ProcessSpec
+from kalab.lab.dataplane.supervisor import ManagedProcess, Supervisor
 from kalab.model.clientsite import ClientPlace
 from kalab.model.errors import KalabError
 from kalab.model.failover import analyse_outage

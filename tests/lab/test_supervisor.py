@@ -16,8 +16,10 @@ from conftest import needs_root_tools
 from netns import netns
 from waiting import wait_for
 
+from kalab.lab.dataplane.processes import ProcessSpec
 from kalab.lab.dataplane.records import read_records, reap_recorded, record_for, write_record
-from kalab.lab.dataplane.supervisor import Backoff, ProcessSpec, Supervisor
+from kalab.lab.dataplane.restart_policy import Backoff
+from kalab.lab.dataplane.supervisor import Supervisor
 from kalab.model.errors import KalabError
 
 pytestmark = needs_root_tools("ip")
@@ -218,7 +220,8 @@ def test_records_hold_pid_and_start_time_while_running(sup: Supervisor, state_di
 SUPERVISOR_SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from kalab.lab.dataplane.supervisor import ProcessSpec, Supervisor
+    from kalab.lab.dataplane.processes import ProcessSpec
+    from kalab.lab.dataplane.supervisor import Supervisor
     sup = Supervisor(Path(sys.argv[1]))
     argv = ["sh", "-c", "sleep 600 & sleep 600 & echo started; wait"]
     proc = sup.start(ProcessSpec("victim", argv, netns=sys.argv[2]))

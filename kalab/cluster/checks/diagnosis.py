@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kalab.cluster.diagnose.doctor import Verdict
 from kalab.cluster.diagnose.findings import Finding, problems
+from kalab.cluster.diagnose.verdicts import Verdict
 from kalab.model.check import Check, failed, passed
 
 

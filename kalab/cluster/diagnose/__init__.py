@@ -22,7 +22,7 @@ from __future__ import annotations
 from kalab.cluster import keepalived
 from kalab.cluster.connect import Cluster
 from kalab.cluster.diagnose.catalog import CATALOG, FAULTS, Fault
-from kalab.cluster.diagnose.doctor import Verdict, doctor, failing
+from kalab.cluster.diagnose.doctor import doctor
 from kalab.cluster.diagnose.external_ip import (
     ServiceAttempt,
     assigned_finding,
@@ -65,6 +65,7 @@ from kalab.cluster.diagnose.scratch import (
     namespace_phase,
     scratch_service,
 )
+from kalab.cluster.diagnose.verdicts import Verdict, failing
 from kalab.cluster.diagnose.vip import (
     SETTLING,
     SPLIT_BRAIN_TODO,

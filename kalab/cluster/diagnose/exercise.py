@@ -17,7 +17,8 @@ from kalab.cluster._common import poll
 from kalab.cluster.connect import Cluster
 from kalab.cluster.demo import service_table
 from kalab.cluster.diagnose.catalog import CATALOG
-from kalab.cluster.diagnose.doctor import Verdict, doctor
+from kalab.cluster.diagnose.doctor import doctor
+from kalab.cluster.diagnose.verdicts import Verdict
 from kalab.cluster.exporter import vrrp_states
 from kalab.cluster.keepalived import DEFAULT_GROUP, DEFAULT_NAMESPACE, keepalived_pods
 from kalab.cluster.sites import Site, site_for

@@ -58,10 +58,13 @@ def read_records(state_dir: Path) -> list[ProcessRecord]:
 
 
 def write_record(state_dir: Path, record: ProcessRecord) -> Path:
-    """Store a record the way the supervisor does (for tools that adopt a process, and for tests)."""
+    """Store a record in `state_dir`'s pids/: the supervisor's for each program it starts, a tool's for a process
+    it adopts. Written aside and renamed into place, so `read_records` never sees half a record."""
     path = Path(state_dir) / "pids" / record.filename
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(record)))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(record)))
+    tmp.replace(path)
     return path
 
 

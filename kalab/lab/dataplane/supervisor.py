@@ -14,8 +14,9 @@ Why it is built this way:
   those sessions (`reap_recorded`) — never by name, and never a reused PID.
 - One thread per supervisor multiplexes everything (pidfds for exits, pipes for logs, timers for backoff and grace
   periods), so dozens of programs cost one thread, and all state changes happen in one place.
-That one loop and the state it owns are why this module stays whole (some 600 lines): its parts only make sense
-together, and splitting them would spread the one-thread rule over several files.
+This module stays whole (some 500 lines) because it is one thing, that loop and the state it owns: split, the
+one-thread rule would be spread over several files. What it is given and reports lives in processes.py, when to
+restart in restart_policy.py, how output becomes a log in output_log.py, and the PID records in records.py.
 """
 
 from __future__ import annotations
@@ -24,143 +25,33 @@ import atexit
 import contextlib
 import heapq
 import itertools
-import json
 import logging
 import os
-import re
 import selectors
 import signal as _signal
 import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from kalab.lab.dataplane.children import die_with_parent
-from kalab.lab.dataplane.entry import HERE
+from kalab.lab.dataplane.output_log import OutputLog, Stamper, safe_filename
+from kalab.lab.dataplane.processes import ProcessSpec, ProcessState, ProcessStatus, Termination
 from kalab.lab.dataplane.procfs import boot_id, read_stat
-from kalab.lab.dataplane.records import ProcessRecord, rfc3339
+from kalab.lab.dataplane.records import ProcessRecord, rfc3339, write_record
+from kalab.lab.dataplane.restart_policy import wants_restart
 from kalab.model.errors import KalabError
 
-RestartPolicy = Literal["Always", "OnFailure", "Never"]
-ProcessState = Literal["running", "waiting", "exited"]
-
 _T = TypeVar("_T")
-_POLICIES = ("Always", "OnFailure", "Never")
-_NETNS_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # What a minimal container image sets; callers add the rest (HOSTNAME, POD_NAME, ...) through ProcessSpec.env.
 _BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _READ_CHUNK = 65536
-_MAX_LINE = 16384  # like the kubelet, split a line that never ends rather than buffer it forever
 _log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Specs and statuses
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Restart delays: `initial`, doubling per consecutive crash, at most `cap` (CrashLoopBackOff, but short).
-
-    A run that lasted `reset_after` seconds or more counts as healthy and starts the doubling again.
-    """
-
-    initial: float = 0.1
-    cap: float = 5.0
-    reset_after: float = 10.0
-
-    def delay(self, crashes: int) -> float:
-        """The wait before restarting after the `crashes`-th consecutive crash (1-based)."""
-        return float(min(self.cap, self.initial * 2.0 ** min(max(crashes, 1) - 1, 60)))
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    """One program to supervise; `name` is its key (e.g. `<pod-ns>/<pod>/<container>`)."""
-
-    name: str
-    argv: Sequence[str]
-    netns: str | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
-    cwd: Path | None = None
-    log_path: Path | None = None  # default: <state_dir>/logs/<name>.log
-    restart_policy: RestartPolicy = "Never"
-    backoff: Backoff = field(default_factory=Backoff)
-    inherit_env: bool = False  # start from this process's environment instead of a minimal one
-
-    def __post_init__(self) -> None:
-        if not self.name or "\0" in self.name:
-            raise KalabError("A supervised process needs a non-empty name without NUL characters.")
-        if isinstance(self.argv, str) or not self.argv or any("\0" in a for a in self.argv):
-            raise KalabError(f"Process {self.name} needs a command line of non-empty arguments without NULs.")
-        if self.restart_policy not in _POLICIES:
-            raise KalabError(
-                f"Process {self.name} has restart policy {self.restart_policy!r}; use Always, OnFailure or Never."
-            )
-        if self.netns is not None and not _NETNS_NAME.match(self.netns):
-            raise KalabError(f"Process {self.name} names network namespace {self.netns!r}, which is not a valid name.")
-        object.__setattr__(self, "argv", tuple(self.argv))
-
-    def command(self) -> list[str]:
-        """The command line actually executed (`ip netns exec` replaces itself with the program)."""
-        return HERE.command(self.netns, self.argv) if self.netns else list(self.argv)
-
-
-@dataclass(frozen=True)
-class Termination:
-    """How one run ended; `exit_code` follows the container convention: 128 + signal when killed by a signal."""
-
-    exit_code: int
-    signal: int | None
-    reason: str  # Completed (exit 0), Error, or StartError (could not be started at all)
-    started_at: datetime
-    finished_at: datetime
-
-
-@dataclass(frozen=True)
-class ProcessStatus:
-    """A snapshot; `state` is running, waiting (a restart is scheduled) or exited (no restart will follow)."""
-
-    name: str
-    state: ProcessState
-    pid: int | None
-    restarts: int
-    started_at: datetime | None  # of the current run, or of the last one when not running
-    finished_at: datetime | None  # of the last finished run
-    exit_code: int | None  # of the last finished run
-    signal: int | None
-    reason: str | None  # waiting: CrashLoopBackOff; exited: the last run's reason
-    log_path: Path
-    last_termination: Termination | None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# /proc helpers
-
-
-class _Stamper:
-    """RFC3339Nano UTC timestamps (`kubectl logs --timestamps`), formatting the seconds part once per second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = b""
-
-    def __call__(self) -> bytes:
-        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
-        if seconds != self._second:
-            self._second = seconds
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode()
-        return b"%s.%09dZ " % (self._prefix, nanos)
-
-
-def _safe_filename(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "process"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -178,13 +69,12 @@ class _Timer:
 class _Run:
     """One execution of a program."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], pidfd: int, log: IO[bytes], record: Path) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], pidfd: int, log: OutputLog, record: Path) -> None:
         self.popen = popen
         self.pid = popen.pid
         self.pidfd = pidfd
         self.log = log
         self.record = record
-        self.partial = b""
         self.reaped = False
         self.started_at = datetime.now(UTC)
         self.started_mono = time.monotonic()
@@ -275,7 +165,7 @@ class Supervisor:
         self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._timers: list[tuple[float, int, _Timer]] = []
         self._seq = itertools.count()
-        self._stamp = _Stamper()
+        self._stamp = Stamper()
         self._reading: set[_Run] = set()  # runs whose output pipe is still open
         self._closing = False
         self._closed = False
@@ -292,7 +182,7 @@ class Supervisor:
 
     def start(self, spec: ProcessSpec) -> ManagedProcess:
         """Start `spec` now; a name may be reused only once its previous program has exited for good."""
-        log_path = Path(spec.log_path) if spec.log_path else self.logs_dir / f"{_safe_filename(spec.name)}.log"
+        log_path = Path(spec.log_path) if spec.log_path else self.logs_dir / f"{safe_filename(spec.name)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
 
         def command() -> None:
@@ -500,7 +390,7 @@ class Supervisor:
             popen.stdout.close()
             log.close()
             raise KalabError(f"Process {spec.name} could not be recorded: {err.strerror or err}.") from err
-        run = _Run(popen, pidfd, log, record)
+        run = _Run(popen, pidfd, OutputLog(log, self._stamp), record)
         out_fd = popen.stdout.fileno()
         os.set_blocking(out_fd, False)
         self._selector.register(pidfd, selectors.EVENT_READ, lambda: self._on_exit(proc, run))
@@ -513,20 +403,10 @@ class Supervisor:
     def _write_record(self, proc: _Proc, pid: int) -> Path:
         stat = read_stat(pid)  # the child is ours and unreaped, so its /proc entry exists
         assert stat is not None
-        record = ProcessRecord(
-            name=proc.spec.name,
-            pid=pid,
-            starttime=stat.starttime,
-            boot_id=self._boot_id,
-            argv=tuple(proc.spec.argv),
-            netns=proc.spec.netns,
-            started_at=rfc3339(time.time()),
-        )
-        path = self.records_dir / record.filename
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(record)))
-        tmp.replace(path)
-        return path
+        spec = proc.spec
+        started = rfc3339(time.time())
+        record = ProcessRecord(spec.name, pid, stat.starttime, self._boot_id, tuple(spec.argv), spec.netns, started)
+        return write_record(self.state_dir, record)
 
     def _on_output(self, run: _Run) -> bool:
         """Log what the program wrote; False when nothing more is readable right now."""
@@ -541,19 +421,10 @@ class Supervisor:
         except OSError:
             data = b""
         if data:
-            lines = (run.partial + data).split(b"\n")
-            run.partial = lines.pop()
-            if len(run.partial) >= _MAX_LINE:
-                lines.append(run.partial)
-                run.partial = b""
-            if lines:
-                stamp = self._stamp()
-                run.log.write(b"".join(stamp + line + b"\n" for line in lines))
-                run.log.flush()
+            run.log.write(data)
             return True
         # End of output: every writer (the program and anything it left behind) is gone.
-        if run.partial:
-            run.log.write(self._stamp() + run.partial + b"\n")
+        run.log.end()
         self._close_output(run)
         return False
 
@@ -596,13 +467,10 @@ class Supervisor:
         if proc.timer:
             proc.timer.cancelled = True
             proc.timer = None
-        policy = proc.spec.restart_policy
-        restart = policy == "Always" or (policy == "OnFailure" and code != 0)
-        if proc.stopping or self._closing or not restart:
+        if proc.stopping or self._closing or not wants_restart(proc.spec.restart_policy, code):
             proc.state = "exited"
             return
-        healthy = time.monotonic() - started_mono >= proc.spec.backoff.reset_after
-        proc.crashes = 1 if healthy else proc.crashes + 1
+        proc.crashes = proc.spec.backoff.crashes_after(proc.crashes, time.monotonic() - started_mono)
         proc.state = "waiting"
         proc.timer = self._after(proc.spec.backoff.delay(proc.crashes), lambda: self._restart(proc))
 

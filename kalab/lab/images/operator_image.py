@@ -20,6 +20,9 @@ The image plays three parts in the DaemonSet's pod; each is a role here:
 
 The seed's pod passes config-setup/reloader settings as environment variables (file, dst_file, reachip, pid); they
 are the defaults of the matching flags, so the pod spec's own env works unchanged.
+
+It stays one module (some 500 lines) because it is one program, the image's entry point run with `python -m`: its
+roles share how keepalived is found and how the config is written, and only the command line tells them apart.
 """
 
 from __future__ import annotations

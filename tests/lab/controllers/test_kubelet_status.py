@@ -12,8 +12,8 @@ import pytest
 
 from kalab.lab.controllers.kubelet import status
 from kalab.lab.controllers.kubelet.state import Container, PodRuntime
+from kalab.lab.dataplane.processes import ProcessStatus, Termination
 from kalab.lab.dataplane.sandbox import Sandbox
-from kalab.lab.dataplane.supervisor import ProcessStatus, Termination
 from kalab.lab.images.outcomes import BadContainer, Program, UnknownImage
 from kalab.lab.images.volumes import PodVolumes
 

@@ -15,13 +15,8 @@ from lab.controllers.cluster_kit import ControlPlane, wait_for
 
 from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.controllers.bootstrap import bootstrap
-from kalab.lab.controllers.services import (
-    ExternalIPController,
-    ExternalIPPolicy,
-    first_free,
-    install_service_admission,
-    pick_cluster_ip,
-)
+from kalab.lab.controllers.service_ranges import ExternalIPPolicy, first_free, pick_cluster_ip
+from kalab.lab.controllers.services import ExternalIPController, install_service_admission
 
 NETWORK = "config.openshift.io/networks"
 SEED_PATCH: dict[str, Any] = json.loads((FIXTURES / "seed_network_patch.json").read_text())

@@ -32,8 +32,9 @@ from kalab.lab.controllers.kubelet import status
 from kalab.lab.controllers.kubelet.state import Container, PodRuntime, sources
 from kalab.lab.controllers.kubelet.streams import PodStreams
 from kalab.lab.dataplane.execsession import ExecProcess
+from kalab.lab.dataplane.processes import ProcessSpec
+from kalab.lab.dataplane.restart_policy import RestartPolicy
 from kalab.lab.dataplane.sandbox import create_sandbox, delete_sandbox, host_network_sandbox
-from kalab.lab.dataplane.supervisor import ProcessSpec, RestartPolicy
 from kalab.lab.images.outcomes import ContainerConfigError, Program, Refusal
 from kalab.lab.images.registry import program_for
 from kalab.lab.images.volumes import prepare_volumes, sync_projected

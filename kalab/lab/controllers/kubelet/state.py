@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from kalab.lab.apiserver.store import Obj
+from kalab.lab.dataplane.restart_policy import RestartPolicy
 from kalab.lab.dataplane.sandbox import Sandbox
-from kalab.lab.dataplane.supervisor import RestartPolicy
 from kalab.lab.images.outcomes import Program, Refusal
 from kalab.lab.images.volumes import PodVolumes
 

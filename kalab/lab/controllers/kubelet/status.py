@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from kalab.lab.apiserver.store import Obj
 from kalab.lab.controllers.kubelet.state import Container, PodRuntime
-from kalab.lab.dataplane.supervisor import ProcessStatus, Termination
+from kalab.lab.dataplane.processes import ProcessStatus, Termination
 from kalab.lab.images.outcomes import Refusal, UnknownImage
 from kalab.lab.images.registry import image_display, image_id, known_image
 
