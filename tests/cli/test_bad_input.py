@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kalabcli import one_sentence, one_stderr_line, run_kalab, run_kalab_here
 
 from kalab.cluster.connect import connect
 from kalab.model.errors import KalabError
+from tests.support.kalabcli import one_sentence, one_stderr_line, run_kalab, run_kalab_here
 
 GROUP = """apiVersion: redhatcop.redhat.io/v1alpha1
 kind: KeepalivedGroup

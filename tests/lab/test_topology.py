@@ -14,9 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_root_tools
-from lab.nets import seed_topology
-from waiting import wait_for
 
 from kalab.lab.dataplane import naming, netlink
 from kalab.lab.dataplane.netlink import addresses, ip_json, run_in, set_link
@@ -33,6 +30,9 @@ from kalab.lab.dataplane.topology import (
     sweep,
 )
 from kalab.model.errors import KalabError
+from tests.lab.nets import seed_topology
+from tests.support.markers import needs_root_tools
+from tests.support.waiting import wait_for
 
 PREFIX = f"kalab-t{os.getpid()}-"
 kernel = needs_root_tools("ip", "ping")

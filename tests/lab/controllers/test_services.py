@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES
-from lab.controllers.cluster_kit import ControlPlane, wait_for
 
 from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.controllers.bootstrap import bootstrap
@@ -22,6 +20,8 @@ from kalab.lab.controllers.services import (
     install_service_admission,
     pick_cluster_ip,
 )
+from tests.lab.controllers.cluster_kit import ControlPlane, wait_for
+from tests.support.paths import FIXTURES
 
 NETWORK = "config.openshift.io/networks"
 SEED_PATCH: dict[str, Any] = json.loads((FIXTURES / "seed_network_patch.json").read_text())
