@@ -7,12 +7,15 @@ import shutil
 
 import pytest
 
+from kalab.lab.dataplane.tree import with_sbin
+
 
 def needs_root_tools(*tools: str) -> pytest.MarkDecorator:
     """Kernel-backed tests need root and the Debian tools `make test` installs: without either they skip, saying
     which is lacking, so an ordinary user's run is the root-free part of the suite."""
     lacking = [] if os.geteuid() == 0 else [f"root (this is uid {os.geteuid()})"]
-    missing = [t for t in tools if shutil.which(t) is None]
+    search = with_sbin(os.environ.get("PATH", ""))  # as the lab looks: an ordinary user's PATH lacks sbin
+    missing = [t for t in tools if shutil.which(t, path=search) is None]
     if missing:
         lacking.append(f"{', '.join(missing)} (not installed)")
     reason = f"needs root and {', '.join(tools)}; lacks {' and '.join(lacking)}: `make test` as root runs it"
