@@ -32,16 +32,16 @@ lint: setup
 	$(BIN)/mypy
 
 bench: setup test-packages
-	$(BIN)/python bench/lab_up.py
-	$(BIN)/python bench/dataplane.py
-	$(BIN)/python bench/runbook.py
-	$(BIN)/python bench/labs.py
-	$(BIN)/python bench/api.py
-	$(BIN)/python bench/services.py
-	$(BIN)/python bench/doctor.py
-	$(BIN)/python bench/classroom.py
-	$(BIN)/python bench/browser.py
-	$(BIN)/python bench/reset.py
+	$(BIN)/python -m bench.lab_up
+	$(BIN)/python -m bench.dataplane
+	$(BIN)/python -m bench.runbook
+	$(BIN)/python -m bench.labs
+	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.services
+	$(BIN)/python -m bench.doctor
+	$(BIN)/python -m bench.classroom
+	$(BIN)/python -m bench.browser
+	$(BIN)/python -m bench.reset
 
 # The notebooks start (or attach to) the lab themselves; `kalab lab down` stops it. Ctrl-C stops JupyterLab and
 # its kernels at once (-y answers its "Shut down this Jupyter server?"); the lab keeps running for the next session.

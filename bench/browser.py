@@ -1,6 +1,6 @@
 """Browser benchmark: each notebook's Run All in JupyterLab (Chromium) against the same notebook headless, one lab.
 
-.venv/bin/python bench/browser.py [--out bench/results/browser.json]
+.venv/bin/python -m bench.browser [--out bench/results/browser.json]   (from the repository root)
 
 One embedded lab serves three passes in a row: headless on the fresh lab (`kalab run`, which sets the lab up as an
 attendee's first run does), then in the browser (JupyterLab served as `make lab` serves it, each notebook opened and
@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the browser tests' JupyterLab server and page helpers
+from tests.browser.chromium import chromium
+from tests.browser.jupyterlab import served_lab
+from tests.browser.notebook_page import NotebookPage
 
-from browser.chromium import chromium  # noqa: E402
-from browser.jupyterlab import served_lab  # noqa: E402
-from browser.notebook_page import NotebookPage  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 NAME = "bench-browser"
 

@@ -1,9 +1,10 @@
 """What each attendee of a class costs: a real JupyterHub, N throwaway users, each running notebooks 00–03 at once.
 
-Run as root (it creates and removes the users): `python bench/classroom.py [--attendees 3]`. For every attendee it
-sums the memory (RSS, PSS) of their Jupyter server, their kernels (one per notebook, left open as JupyterLab
-leaves them) and their lab (every process of the lab's namespace tree), and the CPU the whole machine spent while
-the class ran the runbook. It prints a table and a sizing line, and writes bench/results/classroom.json.
+Run as root (it creates and removes the users), from the repository root: `python -m bench.classroom
+[--attendees 3]`. For every attendee it sums the memory (RSS, PSS) of their Jupyter server, their kernels (one per
+notebook, left open as JupyterLab leaves them) and their lab (every process of the lab's namespace tree), and the
+CPU the whole machine spent while the class ran the runbook. It prints a table and a sizing line, and writes
+bench/results/classroom.json.
 """
 
 from __future__ import annotations
@@ -12,17 +13,15 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the hub and throwaway users of the hosting-a-class test
+from tests.support.hub import Hub, Kernel, running_hub
+from tests.support.users import User, notebooks_copy, processes_of, run_as, shared_venv, throwaway_users
 
-from hub import Hub, Kernel, running_hub  # noqa: E402
-from users import User, notebooks_copy, processes_of, run_as, shared_venv, throwaway_users  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RUNBOOK = ("00-connect", "01-install-operator", "02-externalip-cidr", "03-demo-deploy")
 MB = 1024 * 1024

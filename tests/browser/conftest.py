@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from kalabcli import run_kalab
 
-from browser.chromium import chromium
-from browser.jupyterlab import LAB, LabServer, served_lab
-from browser.notebook_page import NotebookPage
+from tests.browser.chromium import chromium
+from tests.browser.jupyterlab import LAB, LabServer, served_lab
+from tests.browser.notebook_page import NotebookPage
+from tests.support.kalabcli import run_kalab
 
 
 @pytest.fixture(scope="session")

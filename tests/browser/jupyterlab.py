@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labs import processes_mentioning
-from waiting import wait_for
+from tests.support.labs import processes_mentioning
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "t-browser"  # the embedded lab the notebooks attach to, through KALAB_LAB in JupyterLab's environment

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page
-from waiting import wait_for
 
-from browser.jupyterlab import LabServer
+from tests.browser.jupyterlab import LabServer
+from tests.support.waiting import wait_for
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 _NUMBERED = re.compile(r"^\[\d+\]:$")

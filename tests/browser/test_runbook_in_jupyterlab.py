@@ -9,14 +9,14 @@ from __future__ import annotations
 import signal
 
 import pytest
-from conftest import needs_root_tools
-from waiting import wait_for
 
-from browser.jupyterlab import LAB, ROOT, LabServer
-from browser.notebook_page import FAIL, PASS, WIDGET_STATE, NotebookPage, Snapshot
 from kalab.cluster import demo, keepalived, nodes
 from kalab.cluster.connect import Cluster, connect
 from kalab.lab import control
+from tests.browser.jupyterlab import LAB, ROOT, LabServer
+from tests.browser.notebook_page import FAIL, PASS, WIDGET_STATE, NotebookPage, Snapshot
+from tests.support.markers import needs_root_tools
+from tests.support.waiting import wait_for
 
 LB = "node-role.kubernetes.io/loadbalancer"
 

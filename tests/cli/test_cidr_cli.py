@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from kalabcli import one_stderr_line
-from kalabcli import run_kalab as kalab
+from tests.support.kalabcli import one_stderr_line
+from tests.support.kalabcli import run_kalab as kalab
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:

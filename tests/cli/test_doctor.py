@@ -6,11 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import needs_root_tools
-from kalabcli import run_kalab as kalab
 
 from kalab.cli.main import main
 from kalab.lab.dataplane import tree
+from tests.support.kalabcli import run_kalab as kalab
+from tests.support.markers import needs_root_tools
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "iptables-save", "ip", "curl")
 

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import needs_root_tools
-from kalabcli import run_kalab as kalab
-from waiting import wait_for
 
 from kalab.lab.dataplane import netlink, procfs
+from tests.support.kalabcli import run_kalab as kalab
+from tests.support.markers import needs_root_tools
+from tests.support.waiting import wait_for
 
 
 @needs_root_tools("keepalived", "iptables-restore", "ip", "curl")

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FIXTURES
-from kalabcli import one_stderr_line
-from kalabcli import run_kalab as kalab
+
+from tests.support.kalabcli import one_stderr_line
+from tests.support.kalabcli import run_kalab as kalab
+from tests.support.paths import FIXTURES
 
 # What `envsubst < network-patch.yaml | yq eval -j -` prints for the seed's exports.
 SEED_PATCH_JSON = (FIXTURES / "seed_network_patch.json").read_text()

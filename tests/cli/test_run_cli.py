@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 import nbformat
-from kalabcli import run_kalab as kalab
+
+from tests.support.kalabcli import run_kalab as kalab
 
 ROOT = Path(__file__).resolve().parents[2]
 

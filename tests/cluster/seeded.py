@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from labs import SharedLab
-
 from kalab.cluster.connect import Cluster
 from kalab.lab import control
+from tests.support.labs import SharedLab
 
 
 @dataclass(frozen=True)

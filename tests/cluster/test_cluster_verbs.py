@@ -10,16 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_root_tools
-from kalabcli import one_sentence
-from labs import running_lab
-from waiting import wait_for
 
 from kalab.cluster import demo, exporter, keepalived, network, nodes, olm, pods, scc, trace
 from kalab.cluster.connect import Cluster, connect
 from kalab.lab import control
 from kalab.lab.dataplane.naming import POD_INTERFACE
 from kalab.model.errors import KalabError
+from tests.support.kalabcli import one_sentence
+from tests.support.labs import running_lab
+from tests.support.markers import needs_root_tools
+from tests.support.waiting import wait_for
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 LAB = "t-verbs"

@@ -12,17 +12,17 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pytest
-from cluster.seeded import SeededLab, seeded_lab
-from conftest import needs_root_tools
-from kalabcli import one_sentence, one_stderr_line, run_kalab
-from labs import SharedLab
-from waiting import wait_for
 
 from kalab.cluster import demo, diagnose, keepalived, network, nodes, pods
 from kalab.cluster.connect import Cluster
 from kalab.cluster.diagnose import NO_PODS, NOWHERE, PENDING, TWO_NODES, Finding, exercise
 from kalab.model.errors import KalabError
 from kalab.model.operator import GROUP_ANNOTATION
+from tests.cluster.seeded import SeededLab, seeded_lab
+from tests.support.kalabcli import one_sentence, one_stderr_line, run_kalab
+from tests.support.labs import SharedLab
+from tests.support.markers import needs_root_tools
+from tests.support.waiting import wait_for
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 NS = "keepalived-operator"

@@ -11,10 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster.seeded import SeededLab, seeded_lab
-from conftest import needs_root_tools
-from kalabcli import one_sentence, one_stderr_line, run_kalab
-from labs import SharedLab
 
 from kalab.cluster import demo, exporter, failover, keepalived, tuning
 from kalab.cluster.apitarget import ApiTarget
@@ -28,6 +24,10 @@ from kalab.model.operator import VERBATIM_ANNOTATION
 from kalab.model.prometheus import advert_rates
 from kalab.model.vrrp import FailureKind
 from kalab.ui.live import ExporterChart
+from tests.cluster.seeded import SeededLab, seeded_lab
+from tests.support.kalabcli import one_sentence, one_stderr_line, run_kalab
+from tests.support.labs import SharedLab
+from tests.support.markers import needs_root_tools
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 

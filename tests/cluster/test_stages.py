@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_root_tools
-from kalabcli import one_stderr_line, run_kalab, run_kalab_here
-from labs import SharedLab
 
 from kalab.cluster import demo, keepalived, network, nodes, olm, scc, stages
 from kalab.cluster.connect import Cluster
 from kalab.model.errors import KalabError
+from tests.support.kalabcli import one_stderr_line, run_kalab, run_kalab_here
+from tests.support.labs import SharedLab
+from tests.support.markers import needs_root_tools
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 NS = "keepalived-operator"

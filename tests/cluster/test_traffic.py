@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from cluster.seeded import SeededLab, seeded_lab
-from conftest import SEED, needs_root_tools
-from kalabcli import one_sentence
-from labs import SharedLab
-from waiting import wait_for
 
 from kalab.cluster import demo, exporter, keepalived, traffic
 from kalab.cluster.sites import Site, site_for
 from kalab.model import kubeproxy
 from kalab.model.errors import KalabError
 from kalab.model.pod_anatomy import pod_anatomy
+from tests.cluster.seeded import SeededLab, seeded_lab
+from tests.support.kalabcli import one_sentence
+from tests.support.labs import SharedLab
+from tests.support.markers import needs_root_tools
+from tests.support.paths import SEED
+from tests.support.waiting import wait_for
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 UNASSIGNED_VIP = "172.21.6.60"  # inside the auto-assign block, on no service: nothing answers it

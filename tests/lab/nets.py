@@ -15,9 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from waiting import stop_process, wait_for
-
 from kalab.lab.dataplane.topology import Topology, TopologySpec, build, lab_namespaces, sweep
+from tests.support.waiting import stop_process, wait_for
 
 _counter = itertools.count()
 

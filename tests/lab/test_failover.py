@@ -10,11 +10,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from conftest import needs_root_tools
 
 from kalab.cluster import failover
 from kalab.lab import scenario
 from kalab.model.vrrp import expected_outage
+from tests.support.markers import needs_root_tools
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 PREFIX = f"kalab-t{os.getpid()}-fo-"

@@ -12,18 +12,18 @@ import shlex
 import subprocess
 
 import pytest
-from cluster.seeded import SeededLab, seeded_lab
-from conftest import needs_root_tools
-from kalabcli import run_kalab
-from lab.apiserver.api_kit import KUBECTL
-from labs import SharedLab
-from waiting import wait_for
 
 from kalab.cluster import keepalived
 from kalab.cluster.diagnose.catalog import FAULTS, IDS
 from kalab.cluster.diagnose.doctor import doctor
 from kalab.cluster.diagnose.verdicts import Verdict, failing
 from kalab.lab import faults
+from tests.cluster.seeded import SeededLab, seeded_lab
+from tests.lab.apiserver.api_kit import KUBECTL
+from tests.support.kalabcli import run_kalab
+from tests.support.labs import SharedLab
+from tests.support.markers import needs_root_tools
+from tests.support.waiting import wait_for
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "iptables", "ip", "curl")
 REPRODUCIBLE = sorted(faults.RECIPES)

@@ -23,8 +23,6 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from conftest import FIXTURES, needs_root_tools
-from waiting import wait_for
 
 from kalab.lab.images import operator_image
 from kalab.lab.images.keepalived import (
@@ -38,6 +36,9 @@ from kalab.model.errors import KalabError
 from kalab.model.exporter import down_samples, render_exposition
 from kalab.model.keepalived_conf import INTERFACE_PLACEHOLDER, render_config
 from kalab.model.prometheus import parse_exposition
+from tests.support.markers import needs_root_tools
+from tests.support.paths import FIXTURES
+from tests.support.waiting import wait_for
 
 IFACE = "kalab-eth0"
 ADDRS = ("192.168.7.14", "192.168.7.15")

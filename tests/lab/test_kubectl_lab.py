@@ -16,16 +16,16 @@ from typing import TypeVar
 
 import pytest
 import yaml
-from conftest import needs_root_tools
 from kubernetes import client as k8s
 from kubernetes import config
 from kubernetes.stream import portforward
-from labs import running_lab
-from waiting import stop_process, wait_for
 
 from kalab.lab import control
 from kalab.lab.dataplane import naming
 from kalab.model import manifests
+from tests.support.labs import running_lab
+from tests.support.markers import needs_root_tools
+from tests.support.waiting import stop_process, wait_for
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 LAB = "t-kubectl"

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import needs_root_tools
-from labs import running_lab
-from waiting import wait_for
 
 from kalab.lab import control
 from kalab.model import manifests
+from tests.support.labs import running_lab
+from tests.support.markers import needs_root_tools
+from tests.support.waiting import wait_for
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 LAB = "t-verbs"

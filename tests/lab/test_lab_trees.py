@@ -25,10 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_root_tools
-from kalabcli import one_stderr_line
-from kalabcli import run_kalab as kalab
-from waiting import wait_for
 
 from kalab.cluster import demo, nodes
 from kalab.cluster.connect import Cluster, connect
@@ -36,6 +32,10 @@ from kalab.lab import control
 from kalab.lab.dataplane import procfs
 from kalab.lab.dataplane.entry import Entry
 from kalab.lab.dataplane.records import ProcessRecord, read_records
+from tests.support.kalabcli import one_stderr_line
+from tests.support.kalabcli import run_kalab as kalab
+from tests.support.markers import needs_root_tools
+from tests.support.waiting import wait_for
 
 pytestmark = needs_root_tools("keepalived", "iptables-save", "ip", "curl", "unshare", "nsenter")
 DEMO_BODY = "Hello!<br>Welcome to RedHat Developer"

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import needs_root_tools
-from users import User, notebooks_copy, processes_of, run_as, shared_venv, throwaway_users
+
+from tests.support.markers import needs_root_tools
+from tests.support.users import User, notebooks_copy, processes_of, run_as, shared_venv, throwaway_users
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl", "unshare", "nsenter", "useradd")
 

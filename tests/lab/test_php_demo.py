@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import needs_root_tools
-from lab.nets import curl, demo_server, linked_pair
 
 from kalab.lab.images.php_demo import GREETING
+from tests.lab.nets import curl, demo_server, linked_pair
+from tests.support.markers import needs_root_tools
 
 pytestmark = needs_root_tools("ip", "curl")
 

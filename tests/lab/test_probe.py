@@ -11,9 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import needs_root_tools
-from lab.nets import Ns, linked_pair
-from waiting import wait_for
 
 from kalab.cluster.probejob import probe_timeline, start_probe
 from kalab.cluster.prober import parse_url
@@ -24,6 +21,9 @@ from kalab.model.clientsite import ClientPlace
 from kalab.model.errors import KalabError
 from kalab.model.failover import analyse_outage
 from kalab.model.probes import FRAME_COLUMNS, ProbeRecord, check_limits, records_to_frame, summarise
+from tests.lab.nets import Ns, linked_pair
+from tests.support.markers import needs_root_tools
+from tests.support.waiting import wait_for
 
 
 def place(ns: str) -> ClientPlace:

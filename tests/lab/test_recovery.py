@@ -9,10 +9,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from conftest import needs_root_tools
-
 from kalab.lab import scenario
 from kalab.lab.dataplane import netlink
+from tests.support.markers import needs_root_tools
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 PREFIX = f"kalab-t{os.getpid()}-rc-"

@@ -10,8 +10,6 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from conftest import needs_root_tools
-from lab.nets import seed_topology
 
 from kalab.lab.dataplane import naming, netlink
 from kalab.lab.dataplane.netlink import addresses, ip_json, run_in
@@ -24,6 +22,8 @@ from kalab.lab.dataplane.sandbox import (
 )
 from kalab.lab.dataplane.topology import Topology
 from kalab.model.errors import KalabError
+from tests.lab.nets import seed_topology
+from tests.support.markers import needs_root_tools
 
 PREFIX = f"kalab-t{os.getpid()}-sb-"
 pytestmark = needs_root_tools("ip", "ping")

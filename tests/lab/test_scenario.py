@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, needs_root_tools
 
 from kalab.lab import scenario
 from kalab.lab.dataplane import netlink
 from kalab.lab.dataplane.kubeproxy import nat_table
 from kalab.model.iptables import parse_listing_line, parse_save, trace
 from kalab.model.prometheus import parse_exposition
+from tests.support.markers import needs_root_tools
+from tests.support.paths import FIXTURES
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 PREFIX = f"kalab-t{os.getpid()}-sc-"

@@ -14,12 +14,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from conftest import needs_root_tools
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.stream import stream
-from labs import running_lab
-from waiting import wait_for
 
 from kalab.cluster import failover
 from kalab.lab import control
@@ -27,6 +24,9 @@ from kalab.lab.dataplane import naming, netlink
 from kalab.lab.running import RunningLab
 from kalab.model import manifests
 from kalab.model.prometheus import parse_exposition
+from tests.support.labs import running_lab
+from tests.support.markers import needs_root_tools
+from tests.support.waiting import wait_for
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 LAB = "t-seed"

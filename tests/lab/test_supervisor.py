@@ -12,15 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import needs_root_tools
-from netns import netns
-from waiting import wait_for
 
 from kalab.lab.dataplane.processes import ProcessSpec
 from kalab.lab.dataplane.records import read_records, reap_recorded, record_for, write_record
 from kalab.lab.dataplane.restart_policy import Backoff
 from kalab.lab.dataplane.supervisor import Supervisor
 from kalab.model.errors import KalabError
+from tests.support.markers import needs_root_tools
+from tests.support.netns import netns
+from tests.support.waiting import wait_for
 
 pytestmark = needs_root_tools("ip")
 

@@ -14,9 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_root_tools
-from lab.nets import seed_topology
-from waiting import wait_for
 
 from kalab.lab.dataplane import naming, netlink
 from kalab.lab.dataplane.netlink import addresses, ip_json, run_in, set_link
@@ -33,6 +30,9 @@ from kalab.lab.dataplane.topology import (
     sweep,
 )
 from kalab.model.errors import KalabError
+from tests.lab.nets import seed_topology
+from tests.support.markers import needs_root_tools
+from tests.support.waiting import wait_for
 
 PREFIX = f"kalab-t{os.getpid()}-"
 kernel = needs_root_tools("ip", "ping")
@@ -124,7 +124,7 @@ def test_pod_subnets_follow_cluster_network_and_host_prefix() -> None:
         ("kalab-", "other-master-1", False),
         ("kalab-t123-", "kalab-t123-master-1", True),
         ("kalab-t123-", "kalab-master-1", False),  # the user's lab is not the test lab's
-        ("kalab-t123-", "kalab-t123-0", False),  # tests/netns.py's scratch namespaces
+        ("kalab-t123-", "kalab-t123-0", False),  # tests/support/netns.py's scratch namespaces
         ("kalab-master-", "kalab-master-1", False),
     ],
 )

@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from kalabcli import one_sentence
 
 from kalab.cli.main import main
 from kalab.lab import control
 from kalab.lab.dataplane import tree
 from kalab.model.errors import KalabError
+from tests.support.kalabcli import one_sentence
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from seedobjects import demo_service_port as demo_port
 
 from kalab.model.errors import KalabError
 from kalab.model.iptables import Counters, parse_listing_line, parse_save, trace
 from kalab.model.kubeproxy import nat_rules, sep_chain
+from tests.support.seedobjects import demo_service_port as demo_port
 
 SVC = "KUBE-SVC-ZFZLPEKTCJ3DBGAL"
 FW = "KUBE-FW-ZFZLPEKTCJ3DBGAL"

@@ -8,11 +8,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import FIXTURES, needs_root_tools
-from netns import netns, run_in
 
 from kalab.model.iptables import parse_listing_line, parse_save, trace
 from kalab.model.kubeproxy import Endpoint, ServicePort, nat_rules
+from tests.support.markers import needs_root_tools
+from tests.support.netns import netns, run_in
+from tests.support.paths import FIXTURES
 
 pytestmark = needs_root_tools("iptables-restore", "iptables-save", "iptables", "ip")
 

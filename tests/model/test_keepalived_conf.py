@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import needs_root_tools
-from netns import netns, run_in
 
 from kalab.model.errors import KalabError
 from kalab.model.keepalived_conf import INTERFACE_PLACEHOLDER, RenderedConfig, render_config, resolve_interface
 from kalab.model.operator import GROUP_ANNOTATION, SPREADVIPS_ANNOTATION, VERBATIM_ANNOTATION
+from tests.support.markers import needs_root_tools
+from tests.support.netns import netns, run_in
 
 OPERATOR = Path(__file__).resolve().parents[1] / "fixtures" / "operator"
 POD_1 = "keepalivedgroup-workers-fgzv8"  # master-1, 192.168.7.14

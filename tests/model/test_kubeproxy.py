@@ -7,7 +7,6 @@ import hashlib
 import re
 
 import pytest
-from seedobjects import demo_service_port as demo
 
 from kalab.model.errors import KalabError
 from kalab.model.kubeproxy import (
@@ -23,6 +22,7 @@ from kalab.model.kubeproxy import (
     svc_chain,
     xlb_chain,
 )
+from tests.support.seedobjects import demo_service_port as demo
 
 SEED_SUFFIX = "ZFZLPEKTCJ3DBGAL"
 SEED_LB_RULE = (

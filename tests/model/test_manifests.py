@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FIXTURES, SEED
 
 from kalab.model import manifests as m
 from kalab.model.errors import KalabError
+from tests.support.paths import FIXTURES, SEED
 
 SEED_CIDR = "172.21.6.33/27"
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FIXTURES
 
 from kalab.model import operator_manifests as om
 from kalab.model.errors import KalabError
 from kalab.model.manifests import DEFAULT_IMAGE, keepalived_group
+from tests.support.paths import FIXTURES
 
 SEED_POD: dict[str, Any] = yaml.safe_load((FIXTURES / "seed_keepalived_pod.yaml").read_text())
 GROUP_UID = "0d5c4b44-9f39-4a4f-9d6c-3e1a2b7c8d90"

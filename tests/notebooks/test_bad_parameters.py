@@ -10,7 +10,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from kalabcli import one_stderr_line, run_kalab
+
+from tests.support.kalabcli import one_stderr_line, run_kalab
 
 CASES = [
     ("02", ["-p", "auto_assign_cidr=nonsense"], 'CheckFailed: auto-assign block failed: Fix the CIDR: "nonsense"'),

@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import needs_root_tools
-from hub import Hub, running_hub
-from users import User, describe, notebooks_copy, processes_of, run_as, shared_venv, throwaway_users
-from waiting import wait_for
+
+from tests.support.hub import Hub, running_hub
+from tests.support.markers import needs_root_tools
+from tests.support.users import User, describe, notebooks_copy, processes_of, run_as, shared_venv, throwaway_users
+from tests.support.waiting import wait_for
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl", "npm", "runuser")
 

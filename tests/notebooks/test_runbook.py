@@ -10,14 +10,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import needs_root_tools
-from kalabcli import run_kalab as kalab
-from labs import processes_mentioning, running_lab
 
 from kalab.cluster import network
 from kalab.cluster.connect import connect
 from kalab.lab import control
 from kalab.lab.dataplane import netlink
+from tests.support.kalabcli import run_kalab as kalab
+from tests.support.labs import processes_mentioning, running_lab
+from tests.support.markers import needs_root_tools
 
 pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
 LAB = "t-runbook"

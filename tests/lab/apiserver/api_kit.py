@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client, config
-from waiting import wait_for as wait_for  # re-exported: the tests import it from here
 
 from kalab.lab.apiserver.hooks import PodHooks
 from kalab.lab.apiserver.resources import Registry
 from kalab.lab.apiserver.server import RunningServer, serve
 from kalab.lab.apiserver.store import Store
+from tests.support.waiting import wait_for as wait_for  # re-exported: the tests import it from here
 
 T = TypeVar("T")
 KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from lab.apiserver.api_kit import Kubectl, make_kubectl, official_client, running_server, seeded_store
 
 from kalab.lab.apiserver.server import RunningServer
 from kalab.lab.apiserver.store import Store
+from tests.lab.apiserver.api_kit import Kubectl, make_kubectl, official_client, running_server, seeded_store
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from lab.apiserver.api_kit import make_kubectl, official_client, raw_request
 
 from kalab.lab.apiserver.server import RunningServer
 from kalab.lab.apiserver.store import Store
+from tests.lab.apiserver.api_kit import make_kubectl, official_client, raw_request
 
 SA = "system:serviceaccount:demo:default"
 RBAC = "rbac.authorization.k8s.io"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from kubernetes import client
-from lab.apiserver.api_kit import official_client
 
 from kalab.lab.apiserver.defaults import image_pull_policy
 from kalab.lab.apiserver.server import RunningServer
+from tests.lab.apiserver.api_kit import official_client
 
 
 def pod_template(image: str = "quay.io/wangzheng422/php:demo.02") -> dict[str, Any]:

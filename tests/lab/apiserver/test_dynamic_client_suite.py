@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 from kubernetes.client import api_client
-from lab.apiserver.api_kit import running_server, seeded_store
+
+from tests.lab.apiserver.api_kit import running_server, seeded_store
 
 _served: dict[str, client.Configuration] = {}
 

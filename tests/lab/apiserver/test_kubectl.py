@@ -9,10 +9,9 @@ import subprocess
 import threading
 from pathlib import Path
 
-from lab.apiserver.api_kit import KUBECTL, Kubectl, wait_for
-
 from kalab.lab.apiserver.server import RunningServer
 from kalab.lab.apiserver.store import Store
+from tests.lab.apiserver.api_kit import KUBECTL, Kubectl, wait_for
 
 NAMESPACE_AND_CONFIGMAP = """\
 apiVersion: v1

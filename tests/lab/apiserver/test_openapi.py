@@ -10,13 +10,13 @@ from typing import Any, cast
 
 import pytest
 from kubernetes import client, watch
-from lab.apiserver.api_kit import Kubectl, official_client, raw_request, wait_for
 
 from kalab.lab.apiserver import openapi, openapi_proto
 from kalab.lab.apiserver.resources import Registry
 from kalab.lab.apiserver.server import RunningServer
 from kalab.lab.apiserver.store import Store
 from kalab.model import operator_manifests as om
+from tests.lab.apiserver.api_kit import Kubectl, official_client, raw_request, wait_for
 
 KUBECTL_1_30 = Path("/usr/lib/google-cloud-sdk/bin/kubectl.1.30")
 CONFIGMAP = """\

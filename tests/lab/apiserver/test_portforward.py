@@ -26,13 +26,20 @@ import pytest
 import websocket  # websocket-client, the Python client's transport: to speak the base64 form it never uses
 from kubernetes import client as k8s
 from kubernetes.stream import portforward
-from lab.apiserver.api_kit import Kubectl, make_kubectl, official_client, raw_request, running_server, seeded_store
-from waiting import stop_process
 
 from kalab.lab.apiserver import spdy
 from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.apiserver.hooks import ExecRequest, ExecSession, LogRequest, ProxyResponse
 from kalab.lab.apiserver.server import RunningServer
+from tests.lab.apiserver.api_kit import (
+    Kubectl,
+    make_kubectl,
+    official_client,
+    raw_request,
+    running_server,
+    seeded_store,
+)
+from tests.support.waiting import stop_process
 
 POD_PORT = 9650
 ECHO_PORT = 7000

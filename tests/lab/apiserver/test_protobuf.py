@@ -11,7 +11,6 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from kubernetes import client
 from kubernetes.client import models
-from lab.apiserver.api_kit import Kubectl, raw_request
 
 from kalab.lab.apiserver import protobuf
 from kalab.lab.apiserver.protobuf import descriptors
@@ -26,6 +25,7 @@ from kalab.lab.apiserver.protobuf.schema import (
     pool,
 )
 from kalab.lab.apiserver.server import RunningServer
+from tests.lab.apiserver.api_kit import Kubectl, raw_request
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 

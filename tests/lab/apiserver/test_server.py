@@ -14,7 +14,6 @@ from typing import Any, cast
 import pytest
 import urllib3
 from kubernetes import client, dynamic, watch
-from lab.apiserver.api_kit import official_client, raw_request, running_server, seeded_store, wait_for
 
 from kalab.lab.apiserver import endpoints
 from kalab.lab.apiserver import store as store_module
@@ -22,6 +21,7 @@ from kalab.lab.apiserver.hooks import ExecRequest, LogRequest, PodHooks
 from kalab.lab.apiserver.resources import Registry
 from kalab.lab.apiserver.server import RunningServer, serve
 from kalab.lab.apiserver.store import Store
+from tests.lab.apiserver.api_kit import official_client, raw_request, running_server, seeded_store, wait_for
 
 TABLE = (
     "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"

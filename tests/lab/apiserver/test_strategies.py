@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from lab.apiserver.api_kit import seeded_store
 
 from kalab.lab.apiserver import routing, strategies, validation
 from kalab.lab.apiserver.errors import ApiError
+from tests.lab.apiserver.api_kit import seeded_store
 
 
 def test_names_follow_their_kinds_rule_and_must_be_addressable() -> None:

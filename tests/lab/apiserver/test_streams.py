@@ -41,11 +41,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
-from waiting import wait_for
 
 from kalab.lab.apiserver import streams, transport
 from kalab.lab.apiserver.errors import ApiError, bad_request, not_found
 from kalab.lab.apiserver.hooks import ExecRequest, LogRequest, ProxyResponse
+from tests.support.waiting import wait_for
 
 TOKEN = "test-token-0123456789"
 # The venv's kubectl (a dev dependency), else one on PATH.

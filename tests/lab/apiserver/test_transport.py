@@ -10,10 +10,9 @@ import ssl
 import threading
 from typing import Any
 
-from lab.apiserver.api_kit import raw_request
-from waiting import wait_for
-
 from kalab.lab.apiserver.server import RunningServer
+from tests.lab.apiserver.api_kit import raw_request
+from tests.support.waiting import wait_for
 
 
 def tls_socket(server: RunningServer) -> ssl.SSLSocket:

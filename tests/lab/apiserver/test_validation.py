@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab.apiserver.api_kit import Raw, make_kubectl, raw_request, running_server, seeded_store, wait_for
 
 from kalab.lab.apiserver import decoding, schema_validation, validation
 from kalab.lab.apiserver import store as store_module
@@ -31,6 +30,7 @@ from kalab.lab.controllers.services import ExternalIPController, install_service
 from kalab.lab.controllers.workloads import DaemonSetController, DeploymentController, ReplicaSetController
 from kalab.model.manifests import GROUP_ANNOTATION, keepalived_group, network_patch, olm_install
 from kalab.model.operator_manifests import csv_name, keepalivedgroup_crd
+from tests.lab.apiserver.api_kit import Raw, make_kubectl, raw_request, running_server, seeded_store, wait_for
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from lab.apiserver.api_kit import Kubectl, raw_request, wait_for
 
 from kalab.lab.apiserver.server import RunningServer
 from kalab.lab.apiserver.store import Store
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.services import install_service_admission
+from tests.lab.apiserver.api_kit import Kubectl, raw_request, wait_for
 
 CONFIGMAP = """\
 apiVersion: v1

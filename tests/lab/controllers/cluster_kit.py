@@ -6,8 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from waiting import wait_for as wait_for  # re-exported: the tests import it from here
-
 from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.apiserver.patch import merge_patch
 from kalab.lab.apiserver.resources import Registry, ResourceType
@@ -15,6 +13,7 @@ from kalab.lab.apiserver.store import Store
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.base import Controller
 from kalab.lab.dataplane.topology import Topology
+from tests.support.waiting import wait_for as wait_for  # re-exported: the tests import it from here
 
 T = TypeVar("T")
 Obj = dict[str, Any]

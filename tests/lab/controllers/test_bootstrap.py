@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.controllers.cluster_kit import ControlPlane
-
 from kalab.lab.controllers.bootstrap import bootstrap
+from tests.lab.controllers.cluster_kit import ControlPlane
 
 SCC = "security.openshift.io/securitycontextconstraints"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab.controllers.cluster_kit import ControlPlane, wait_for
 
 from kalab.lab.controllers.endpoints import EndpointsController, subsets
+from tests.lab.controllers.cluster_kit import ControlPlane, wait_for
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from waiting import wait_for
 
 from kalab.lab.apiserver import defaults
 from kalab.lab.apiserver.crds import CrdController
@@ -19,6 +18,7 @@ from kalab.lab.controllers.keepalived_operator import KeepalivedOperator, covers
 from kalab.lab.controllers.olm import OlmController, seed_catalog
 from kalab.model import operator_manifests as om
 from kalab.model.manifests import GROUP_ANNOTATION, keepalived_group, olm_install
+from tests.support.waiting import wait_for
 
 NS = "keepalived-operator"
 GROUP = "keepalivedgroup-workers"

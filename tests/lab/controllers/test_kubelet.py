@@ -20,8 +20,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FIXTURES, needs_root_tools
-from lab.controllers.cluster_kit import ControlPlane, wait_for
 
 from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.apiserver.hooks import ExecRequest, LogRequest
@@ -40,6 +38,9 @@ from kalab.model import manifests, operator_manifests
 from kalab.model.keepalived_conf import render_config
 from kalab.model.operator import GROUP_ANNOTATION
 from kalab.model.prometheus import parse_exposition
+from tests.lab.controllers.cluster_kit import ControlPlane, wait_for
+from tests.support.markers import needs_root_tools
+from tests.support.paths import FIXTURES
 
 pytestmark = needs_root_tools("keepalived", "ip", "curl")
 PREFIX = f"kalab-t{os.getpid()}-kl-"

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, needs_root_tools
-from lab.controllers.cluster_kit import ControlPlane, wait_for
 
 from kalab.lab.controllers import kubeproxy as proxy_module
 from kalab.lab.controllers.bootstrap import bootstrap
@@ -21,6 +19,9 @@ from kalab.lab.dataplane.kubeproxy import nat_table
 from kalab.lab.dataplane.topology import Topology, TopologySpec, build, lab_namespaces, sweep
 from kalab.model.iptables import parse_listing_line, parse_save, trace
 from kalab.model.kubeproxy import Endpoint
+from tests.lab.controllers.cluster_kit import ControlPlane, wait_for
+from tests.support.markers import needs_root_tools
+from tests.support.paths import FIXTURES
 
 PREFIX = f"kalab-t{os.getpid()}-cp-"
 SEED_PATCH: dict[str, Any] = json.loads((FIXTURES / "seed_network_patch.json").read_text())

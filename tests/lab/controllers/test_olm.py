@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from waiting import wait_for
 
 from kalab.lab.apiserver.crds import CrdController
 from kalab.lab.apiserver.resources import Registry
@@ -19,6 +18,7 @@ from kalab.lab.context import LabContext
 from kalab.lab.controllers.olm import MARKETPLACE, OlmController, seed_catalog
 from kalab.model import operator_manifests as om
 from kalab.model.manifests import olm_install
+from tests.support.waiting import wait_for
 
 NS = "keepalived-operator"
 CSV = om.csv_name()

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FIXTURES
-from lab.controllers.cluster_kit import ControlPlane
 
 from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.controllers.bootstrap import bootstrap
 from kalab.lab.controllers.scc import SCC_ANNOTATION, install_scc_admission
+from tests.lab.controllers.cluster_kit import ControlPlane
+from tests.support.paths import FIXTURES
 
 NS = "keepalived-operator"
 SA = f"system:serviceaccount:{NS}:default"

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab.controllers.cluster_kit import ControlPlane, wait_for
 
 from kalab.lab.apiserver.namespaces import NamespaceTerminator
 from kalab.lab.controllers.bootstrap import bootstrap
 from kalab.lab.controllers.serviceaccounts import ServiceAccountsController
+from tests.lab.controllers.cluster_kit import ControlPlane, wait_for
 
 
 @pytest.fixture

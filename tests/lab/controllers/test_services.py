@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES
-from lab.controllers.cluster_kit import ControlPlane, wait_for
 
 from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.controllers.bootstrap import bootstrap
 from kalab.lab.controllers.service_ranges import ExternalIPPolicy, first_free, pick_cluster_ip
 from kalab.lab.controllers.services import ExternalIPController, install_service_admission
+from tests.lab.controllers.cluster_kit import ControlPlane, wait_for
+from tests.support.paths import FIXTURES
 
 NETWORK = "config.openshift.io/networks"
 SEED_PATCH: dict[str, Any] = json.loads((FIXTURES / "seed_network_patch.json").read_text())

@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FIXTURES
-from lab.controllers.cluster_kit import ControlPlane, wait_for
 
 from kalab.lab.apiserver.errors import forbidden
 from kalab.lab.apiserver.resources import ResourceType
@@ -22,6 +20,8 @@ from kalab.lab.controllers.workloads import (
     pinned_node,
 )
 from kalab.model import manifests, operator_manifests
+from tests.lab.controllers.cluster_kit import ControlPlane, wait_for
+from tests.support.paths import FIXTURES
 
 Obj = dict[str, Any]
 LB = "node-role.kubernetes.io/loadbalancer"

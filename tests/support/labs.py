@@ -28,7 +28,7 @@ def processes_mentioning(text: str) -> list[int]:
 
 @contextmanager
 def running_lab(name: str) -> Iterator[control.LabInfo]:
-    """The lab `name`, started (under the session's KALAB_HOME, see conftest.py); afterwards its state directory,
+    """The lab `name`, started (under the session's KALAB_HOME, see tests/conftest.py); afterwards its state directory,
     its top process and every process of its PID namespace must be gone, and the host's named network namespaces
     must be as they were (the lab keeps its own)."""
     host_namespaces = netlink.list_netns()

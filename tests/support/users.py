@@ -34,7 +34,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 VENV_PARENT = Path("/var/tmp")
 SHARED_TMP = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
@@ -187,7 +188,7 @@ def throwaway_users(count: int = 1) -> Iterator[list[User]]:
 
 def _requirements() -> list[str]:
     """What the venv holds besides kalab: pyproject.toml's build requirements, its runtime dependencies, and the
-    development requirements that serve attendees (JupyterHub, for tests/hub.py)."""
+    development requirements that serve attendees (JupyterHub, for tests/support/hub.py)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     dev = project["project"].get("optional-dependencies", {}).get("dev", [])
     hosting = [req for req in dev if re.split(r"[\s<>=!~\[;]", req, maxsplit=1)[0].lower() in HOSTING]

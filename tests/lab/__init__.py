@@ -1,0 +1,1 @@
+"""kalab.lab: the embedded lab, its data plane, images, faults and supervisor."""

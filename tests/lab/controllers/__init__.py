@@ -1,0 +1,1 @@
+"""The lab's controllers (kubelet, kube-proxy, OLM, the keepalived operator, …) against its API server."""

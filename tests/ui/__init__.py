@@ -1,0 +1,1 @@
+"""kalab.ui: the notebooks' widgets, check lines, plots and error display, no root and no lab."""
