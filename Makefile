@@ -29,6 +29,7 @@ test: setup test-packages lint
 
 lint: setup
 	$(BIN)/ruff check kalab tests bench
+	$(BIN)/ruff format --check kalab tests bench
 	$(BIN)/mypy
 
 bench: setup test-packages

@@ -281,8 +281,11 @@ def many_labs(names: list[str], commands: dict[str, subprocess.Popen[str]]) -> d
     for name in names:
         commands[name] = subprocess.Popen(
             [sys.executable, "-m", "kalab", "lab", "up", "--name", name],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     per_lab: dict[str, dict[str, Any]] = {name: {} for name in names}
     watchers = [threading.Thread(target=watch_lab, args=(n, t0, commands[n], per_lab[n])) for n in names]
     for watcher in watchers:
@@ -380,13 +383,17 @@ def show(report: dict[str, Any]) -> None:
         f"{m['other_labs_running']} other lab(s) running (kernel {m['kernel']})"
     )
     one = report["one_lab"]
-    print(f"one lab (median of {one['rounds']}): up {one['up_s']['median']:.2f} s, "
-          f"3 nodes Ready {one['ready_s']['median']:.2f} s, down {one['down_s']['median']:.2f} s")  # fmt: skip
+    print(
+        f"one lab (median of {one['rounds']}): up {one['up_s']['median']:.2f} s, "
+        f"3 nodes Ready {one['ready_s']['median']:.2f} s, down {one['down_s']['median']:.2f} s"
+    )
     many = report["many_labs"]
     verdict = "met" if many["all_ready_s"] <= many["goal_s"] else "MISSED"
-    print(f"{many['labs']} labs at once: serving median {many['serving_s']['median']:.2f} s / max "
-          f"{many['serving_s']['max']:.2f} s; 3 nodes Ready median {many['ready_s']['median']:.2f} s / max "
-          f"{many['ready_s']['max']:.2f} s (goal ≤ {many['goal_s']:g} s: {verdict})")  # fmt: skip
+    print(
+        f"{many['labs']} labs at once: serving median {many['serving_s']['median']:.2f} s / max "
+        f"{many['serving_s']['max']:.2f} s; 3 nodes Ready median {many['ready_s']['median']:.2f} s / max "
+        f"{many['ready_s']['max']:.2f} s (goal ≤ {many['goal_s']:g} s: {verdict})"
+    )
     cpu = report["idle_cpu"]["percent_of_a_core"]
     print(f"idle CPU per lab: median {cpu['median']:.1f} % / max {cpu['max']:.1f} % of one core")
     print()
@@ -408,13 +415,17 @@ def show(report: dict[str, Any]) -> None:
         print(f"  {row['command']:<50}{row['count']:>3}{row['rss_mb']:>9.1f}{row['pss_mb']:>9.1f}{row['uss_mb']:>9.1f}")
     seed = report["seed"]
     kernel = seed["kernel_peak"]
-    print(f"seed (notebooks {', '.join(SEED)}): {seed['seconds']:.1f} s; the notebook kernel (outside the lab) peaked "
-          f"at {kernel.get('rss_mb', 0):.1f} MB RSS / {kernel.get('pss_mb', 0):.1f} MB PSS")  # fmt: skip
+    print(
+        f"seed (notebooks {', '.join(SEED)}): {seed['seconds']:.1f} s; the notebook kernel (outside the lab) peaked "
+        f"at {kernel.get('rss_mb', 0):.1f} MB RSS / {kernel.get('pss_mb', 0):.1f} MB PSS"
+    )
     fit = report["fit"]
-    print(f"fit: {fit['labs_by_pss']} seeded labs in {fit['share'] * 100:.0f} % of RAM by PSS "
-          f"({fit['budget_mb']} MB / {fit['per_lab_pss_mb']} MB); "
-          f"{fit['labs_with_kernel_by_pss']} counting each attendee's notebook kernel; "
-          f"{fit['labs_by_uss']} by USS ({fit['per_lab_uss_mb']} MB, the floor as labs share more pages)")  # fmt: skip
+    print(
+        f"fit: {fit['labs_by_pss']} seeded labs in {fit['share'] * 100:.0f} % of RAM by PSS "
+        f"({fit['budget_mb']} MB / {fit['per_lab_pss_mb']} MB); "
+        f"{fit['labs_with_kernel_by_pss']} counting each attendee's notebook kernel; "
+        f"{fit['labs_by_uss']} by USS ({fit['per_lab_uss_mb']} MB, the floor as labs share more pages)"
+    )
 
 
 def main() -> int:

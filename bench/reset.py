@@ -28,8 +28,11 @@ def timed_reset(stage: str) -> tuple[float, dict[str, object]]:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "kalab", "lab", "reset", "--name", NAME, "--to", stage, "--json"],
-        capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"kalab lab reset --to {stage} failed: {done.stderr.strip()}")

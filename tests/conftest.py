@@ -53,4 +53,3 @@ def shared_lab() -> Iterator[SharedLab]:
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
-

@@ -52,10 +52,16 @@ def handle(args: argparse.Namespace) -> int:
             raise KalabError(f"The lab {lab.name} is not running; start it with `kalab lab up --name {lab.name}`.")
         kubeconfig = str(lab.kubeconfig)
     found: list[dict[str, str]] = [
-        {"id": f"machine/{c.name}", "status": "ok" if c.ok else "fail", "summary": c.detail, "evidence": c.detail,
-         "fix": "" if c.ok else c.fix or "", "subject": "this machine"}
+        {
+            "id": f"machine/{c.name}",
+            "status": "ok" if c.ok else "fail",
+            "summary": c.detail,
+            "evidence": c.detail,
+            "fix": "" if c.ok else c.fix or "",
+            "subject": "this machine",
+        }
         for c in machine
-    ]  # fmt: skip
+    ]
     if kubeconfig:
         from kalab.cluster.connect import connect
         from kalab.cluster.diagnose.doctor import doctor

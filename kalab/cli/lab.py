@@ -65,8 +65,9 @@ def _register_reset(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     resetting.add_argument("--name", help=NAME_HELP)
     # Checked by the handler (stages.stage_index), so `kalab --help` need not import the cluster verbs.
-    resetting.add_argument("--to", default="deployed", metavar="STAGE", help="fresh, installed, patched or deployed "
-                           "(default: deployed)")  # fmt: skip
+    resetting.add_argument(
+        "--to", default="deployed", metavar="STAGE", help="fresh, installed, patched or deployed (default: deployed)"
+    )
     resetting.add_argument("--json", action="store_true", help="print a JSON object")
     resetting.set_defaults(handler=_reset)
 
@@ -87,8 +88,19 @@ def _reset(args: argparse.Namespace) -> int:
     done = stages.reset(cluster, args.to, runbook)
     seconds = time.monotonic() - started
     if args.json:
-        print(json.dumps({"name": info.name, "stage": done.stage, "changes": done.changes, "vip": done.vip,
-                          "holder": done.holder, "seconds": round(seconds, 2)}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "name": info.name,
+                    "stage": done.stage,
+                    "changes": done.changes,
+                    "vip": done.vip,
+                    "holder": done.holder,
+                    "seconds": round(seconds, 2),
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"The lab {info.name} is {done.stage} (took {seconds:.1f} s).")
     for line in done.changes or ["nothing to change: it was there already"]:
@@ -129,8 +141,10 @@ def _break(args: argparse.Namespace) -> int:
 
     if args.mystery:
         faults.mystery(args.name)
-        print("One fault is broken (which stays a mystery). Find it with `kalab doctor --name LAB`; undo it with "
-              "`kalab lab heal`.")  # fmt: skip
+        print(
+            "One fault is broken (which stays a mystery). Find it with `kalab doctor --name LAB`; undo it with "
+            "`kalab lab heal`."
+        )
         return 0
     faults.break_fault(args.name, args.fault)
     print(f"The lab has {args.fault} now; `kalab doctor` should name it. Undo it with `kalab lab heal {args.fault}`.")

@@ -48,10 +48,14 @@ def demo_pods(cluster: Cluster, namespace: str = "demo") -> pd.DataFrame:
     except ApiException as err:
         raise fail(f"Listing pods in {namespace}", err, "check the namespace exists") from None
     rows = [
-        {"pod": p.metadata.name if p.metadata else None, "node": p.spec.node_name if p.spec else None,
-         "pod_ip": p.status.pod_ip if p.status else None, "phase": p.status.phase if p.status else None}
+        {
+            "pod": p.metadata.name if p.metadata else None,
+            "node": p.spec.node_name if p.spec else None,
+            "pod_ip": p.status.pod_ip if p.status else None,
+            "phase": p.status.phase if p.status else None,
+        }
         for p in items
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(rows, columns=["pod", "node", "pod_ip", "phase"])
 
 
@@ -133,8 +137,10 @@ def _remove_misplaced(
         poll(
             lambda: not set(gone) & set(pinned_nodes(cluster, namespace)),
             timeout,
-            lambda: KalabError(f"Pods {', '.join(gone)} were deleted but are still there after {timeout:g} s; "
-                               f"see `oc get pods -n {namespace}`."),
+            lambda: KalabError(
+                f"Pods {', '.join(gone)} were deleted but are still there after {timeout:g} s; "
+                f"see `oc get pods -n {namespace}`."
+            ),
         )
 
 
@@ -186,9 +192,13 @@ def cleanup_demo(
             )
         return not left
 
-    poll(gone, timeout, lambda: KalabError(
-        f"The demo objects in {namespace} are still there after {timeout:g} s; see `oc get all -n {namespace}`."
-    ))  # fmt: skip
+    poll(
+        gone,
+        timeout,
+        lambda: KalabError(
+            f"The demo objects in {namespace} are still there after {timeout:g} s; see `oc get all -n {namespace}`."
+        ),
+    )
     report(progress, "demo removed")
 
 
@@ -235,9 +245,13 @@ def service_vip(
         return ips[0] if ips else None
 
     report(progress, f"waiting for the EXTERNAL-IP of {namespace}/{name}")
-    found: str = poll(vip, timeout, lambda: KalabError(
-        f"EXTERNAL-IP pending for {namespace}/{name} after {timeout:g} s: patch the externalIP CIDRs (notebook 02)."
-    ))  # fmt: skip
+    found: str = poll(
+        vip,
+        timeout,
+        lambda: KalabError(
+            f"EXTERNAL-IP pending for {namespace}/{name} after {timeout:g} s: patch the externalIP CIDRs (notebook 02)."
+        ),
+    )
     report(progress, f"EXTERNAL-IP {found}")
     return found
 

@@ -75,10 +75,14 @@ def keepalived_pods(cluster: Cluster, namespace: str = DEFAULT_NAMESPACE, group:
         status, spec = pod.status, pod.spec
         conditions = (status.conditions if status else None) or []
         rows.append(
-            {"pod": pod.metadata.name if pod.metadata else None, "node": spec.node_name if spec else None,
-             "host_ip": status.host_ip if status else None, "phase": status.phase if status else None,
-             "ready": any(c.type == "Ready" and c.status == "True" for c in conditions)}
-        )  # fmt: skip
+            {
+                "pod": pod.metadata.name if pod.metadata else None,
+                "node": spec.node_name if spec else None,
+                "host_ip": status.host_ip if status else None,
+                "phase": status.phase if status else None,
+                "ready": any(c.type == "Ready" and c.status == "True" for c in conditions),
+            }
+        )
     frame = pd.DataFrame(rows, columns=POD_COLUMNS)
     return frame.sort_values(["node", "pod"], ignore_index=True) if len(frame) else frame
 
@@ -114,8 +118,9 @@ def wait_keepalived_pods(
         events = daemonset_events(cluster, namespace)
         hint = (
             f" (FailedCreate: {events['message'].iloc[-1]}); grant the privileged SCC (grant_privileged)"
-            if len(events) else "; label the nodes and check `oc get ds,pods -n " + namespace + "`"
-        )  # fmt: skip
+            if len(events)
+            else "; label the nodes and check `oc get ds,pods -n " + namespace + "`"
+        )
         return KalabError(f"Only {last[0]} of {count} keepalived pods are Running after {timeout:g} s{hint}.")
 
     result: pd.DataFrame = poll(check, timeout, timed_out)
@@ -131,10 +136,16 @@ def daemonset_events(
     except ApiException as err:
         raise fail(f"Listing events in {namespace}", err, "check the namespace exists") from None
     rows = [
-        {"object": f"{e.involved_object.kind}/{e.involved_object.name}", "reason": e.reason, "message": e.message,
-         "count": e.count, "last_seen": e.last_timestamp or e.event_time}
-        for e in items if e.reason == reason
-    ]  # fmt: skip
+        {
+            "object": f"{e.involved_object.kind}/{e.involved_object.name}",
+            "reason": e.reason,
+            "message": e.message,
+            "count": e.count,
+            "last_seen": e.last_timestamp or e.event_time,
+        }
+        for e in items
+        if e.reason == reason
+    ]
     return pd.DataFrame(rows, columns=["object", "reason", "message", "count", "last_seen"])
 
 

@@ -35,9 +35,14 @@ def nodes(cluster: Cluster) -> pd.DataFrame:
         conditions = (node.status.conditions if node.status else None) or []
         ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
         rows.append(
-            {"name": node.metadata.name if node.metadata else None, "roles": ",".join(roles),
-             "internal_ip": internal, "ready": ready, "labels": labels}
-        )  # fmt: skip
+            {
+                "name": node.metadata.name if node.metadata else None,
+                "roles": ",".join(roles),
+                "internal_ip": internal,
+                "ready": ready,
+                "labels": labels,
+            }
+        )
     return pd.DataFrame(rows, columns=["name", "roles", "internal_ip", "ready", "labels"])
 
 
@@ -82,9 +87,11 @@ class LabelChange:
     kept: list[str]
 
     def sentence(self, label: str = LOADBALANCER_LABEL) -> str:
-        parts = [f"labelled {', '.join(self.added)}" if self.added else "",
-                 f"removed the label from {', '.join(self.removed)}" if self.removed else "",
-                 f"{', '.join(self.kept)} already labelled" if self.kept else ""]  # fmt: skip
+        parts = [
+            f"labelled {', '.join(self.added)}" if self.added else "",
+            f"removed the label from {', '.join(self.removed)}" if self.removed else "",
+            f"{', '.join(self.kept)} already labelled" if self.kept else "",
+        ]
         return f"{label}: " + "; ".join(p for p in parts if p) if any(parts) else f"{label}: nothing to change"
 
 

@@ -97,8 +97,12 @@ def install_operator(
         if (csv_name, phase) != seen:
             seen = (csv_name, phase)
             message = objects.status(csv).get("message", "")
-            report(progress, f"CSV {csv_name}: {phase}" + (f" ({message})" if message else "") if csv_name
-                   else f"Subscription {package}: {status.get('state') or 'waiting for OLM'}")  # fmt: skip
+            report(
+                progress,
+                f"CSV {csv_name}: {phase}" + (f" ({message})" if message else "")
+                if csv_name
+                else f"Subscription {package}: {status.get('state') or 'waiting for OLM'}",
+            )
         if phase == "Succeeded" and csv_name:
             return str(csv_name)
         if deadline.expired():

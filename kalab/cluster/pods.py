@@ -54,9 +54,17 @@ def exec_in_pod(
     kwargs: dict[str, object] = {"container": container} if container else {}
     try:
         resp = stream(
-            cluster.core.connect_get_namespaced_pod_exec, pod, namespace, command=list(command),
-            stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False, **kwargs,
-        )  # fmt: skip
+            cluster.core.connect_get_namespaced_pod_exec,
+            pod,
+            namespace,
+            command=list(command),
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+            _preload_content=False,
+            **kwargs,
+        )
     except ApiException as err:
         raise KalabError(
             f"Cannot exec into {namespace}/{pod} ({api_message(err).rstrip('.')}); check the pod is Running "

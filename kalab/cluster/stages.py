@@ -184,9 +184,13 @@ def _wait_keepalived_on(cluster: Cluster, namespace: str, wanted: Sequence[str],
 def _patch_network(cluster: Cluster, runbook: Runbook, changed: Callable[[str], None]) -> None:
     said: list[str] = []
     network.patch_external_ip(
-        cluster, runbook.allowed_cidr, runbook.auto_assign_cidr, journal=runbook.journal,
-        machine_network=runbook.machine_network, progress=said.append,
-    )  # fmt: skip
+        cluster,
+        runbook.allowed_cidr,
+        runbook.auto_assign_cidr,
+        journal=runbook.journal,
+        machine_network=runbook.machine_network,
+        progress=said.append,
+    )
     for line in _changes(said):
         changed(f"{line} (undo journal {runbook.journal})")
 
@@ -197,8 +201,14 @@ def _deploy(cluster: Cluster, runbook: Runbook, changed: Callable[[str], None]) 
     if _namespace_phase(cluster, ns) == "Terminating":  # deleted by someone else: creating in it would fail
         _delete_namespace(cluster, ns, runbook.timeout)
     said: list[str] = []
-    demo.deploy_demo(cluster, namespace=ns, nodes=runbook.demo_nodes, group=runbook.group, timeout=runbook.timeout,
-                     progress=said.append)  # fmt: skip
+    demo.deploy_demo(
+        cluster,
+        namespace=ns,
+        nodes=runbook.demo_nodes,
+        group=runbook.group,
+        timeout=runbook.timeout,
+        progress=said.append,
+    )
     # Its progress also reports pod phases ("test-0: Running, …"); what it changed are the created/deleted lines.
     for line in said:
         if line.startswith(("created ", "deleted ")):
@@ -227,10 +237,14 @@ def _delete_namespace(cluster: Cluster, namespace: str, timeout: float) -> bool:
     except ApiException as err:
         if err.status != 404:
             raise fail(f"Deleting namespace {namespace}", err, "use a cluster-admin kubeconfig") from None
-    poll(lambda: _namespace_phase(cluster, namespace) is None, timeout, lambda: KalabError(
-        f"The namespace {namespace} is still Terminating after {timeout:g} s; see "
-        f"`oc get namespace {namespace} -o yaml` for what holds it."
-    ))  # fmt: skip
+    poll(
+        lambda: _namespace_phase(cluster, namespace) is None,
+        timeout,
+        lambda: KalabError(
+            f"The namespace {namespace} is still Terminating after {timeout:g} s; see "
+            f"`oc get namespace {namespace} -o yaml` for what holds it."
+        ),
+    )
     return True
 
 
@@ -257,10 +271,14 @@ def _remove_install(cluster: Cluster, runbook: Runbook, changed: Callable[[str],
     """Undo notebook 01, latest first: the group (its pods go with it), the SCC grant, the labels, the operator."""
     ns = runbook.namespace
     if _delete_group(cluster, ns):
-        poll(lambda: keepalived.keepalived_pods(cluster, ns).empty, runbook.timeout, lambda: KalabError(
-            f"The keepalived pods are still there {runbook.timeout:g} s after their group was deleted; "
-            f"see `oc get pods -n {ns}`."
-        ))  # fmt: skip
+        poll(
+            lambda: keepalived.keepalived_pods(cluster, ns).empty,
+            runbook.timeout,
+            lambda: KalabError(
+                f"The keepalived pods are still there {runbook.timeout:g} s after their group was deleted; "
+                f"see `oc get pods -n {ns}`."
+            ),
+        )
         changed(f"deleted KeepalivedGroup {runbook.group} and its keepalived pods")
     if _revoke_privileged(cluster, ns):
         changed(f"revoked SCC privileged from {manifests.scc_user(ns)}")

@@ -165,11 +165,17 @@ def path_table(found: Trace, pods: pd.DataFrame) -> pd.DataFrame:
         if outcome.dnat is None:
             continue
         pod, node = by_ip.get(outcome.dnat.rsplit(":", 1)[0], (None, None))
-        rows.append({
-            "pod": pod, "node": node, "endpoint": outcome.dnat, "probability": outcome.probability,
-            "matched_by": _entry_rule(outcome.hops, found.start_chain),
-            "path": " → ".join(outcome.path), "masquerade": outcome.masquerade,
-        })  # fmt: skip
+        rows.append(
+            {
+                "pod": pod,
+                "node": node,
+                "endpoint": outcome.dnat,
+                "probability": outcome.probability,
+                "matched_by": _entry_rule(outcome.hops, found.start_chain),
+                "path": " → ".join(outcome.path),
+                "masquerade": outcome.masquerade,
+            }
+        )
     return pd.DataFrame(rows, columns=PATH_COLUMNS)
 
 
@@ -215,10 +221,16 @@ def listing_rows(text: str, vip: str, port: int | None = None) -> pd.DataFrame:
         rule: ListingRule = parse_listing_line(raw)
         if rule.destination.split("/")[0] != vip or (port is not None and f"dpt:{port}" not in rule.extra.split()):
             continue
-        rows.append({
-            "rule": rule.num or position, "packets": rule.packets, "bytes": rule.bytes, "target": rule.target,
-            "comment": rule.comment, "line": raw.rstrip(),
-        })  # fmt: skip
+        rows.append(
+            {
+                "rule": rule.num or position,
+                "packets": rule.packets,
+                "bytes": rule.bytes,
+                "target": rule.target,
+                "comment": rule.comment,
+                "line": raw.rstrip(),
+            }
+        )
     return pd.DataFrame(rows, columns=RULE_COLUMNS)
 
 

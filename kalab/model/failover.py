@@ -164,11 +164,19 @@ def compare_with_formula(trials: pd.DataFrame, slack_ms: float = TAKEOVER_SLACK_
         latest = float(group["expected_takeover_ms"].iloc[0])
         earliest = float(group["expected_min_takeover_ms"].iloc[0])
         rows.append(
-            {"kind": kind, "advert_int": advert_int, "vrrp_version": version, "trials": len(group),
-             "takeover_ms": median, "expected_takeover_ms": latest, "expected_min_takeover_ms": earliest,
-             "outage_ms": float(group["outage_ms"].median()), "expected_ms": float(group["expected_ms"].iloc[0]),
-             "within_formula": median is not None and 0.8 * earliest <= median <= latest + slack_ms}
-        )  # fmt: skip
+            {
+                "kind": kind,
+                "advert_int": advert_int,
+                "vrrp_version": version,
+                "trials": len(group),
+                "takeover_ms": median,
+                "expected_takeover_ms": latest,
+                "expected_min_takeover_ms": earliest,
+                "outage_ms": float(group["outage_ms"].median()),
+                "expected_ms": float(group["expected_ms"].iloc[0]),
+                "within_formula": median is not None and 0.8 * earliest <= median <= latest + slack_ms,
+            }
+        )
     return pd.DataFrame(rows, columns=columns)
 
 

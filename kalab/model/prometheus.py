@@ -112,6 +112,13 @@ def advert_rates(scrapes: pd.DataFrame, instance: str) -> pd.DataFrame:
         sent, seconds = _slope(samples)
         received_samples = mine[(mine["metric"] == "keepalived_vrrp_advert_rcvd") & (mine["node"] == node)]
         received = _slope(received_samples)[0] if len(received_samples) else float("nan")
-        rows.append({"node": node, "state": samples.iloc[-1].get("state"), "adverts_per_s": sent,
-                     "received_per_s": received, "seconds": seconds})  # fmt: skip
+        rows.append(
+            {
+                "node": node,
+                "state": samples.iloc[-1].get("state"),
+                "adverts_per_s": sent,
+                "received_per_s": received,
+                "seconds": seconds,
+            }
+        )
     return pd.DataFrame(rows, columns=columns)

@@ -61,23 +61,35 @@ def _file(tmp: Path, name: str, content: str | bytes) -> Path:
 def group_file(content: str | bytes) -> Make:
     """`render keepalived-conf` with `content` as the group file and good Services."""
     return lambda tmp: [
-        "render", "keepalived-conf", "--group", str(_file(tmp, "g.yaml", content)),
-        "--services", str(_file(tmp, "s.yaml", SERVICES)),
-    ]  # fmt: skip
+        "render",
+        "keepalived-conf",
+        "--group",
+        str(_file(tmp, "g.yaml", content)),
+        "--services",
+        str(_file(tmp, "s.yaml", SERVICES)),
+    ]
 
 
 def services_file(content: str) -> Make:
     return lambda tmp: [
-        "render", "keepalived-conf", "--group", str(_file(tmp, "g.yaml", GROUP)),
-        "--services", str(_file(tmp, "s.yaml", content)),
-    ]  # fmt: skip
+        "render",
+        "keepalived-conf",
+        "--group",
+        str(_file(tmp, "g.yaml", GROUP)),
+        "--services",
+        str(_file(tmp, "s.yaml", content)),
+    ]
 
 
 def group_path(make_path: Callable[[Path], Path]) -> Make:
     return lambda tmp: [
-        "render", "keepalived-conf", "--group", str(make_path(tmp)),
-        "--services", str(_file(tmp, "s.yaml", SERVICES)),
-    ]  # fmt: skip
+        "render",
+        "keepalived-conf",
+        "--group",
+        str(make_path(tmp)),
+        "--services",
+        str(_file(tmp, "s.yaml", SERVICES)),
+    ]
 
 
 def _fifo(tmp: Path) -> Path:

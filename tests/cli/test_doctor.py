@@ -18,8 +18,16 @@ pytestmark = needs_root_tools("keepalived", "iptables-restore", "iptables-save",
 def test_a_ready_machine_passes_every_check() -> None:
     result = kalab("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("private namespace trees", "keepalived", "iptables-restore", "iptables-save", "ip", "curl",
-                 "lab client site installed", "Jupyter kernel python3"):  # fmt: skip
+    for name in (
+        "private namespace trees",
+        "keepalived",
+        "iptables-restore",
+        "iptables-save",
+        "ip",
+        "curl",
+        "lab client site installed",
+        "Jupyter kernel python3",
+    ):
         assert f"✅ {name}: " in result.stdout, name
     assert "keepalived: /usr/sbin/keepalived (version 2." in result.stdout
     assert result.stdout.rstrip().endswith("all checks ok")

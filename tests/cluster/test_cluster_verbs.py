@@ -139,8 +139,9 @@ def test_the_seed_through_the_verbs(lab: control.LabInfo, cluster: Cluster, jour
     done = network.patch_external_ip(cluster, "172.21.6.33/27", "172.21.6.33/27", journal=journal_path)
     assert done.applied and json.loads(journal_path.read_text())["externalIP"] is None
     assert network.read_external_ip(cluster) == {
-        "policy": {"allowedCIDRs": ["172.21.6.33/27"]}, "autoAssignCIDRs": ["172.21.6.33/27"]
-    }  # fmt: skip
+        "policy": {"allowedCIDRs": ["172.21.6.33/27"]},
+        "autoAssignCIDRs": ["172.21.6.33/27"],
+    }
     assert network.diff_patch(cluster, "172.21.6.33/27", "172.21.6.33/27") == []
     # A second patch keeps the first journal entry: undo goes back to the very original.
     network.patch_external_ip(cluster, "172.21.6.32/27", "172.21.6.32/27", journal=journal_path)

@@ -215,9 +215,13 @@ def test_symptoms_show_what_a_user_sees_healthy_and_with_the_vip_nowhere(seeded:
     assert pods_seen == "2 of 2 ready: master-1 Running, master-2 Running"
     states = seen["the exporters' VRRP state (port 9650, through the pod proxy)"]
     assert sorted(states.split(", ")) in (
-        ["master-1 BACKUP", "master-2 MASTER"], ["master-1 MASTER", "master-2 BACKUP"])  # fmt: skip
-    answered = re.fullmatch(r"(\d+) of (\d+) requests answered, from the lab's bastion .*", seen[
-        "curl http://VIP/ from where the clients are (1 s)"])  # fmt: skip
+        ["master-1 BACKUP", "master-2 MASTER"],
+        ["master-1 MASTER", "master-2 BACKUP"],
+    )
+    answered = re.fullmatch(
+        r"(\d+) of (\d+) requests answered, from the lab's bastion .*",
+        seen["curl http://VIP/ from where the clients are (1 s)"],
+    )
     assert answered and answered[1] == answered[2] and int(answered[1]) >= 3
 
     # An EXTERNAL-IP that no keepalived carries: the curl goes unanswered, and no exporter knows the instance.
@@ -226,7 +230,8 @@ def test_symptoms_show_what_a_user_sees_healthy_and_with_the_vip_nowhere(seeded:
     seen = dict(exercise.symptoms(cluster, scratch, "stray").itertuples(index=False))
     assert seen[f"oc get svc -n {scratch} stray"] == f"EXTERNAL-IP {vip},{vip}"
     assert seen["the exporters' VRRP state (port 9650, through the pod proxy)"] == (
-        f"no exporter reports an instance {scratch}/stray")
+        f"no exporter reports an instance {scratch}/stray"
+    )
     assert re.fullmatch(r"0 of \d+ requests answered, .*", seen["curl http://VIP/ from where the clients are (1 s)"])
     # A service that does not exist is one sentence in its row, and the other looks are still made.
     seen = dict(exercise.symptoms(cluster, scratch, "nothing-here").itertuples(index=False))

@@ -134,19 +134,27 @@ def test_reset_goes_up_and_down_between_the_stages(shared_lab: SharedLab) -> Non
 def test_stages_through_the_module_with_other_parameters(shared_lab: SharedLab) -> None:
     """The stages take the notebooks' parameters: here the seed's CIDRs in network form and one loadbalancer node."""
     cluster, journal = shared_lab.cluster, shared_lab.runbook.journal
-    runbook = stages.Runbook(journal, loadbalancer_nodes=("master-2",), allowed_cidr="172.21.6.32/27",
-                             auto_assign_cidr="172.21.6.32/27", timeout=60)  # fmt: skip
+    runbook = stages.Runbook(
+        journal,
+        loadbalancer_nodes=("master-2",),
+        allowed_cidr="172.21.6.32/27",
+        auto_assign_cidr="172.21.6.32/27",
+        timeout=60,
+    )
     steps: list[str] = []
     done = stages.reset(cluster, "patched", runbook, progress=steps.append)
     assert done.changes == steps and done.vip is None
     assert nodes.nodes(cluster).set_index("name")["labels"].map(lambda labels: LB in labels).to_dict() == {
-        "master-0": False, "master-1": False, "master-2": True
-    }  # fmt: skip
+        "master-0": False,
+        "master-1": False,
+        "master-2": True,
+    }
     pods = keepalived.keepalived_pods(cluster)
     assert pods["node"].tolist() == ["master-2"] and pods["ready"].all()
     assert network.read_external_ip(cluster) == {
-        "policy": {"allowedCIDRs": ["172.21.6.32/27"]}, "autoAssignCIDRs": ["172.21.6.32/27"]
-    }  # fmt: skip
+        "policy": {"allowedCIDRs": ["172.21.6.32/27"]},
+        "autoAssignCIDRs": ["172.21.6.32/27"],
+    }
     stages.reset(cluster, "installed", runbook)
     assert network.read_external_ip(cluster) is None and not journal.exists()
 
@@ -169,8 +177,10 @@ def test_reset_converges_what_an_attendee_changed(shared_lab: SharedLab) -> None
 def test_bad_stage_and_missing_lab_are_one_sentence(shared_lab: SharedLab) -> None:
     bad = run_kalab("lab", "reset", "--name", shared_lab.info.name, "--to", "halfway")
     assert bad.returncode != 0
-    assert one_stderr_line(bad) == 'kalab: error: There is no stage "halfway"; pick one of fresh, installed, ' \
-        "patched, deployed."  # fmt: skip
+    assert (
+        one_stderr_line(bad) == 'kalab: error: There is no stage "halfway"; pick one of fresh, installed, '
+        "patched, deployed."
+    )
     missing = run_kalab("lab", "reset", "--name", "t-nolab", "--to", "fresh")
     assert missing.returncode != 0
     assert one_stderr_line(missing) == (

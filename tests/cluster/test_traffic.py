@@ -104,14 +104,17 @@ def test_a_probe_frame_without_the_prober_columns_is_refused(lab: SeededLab) -> 
 
 
 def test_spread_table_counts_answers_and_strangers_apart_from_failures() -> None:
-    timeline = pd.DataFrame({
-        "t": [0.0, 0.1, 0.2, 0.3, 0.4],
-        "ok": [True, True, True, False, True],
-        "error": ["", "", "", "timeout", ""],
-        "backend": ["10.254.0.3", "10.254.0.3", "10.254.9.9", None, "10.254.0.3"],
-    })  # fmt: skip
-    pods = pd.DataFrame({"pod": ["test-0", "test-1"], "node": ["master-0", "master-2"],
-                         "pod_ip": ["10.254.0.3", "10.254.2.2"]})  # fmt: skip
+    timeline = pd.DataFrame(
+        {
+            "t": [0.0, 0.1, 0.2, 0.3, 0.4],
+            "ok": [True, True, True, False, True],
+            "error": ["", "", "", "timeout", ""],
+            "backend": ["10.254.0.3", "10.254.0.3", "10.254.9.9", None, "10.254.0.3"],
+        }
+    )
+    pods = pd.DataFrame(
+        {"pod": ["test-0", "test-1"], "node": ["master-0", "master-2"], "pod_ip": ["10.254.0.3", "10.254.2.2"]}
+    )
     table = traffic.spread_table(timeline, pods)
     assert table.iloc[:2].to_dict("records") == [
         {"pod": "test-0", "node": "master-0", "pod_ip": "10.254.0.3", "requests": 3, "share": 0.75},
@@ -198,18 +201,26 @@ def test_vip_rule_errors_are_one_sentence(lab: SeededLab, holder: str) -> None:
 
 def test_listing_rows_read_the_seeds_line() -> None:
     seed_line = next(line for line in SEED.read_text(encoding="utf-8").splitlines() if FW_CHAIN in line)
-    listing = "\n".join([
-        "Chain KUBE-SERVICES (2 references)",
-        " pkts bytes target     prot opt in     out     source               destination",
-        "    5   300 KUBE-MARK-MASQ  tcp  --  *      *      !10.254.0.0/16        172.30.203.237       "
-        "/* demo/demo:http cluster IP */ tcp dpt:80",
-        seed_line,
-    ])  # fmt: skip
+    listing = "\n".join(
+        [
+            "Chain KUBE-SERVICES (2 references)",
+            " pkts bytes target     prot opt in     out     source               destination",
+            "    5   300 KUBE-MARK-MASQ  tcp  --  *      *      !10.254.0.0/16        172.30.203.237       "
+            "/* demo/demo:http cluster IP */ tcp dpt:80",
+            seed_line,
+        ]
+    )
     rows = traffic.listing_rows(listing, "172.21.6.50", 80)
-    assert rows.to_dict("records") == [{
-        "rule": 2, "packets": 0, "bytes": 0, "target": FW_CHAIN, "comment": "demo/demo:http loadbalancer IP",
-        "line": seed_line.rstrip(),
-    }]  # fmt: skip
+    assert rows.to_dict("records") == [
+        {
+            "rule": 2,
+            "packets": 0,
+            "bytes": 0,
+            "target": FW_CHAIN,
+            "comment": "demo/demo:http loadbalancer IP",
+            "line": seed_line.rstrip(),
+        }
+    ]
     assert traffic.listing_rows(listing, "172.21.6.50", 443).empty
 
 
@@ -227,7 +238,8 @@ def test_the_keepalived_pod_on_the_vips_node(lab: SeededLab, holder: str) -> Non
     traits = set(zip(anatomy["aspect"], anatomy["container"], strict=True))
     assert {("hostNetwork", ""), ("privileged", "keepalived"), ("initContainer", "config-setup")} <= traits
     assert traffic.keepalived_pod(lab.cluster)["metadata"]["name"] in set(running["pod"])
-    with pytest.raises(KalabError, match="No keepalived pod of keepalived-operator/keepalivedgroup-workers is "
-                       "Running on master-0") as none:  # fmt: skip
+    with pytest.raises(
+        KalabError, match="No keepalived pod of keepalived-operator/keepalivedgroup-workers is Running on master-0"
+    ) as none:
         traffic.keepalived_pod(lab.cluster, node="master-0")
     one_sentence(none)

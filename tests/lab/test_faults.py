@@ -75,11 +75,26 @@ def named(seeded: SeededLab, fault_id: str) -> list[Verdict] | None:
 
 def test_the_catalog_has_the_issues_ids_each_with_what_is_seen_its_cause_and_a_fix() -> None:
     assert IDS == (
-        "operator-not-ready", "no-loadbalancer-nodes", "scc-missing", "image-pull", "wrong-interface",
-        "port-conflict", "autoassign-missing", "cidr-exhausted", "externalip-not-allowed", "group-missing",
-        "annotation-malformed", "router-ids-exhausted", "vrrp-blocked", "vrid-collision", "node-down",
-        "vip-nowhere", "vip-not-on-master", "vips-concentrated", "cidr-overlaps-cluster",
-    )  # fmt: skip
+        "operator-not-ready",
+        "no-loadbalancer-nodes",
+        "scc-missing",
+        "image-pull",
+        "wrong-interface",
+        "port-conflict",
+        "autoassign-missing",
+        "cidr-exhausted",
+        "externalip-not-allowed",
+        "group-missing",
+        "annotation-malformed",
+        "router-ids-exhausted",
+        "vrrp-blocked",
+        "vrid-collision",
+        "node-down",
+        "vip-nowhere",
+        "vip-not-on-master",
+        "vips-concentrated",
+        "cidr-overlaps-cluster",
+    )
     assert all(f.sees and f.cause and f.fix.startswith(("oc ", "iptables ")) for f in FAULTS.values())
     assert {f.id for f in FAULTS.values() if f.severity == "warn"} == {"vips-concentrated", "cidr-overlaps-cluster"}
 

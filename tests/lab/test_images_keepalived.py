@@ -359,9 +359,18 @@ def test_two_keepalived_pods_elect_one_master_export_reload_and_go_down(pair: Pa
             i, "exporter.log", "exporter", *exporter_args, "-web.telemetry-path", "/metrics", tmp_dir=tmp_dirs[i]
         )
         pair.start_role(
-            i, "reloader.log", "config-reloader", "--src", str(src), "--dst", str(dsts[i]),
-            "--pid-file", str(pid_file(pid_dirs[i])), "--interval", "0.2",
-        )  # fmt: skip
+            i,
+            "reloader.log",
+            "config-reloader",
+            "--src",
+            str(src),
+            "--dst",
+            str(dsts[i]),
+            "--pid-file",
+            str(pid_file(pid_dirs[i])),
+            "--interval",
+            "0.2",
+        )
     wait_for(lambda: all(_answers(pair, i) for i in (0, 1)), 10, "both exporters to answer", interval=POLL)
 
     body, content_type = scrape(pair, 0)
@@ -418,8 +427,10 @@ def test_two_keepalived_pods_elect_one_master_export_reload_and_go_down(pair: Pa
     # MASTER (the exporter's view) and the addresses (the kernel's) are two facts: wait for both together.
     wait_for(
         lambda: _all_master(pair, survivor) and holders(pair, VIP) == [survivor] == holders(pair, VIP2),
-        10, "the survivor to be MASTER of both and hold both VIPs alone", interval=POLL,
-    )  # fmt: skip
+        10,
+        "the survivor to be MASTER of both and hold both VIPs alone",
+        interval=POLL,
+    )
 
     # SIGTERM ends every role cleanly.
     for proc in pair.procs:

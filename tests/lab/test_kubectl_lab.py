@@ -115,9 +115,13 @@ def test_the_seed_with_kubectl(lab: control.LabInfo, kubectl: Callable[..., str]
     kubectl("apply", "-f", write(tmp_path, "group.yaml", [group]))
     kubectl("patch", "scc", "privileged", "--type=json", "-p", json.dumps(manifests.scc_grant(form="users")))
     kubectl(
-        "patch", "network", "cluster", "--type=merge",
-        "-p", manifests.network_patch_json("172.21.6.33/27", "172.21.6.33/27"),
-    )  # fmt: skip
+        "patch",
+        "network",
+        "cluster",
+        "--type=merge",
+        "-p",
+        manifests.network_patch_json("172.21.6.33/27", "172.21.6.33/27"),
+    )
 
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}
     demo = write(tmp_path, "demo.yaml", [namespace, *manifests.demo()])
@@ -135,17 +139,30 @@ def test_the_seed_with_kubectl(lab: control.LabInfo, kubectl: Callable[..., str]
     # A request from the bastion shows up in a demo pod's log.
     until(
         "the VIP to answer from the bastion",
-        lambda: subprocess.run(
-            lab.entry().command(BASTION, ["curl", "-s", "--max-time", "2", f"http://{vip}/"]),
-            capture_output=True, text=True, timeout=30,
-        ).stdout or None,
-    )  # fmt: skip
+        lambda: (
+            subprocess.run(
+                lab.entry().command(BASTION, ["curl", "-s", "--max-time", "2", f"http://{vip}/"]),
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
+            or None
+        ),
+    )
     logs = kubectl("logs", "-n", "demo", "test-0") + kubectl("logs", "-n", "demo", "test-1")
     assert "GET /" in logs
 
     # `exec … -- ip addr` in a keepalived pod: hostNetwork, so it shows its node's address.
-    pods = kubectl("get", "pods", "-n", "keepalived-operator", "-l", "keepalivedGroup=keepalivedgroup-workers", "-o",
-                   "jsonpath={.items[*].metadata.name}").split()  # fmt: skip
+    pods = kubectl(
+        "get",
+        "pods",
+        "-n",
+        "keepalived-operator",
+        "-l",
+        "keepalivedGroup=keepalivedgroup-workers",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ).split()
     assert len(pods) == 2
     addresses = kubectl("exec", "-n", "keepalived-operator", pods[0], "-c", "keepalived", "--", "ip", "addr")
     assert re.search(r"inet 192\.168\.7\.1[45]/24", addresses)

@@ -108,16 +108,29 @@ def test_rollout_status_of_the_keepalived_daemonset_and_the_operator(kubectl: Ru
     done = ok(kubectl("rollout", "status", f"ds/{GROUP}", "-n", NS, "--timeout=180s"))
     assert f'daemon set "{GROUP}" successfully rolled out' in done
     ds = json.loads(ok(kubectl("get", "ds", GROUP, "-n", NS, "-o", "json")))
-    assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate",
-                                            "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}  # fmt: skip
+    assert ds["spec"]["updateStrategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+    }
     status = ds["status"]
     assert status["observedGeneration"] == ds["metadata"]["generation"]
     assert status["desiredNumberScheduled"] == status["numberAvailable"] == status["updatedNumberScheduled"] == 2
 
 
 def test_debug_node_interactive_shows_the_nodes_addresses(kubectl: Run) -> None:
-    done = kubectl("debug", "node/master-1", "-it", f"--image={DEBUG_IMAGE}", "--", "chroot", "/host", "ip", "addr",
-                   stdin="", timeout=180)  # fmt: skip
+    done = kubectl(
+        "debug",
+        "node/master-1",
+        "-it",
+        f"--image={DEBUG_IMAGE}",
+        "--",
+        "chroot",
+        "/host",
+        "ip",
+        "addr",
+        stdin="",
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     assert re.search(
         r"Creating debugging pod node-debugger-master-1-\w+ with container debugger", done.stdout + done.stderr

@@ -336,8 +336,12 @@ def kill_supervised(lab: Seeded, suffix: str, with_children: bool = False) -> No
     new_host = entry.host_pid(new.pid) if new else None
     assert new_host is not None and procfs.starttime(new_host) is not None
     wait_for(lambda: not alive(offspring), 5, f"the children of the killed {old.name} to end")
-    wait_for(lambda: container_status(lab.cluster, namespace, pod, container) == (restarts + 1, True), 20,
-             f"the pod's status to count the restart of {old.name}", 0.2)  # fmt: skip
+    wait_for(
+        lambda: container_status(lab.cluster, namespace, pod, container) == (restarts + 1, True),
+        20,
+        f"the pod's status to count the restart of {old.name}",
+        0.2,
+    )
     assert procfs.starttime(info["pid"]) is not None  # the lab itself lives on
 
 

@@ -67,16 +67,27 @@ def create_any(api: client.ApiClient, obj: dict[str, Any]) -> None:
         core.create_namespaced_service(ns, obj)
     else:
         group, version = obj["apiVersion"].split("/")
-        plural = {"OperatorGroup": "operatorgroups", "Subscription": "subscriptions",
-                  "KeepalivedGroup": "keepalivedgroups"}[kind]  # fmt: skip
+        plural = {
+            "OperatorGroup": "operatorgroups",
+            "Subscription": "subscriptions",
+            "KeepalivedGroup": "keepalivedgroups",
+        }[kind]
         custom(api).create_namespaced_custom_object(group, version, ns, plural, obj)
 
 
 def exec_out(api: client.ApiClient, ns: str, pod: str, container: str, command: list[str]) -> str:
     resp = stream(
-        client.CoreV1Api(api).connect_get_namespaced_pod_exec, pod, ns, container=container, command=command,
-        stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False,
-    )  # fmt: skip
+        client.CoreV1Api(api).connect_get_namespaced_pod_exec,
+        pod,
+        ns,
+        container=container,
+        command=command,
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
     resp.run_forever(timeout=30)
     out = resp.read_stdout()
     assert resp.returncode == 0, resp.read_stderr()
@@ -86,8 +97,10 @@ def exec_out(api: client.ApiClient, ns: str, pod: str, container: str, command: 
 def curl_vip(lab: control.LabInfo, vip: str) -> str:
     done = subprocess.run(
         lab.entry().command(BASTION, ["curl", "-s", "--max-time", "2", f"http://{vip}/"]),
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return done.stdout if done.returncode == 0 else ""
 
 
@@ -118,9 +131,10 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
     # 3. The KeepalivedGroup's DaemonSet cannot create pods before the SCC grant ...
     create_any(api, manifests.keepalived_group(interface=lab_interface()))
     events = lambda: [  # noqa: E731
-        e for e in core.list_namespaced_event("keepalived-operator").items
+        e
+        for e in core.list_namespaced_event("keepalived-operator").items
         if e.reason == "FailedCreate" and "unable to validate against any security context constraint" in e.message
-    ]  # fmt: skip
+    ]
     until("FailedCreate events", events)
     assert keepalived_pods(api) == []
 

@@ -144,12 +144,22 @@ def test_label_values_and_help_are_escaped_like_go() -> None:
 @pytest.mark.parametrize(
     ("value", "printed"),
     [
-        (0.0, "0"), (2.0, "2"), (-3.5, "-3.5"), (100000.0, "100000"), (1e6, "1e+06"),
-        (1234567.0, "1.234567e+06"), (0.0001, "0.0001"), (1e-05, "1e-05"), (0.1, "0.1"),
-        (1795725723.418638, "1.795725723418638e+09"), (1.5e300, "1.5e+300"),
-        (float("nan"), "NaN"), (float("inf"), "+Inf"), (float("-inf"), "-Inf"),
+        (0.0, "0"),
+        (2.0, "2"),
+        (-3.5, "-3.5"),
+        (100000.0, "100000"),
+        (1e6, "1e+06"),
+        (1234567.0, "1.234567e+06"),
+        (0.0001, "0.0001"),
+        (1e-05, "1e-05"),
+        (0.1, "0.1"),
+        (1795725723.418638, "1.795725723418638e+09"),
+        (1.5e300, "1.5e+300"),
+        (float("nan"), "NaN"),
+        (float("inf"), "+Inf"),
+        (float("-inf"), "-Inf"),
     ],
-)  # fmt: skip
+)
 def test_values_are_formatted_like_gos_client(value: float, printed: str) -> None:
     assert format_go_float(value) == printed
 

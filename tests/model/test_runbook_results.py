@@ -21,18 +21,35 @@ def test_a_services_verbatim_lines_win_over_the_groups_defaults() -> None:
 
 
 def scrape(t: float, node: str, state: str, sent: float, metric: str = "advert_sent") -> dict[str, object]:
-    return {"metric": f"keepalived_vrrp_{metric}", "name": "demo/demo", "node": node, "state": state,
-            "value": sent, "scraped_at": pd.Timestamp(t, unit="s", tz="UTC")}  # fmt: skip
+    return {
+        "metric": f"keepalived_vrrp_{metric}",
+        "name": "demo/demo",
+        "node": node,
+        "state": state,
+        "value": sent,
+        "scraped_at": pd.Timestamp(t, unit="s", tz="UTC"),
+    }
 
 
 def test_advert_rate_is_the_counters_slope_per_node() -> None:
     frame = pd.DataFrame(
-        [scrape(0, "master-1", "MASTER", 10), scrape(0, "master-2", "BACKUP", 0),
-         scrape(2, "master-1", "MASTER", 30), scrape(2, "master-2", "BACKUP", 0),
-         scrape(0, "master-2", "BACKUP", 100, "advert_rcvd"), scrape(2, "master-2", "BACKUP", 119, "advert_rcvd"),
-         {"metric": "keepalived_up", "name": None, "node": "master-1", "state": None, "value": 1.0,
-          "scraped_at": pd.Timestamp(2, unit="s", tz="UTC")}]
-    )  # fmt: skip
+        [
+            scrape(0, "master-1", "MASTER", 10),
+            scrape(0, "master-2", "BACKUP", 0),
+            scrape(2, "master-1", "MASTER", 30),
+            scrape(2, "master-2", "BACKUP", 0),
+            scrape(0, "master-2", "BACKUP", 100, "advert_rcvd"),
+            scrape(2, "master-2", "BACKUP", 119, "advert_rcvd"),
+            {
+                "metric": "keepalived_up",
+                "name": None,
+                "node": "master-1",
+                "state": None,
+                "value": 1.0,
+                "scraped_at": pd.Timestamp(2, unit="s", tz="UTC"),
+            },
+        ]
+    )
     rates = advert_rates(frame, "demo/demo").set_index("node")
     assert rates.loc["master-1", "adverts_per_s"] == pytest.approx(10.0)
     assert rates.loc["master-2", "adverts_per_s"] == 0.0 and rates.loc["master-2", "state"] == "BACKUP"
@@ -47,16 +64,28 @@ def test_advert_rate_is_the_counters_slope_per_node() -> None:
 def trial(kind: str, takeover: float | None, advert_int: float = 1.0) -> dict[str, object]:
     latest = 609.4 if kind == "graceful" else 3609.4 * advert_int
     earliest = 609.4 if kind == "graceful" else 2609.4 * advert_int
-    return {"kind": kind, "advert_int": advert_int, "vrrp_version": 2 if advert_int >= 1 else 3,
-            "takeover_ms": takeover, "expected_takeover_ms": latest, "expected_min_takeover_ms": earliest,
-            "outage_ms": 0.0, "expected_ms": 0.0}  # fmt: skip
+    return {
+        "kind": kind,
+        "advert_int": advert_int,
+        "vrrp_version": 2 if advert_int >= 1 else 3,
+        "takeover_ms": takeover,
+        "expected_takeover_ms": latest,
+        "expected_min_takeover_ms": earliest,
+        "outage_ms": 0.0,
+        "expected_ms": 0.0,
+    }
 
 
 def test_takeovers_are_judged_against_the_formulas_window() -> None:
     frame = pd.DataFrame(
-        [trial("graceful", 615.0), trial("graceful", 640.0), trial("link-down", 3368.0),
-         trial("link-down", 265.0, 0.1), trial("crash", 1200.0)]
-    )  # fmt: skip
+        [
+            trial("graceful", 615.0),
+            trial("graceful", 640.0),
+            trial("link-down", 3368.0),
+            trial("link-down", 265.0, 0.1),
+            trial("crash", 1200.0),
+        ]
+    )
     table = compare_with_formula(frame).set_index(["kind", "advert_int"])
     assert table.loc[("graceful", 1.0), "trials"] == 2
     assert table.loc[("graceful", 1.0), "takeover_ms"] == pytest.approx(627.5)  # the median

@@ -90,8 +90,10 @@ def test_notebooks_run_in_order_and_a_second_run_changes_nothing(lab: control.La
     assert "has host bits set" in cidr
     assert "spec.externalIP is not set" in cidr
     assert "✅ dry run: 2 change(s) validated, nothing applied" in cidr
-    assert "✅ network config holds the CIDRs: autoAssignCIDRs 172.21.6.33/27, allowedCIDRs 172.21.6.33/27; " \
-        "2 field(s) changed now" in cidr  # fmt: skip
+    assert (
+        "✅ network config holds the CIDRs: autoAssignCIDRs 172.21.6.33/27, allowedCIDRs 172.21.6.33/27; "
+        "2 field(s) changed now" in cidr
+    )
     assert "Plan the externalIP CIDRs" in (tmp_path / "first" / "02-externalip-cidr.html").read_text()
     journal = lab.state_dir / "externalip-undo.json"
     assert json.loads(journal.read_text())["externalIP"] is None  # the lab started without externalIP

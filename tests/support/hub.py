@@ -71,8 +71,14 @@ class Kernel:
             "version": "5.3",
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        content = {"code": code, "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False,
-                   "stop_on_error": True}  # fmt: skip
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
         message = {"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell"}
         self.ws.send(json.dumps(message))
         deadline = time.monotonic() + timeout

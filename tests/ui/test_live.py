@@ -36,8 +36,14 @@ def test_live_chart_refreshes_every_interval_and_stops_at_the_deadline() -> None
         return small_figure()
 
     shown: list[bytes] = []
-    chart = LiveChart(draw, every_s=2.0, duration_s=7.0, sleep=fake.sleep, clock=fake.clock,
-                      show=lambda image: shown.append(image.data))  # fmt: skip
+    chart = LiveChart(
+        draw,
+        every_s=2.0,
+        duration_s=7.0,
+        sleep=fake.sleep,
+        clock=fake.clock,
+        show=lambda image: shown.append(image.data),
+    )
     assert chart.run() is None  # nothing for the cell to display a second time
     assert drawn == [0.0, 2.0, 4.0, 6.0]
     assert chart.frames == 4 and isinstance(chart.last, Figure)

@@ -21,8 +21,11 @@ def test_record_makes_values_json_safe_and_displays_them(monkeypatch: pytest.Mon
     frame = pd.DataFrame({"pod": ["test-0", "test-1"], "share": [0.5, np.float64(0.5)]})
     assert record("traffic", requests=np.int64(200), lost=math.nan, pods=frame) is None  # shown once, not twice
     plain = json_safe(requests=np.int64(200), lost=math.nan, pods=frame)
-    assert plain == {"requests": 200, "lost": None, "pods": [{"pod": "test-0", "share": 0.5},
-                                                             {"pod": "test-1", "share": 0.5}]}  # fmt: skip
+    assert plain == {
+        "requests": 200,
+        "lost": None,
+        "pods": [{"pod": "test-0", "share": 0.5}, {"pod": "test-1", "share": 0.5}],
+    }
     assert type(plain["requests"]) is int
     (bundle,) = shown
     assert bundle[SUMMARY_MIME] == {"traffic": plain}

@@ -97,8 +97,10 @@ def impersonated(user: UserInfo, headers: Headers) -> UserInfo:
             raise bad_request("requested impersonation of groups, uid or extra without impersonating a user")
         return user
     if MASTERS not in user.groups:
-        raise forbidden(f'users "{name}" is forbidden: User "{user.username}" cannot impersonate resource "users" '
-                        'in API group "" at the cluster scope')  # fmt: skip
+        raise forbidden(
+            f'users "{name}" is forbidden: User "{user.username}" cannot impersonate resource "users" '
+            'in API group "" at the cluster scope'
+        )
     extra: dict[str, tuple[str, ...]] = {}
     for header in extra_headers:
         extra[header[len("impersonate-extra-") :].lower()] = tuple(headers.get_all(header) or [])
@@ -282,11 +284,15 @@ def rules_for(store: Store, user: UserInfo, namespace: str) -> tuple[list[Obj], 
     non_resource: list[Obj] = []
     for rule in rules:
         if rule.get("nonResourceURLs"):
-            non_resource.append({"verbs": list(rule.get("verbs") or []),
-                                 "nonResourceURLs": list(rule["nonResourceURLs"])})  # fmt: skip
+            non_resource.append(
+                {"verbs": list(rule.get("verbs") or []), "nonResourceURLs": list(rule["nonResourceURLs"])}
+            )
             continue
-        entry: Obj = {"verbs": list(rule.get("verbs") or []), "apiGroups": list(rule.get("apiGroups") or []),
-                      "resources": list(rule.get("resources") or [])}  # fmt: skip
+        entry: Obj = {
+            "verbs": list(rule.get("verbs") or []),
+            "apiGroups": list(rule.get("apiGroups") or []),
+            "resources": list(rule.get("resources") or []),
+        }
         if rule.get("resourceNames"):
             entry["resourceNames"] = list(rule["resourceNames"])
         resource_rules.append(entry)
@@ -318,9 +324,11 @@ def _attributes(spec: Mapping[str, Any], kind: str, default_namespace: str = "")
     resource, non_resource = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
     if bool(resource) == bool(non_resource):
         raise invalid(
-            kind, "", "spec.resourceAttributes: Invalid value: exactly one of nonResourceAttributes or "
-            "resourceAttributes must be specified"
-        )  # fmt: skip
+            kind,
+            "",
+            "spec.resourceAttributes: Invalid value: exactly one of nonResourceAttributes or "
+            "resourceAttributes must be specified",
+        )
     if non_resource:
         return Attributes(verb=str(non_resource.get("verb") or ""), path=str(non_resource.get("path") or ""))
     assert isinstance(resource, Mapping)
@@ -353,8 +361,9 @@ def _access_status(answer: Answer) -> Obj:
 def _spec_user(spec: Mapping[str, Any]) -> UserInfo:
     user, groups = str(spec.get("user") or ""), [str(g) for g in spec.get("groups") or []]
     if not user and not groups:
-        raise invalid("SubjectAccessReview", "", "spec.user: Invalid value: \"\": at least one of user or group "
-                      "must be specified")  # fmt: skip
+        raise invalid(
+            "SubjectAccessReview", "", 'spec.user: Invalid value: "": at least one of user or group must be specified'
+        )
     extra = {str(k): tuple(str(v) for v in vs or []) for k, vs in (spec.get("extra") or {}).items()}
     return UserInfo(user, tuple(groups), str(spec.get("uid") or ""), extra)
 
@@ -369,8 +378,9 @@ def review(store: Store, rt: ResourceType, body: Obj, namespace: str | None, use
     if rt.kind == "SelfSubjectRulesReview":
         ns = str(spec.get("namespace") or "")
         resource_rules, non_resource = rules_for(store, user, ns)
-        return _answered(body, rt, {"resourceRules": resource_rules, "nonResourceRules": non_resource,
-                                    "incomplete": False})  # fmt: skip
+        return _answered(
+            body, rt, {"resourceRules": resource_rules, "nonResourceRules": non_resource, "incomplete": False}
+        )
     if rt.kind == "SelfSubjectAccessReview":
         return _answered(body, rt, _access_status(authorize(store, user, _attributes(spec, rt.kind))))
     _require(user, store, rt)
@@ -380,8 +390,11 @@ def review(store: Store, rt: ResourceType, body: Obj, namespace: str | None, use
         if not attrs.is_resource:
             raise invalid(rt.kind, "", "spec.nonResourceAttributes: Invalid value: disallowed on this kind of request")
         if attrs.namespace != namespace:
-            raise invalid(rt.kind, "", f'spec.resourceAttributes.namespace: Invalid value: "{attrs.namespace}": '
-                          "must match metadata.namespace")  # fmt: skip
+            raise invalid(
+                rt.kind,
+                "",
+                f'spec.resourceAttributes.namespace: Invalid value: "{attrs.namespace}": must match metadata.namespace',
+            )
         body.setdefault("metadata", {})["namespace"] = namespace
     else:
         attrs = _attributes(spec, rt.kind)
@@ -392,8 +405,10 @@ def _require(user: UserInfo, store: Store, rt: ResourceType) -> None:
     """Asking about others needs `create` on the review itself (cluster admins have it)."""
     attrs = Attributes("create", rt.group, rt.plural)
     if not authorize(store, user, attrs).allowed:
-        raise forbidden(f'{rt.plural}.{rt.group} is forbidden: User "{user.username}" cannot create resource '
-                        f'"{rt.plural}" in API group "{rt.group}" at the cluster scope')  # fmt: skip
+        raise forbidden(
+            f'{rt.plural}.{rt.group} is forbidden: User "{user.username}" cannot create resource '
+            f'"{rt.plural}" in API group "{rt.group}" at the cluster scope'
+        )
 
 
 # -- requests as attributes -----------------------------------------------------------------------------------------

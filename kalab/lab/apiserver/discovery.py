@@ -125,4 +125,3 @@ def resource_list(registry: Registry, group: str, version: str) -> Doc | None:
         "groupVersion": f"{group}/{version}" if group else version,
         "resources": resources,
     }
-

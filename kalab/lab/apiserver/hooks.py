@@ -64,9 +64,15 @@ class PodHooks(Protocol):
     def exec(self, request: ExecRequest) -> ExecSession: ...
 
     def proxy(
-        self, namespace: str, pod: str, port: int, path: str, method: str, headers: Sequence[tuple[str, str]],
+        self,
+        namespace: str,
+        pod: str,
+        port: int,
+        path: str,
+        method: str,
+        headers: Sequence[tuple[str, str]],
         body: bytes,
-    ) -> ProxyResponse:  # fmt: skip
+    ) -> ProxyResponse:
         """An HTTP request to the pod's IP:port, made from inside the lab (the pod's node namespace)."""
         ...
 

@@ -29,13 +29,28 @@ def _condition(type_: str, status: str, reason: str, message: str, now: str) -> 
 def conditions(remaining: dict[str, int], finalizers: dict[str, int], now: str) -> list[Obj]:
     """The five conditions the namespace controller writes while it deletes a namespace's content."""
     out = [
-        _condition("NamespaceDeletionDiscoveryFailure", "False", "ResourcesDiscovered",
-                   "All resources successfully discovered", now),
-        _condition("NamespaceDeletionGroupVersionParsingFailure", "False", "ParsedGroupVersions",
-                   "All legacy kube types successfully parsed", now),
-        _condition("NamespaceDeletionContentFailure", "False", "ContentDeleted",
-                   "All content successfully deleted, may be waiting on finalization", now),
-    ]  # fmt: skip
+        _condition(
+            "NamespaceDeletionDiscoveryFailure",
+            "False",
+            "ResourcesDiscovered",
+            "All resources successfully discovered",
+            now,
+        ),
+        _condition(
+            "NamespaceDeletionGroupVersionParsingFailure",
+            "False",
+            "ParsedGroupVersions",
+            "All legacy kube types successfully parsed",
+            now,
+        ),
+        _condition(
+            "NamespaceDeletionContentFailure",
+            "False",
+            "ContentDeleted",
+            "All content successfully deleted, may be waiting on finalization",
+            now,
+        ),
+    ]
     if remaining:
         listed = ", ".join(
             f"{resource} has {count} resource instances" for resource, count in sorted(remaining.items())

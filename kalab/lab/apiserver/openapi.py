@@ -92,17 +92,21 @@ def _list_schema(item_definition: str, kind: str) -> Doc:
         "type": "object",
         "required": ["items"],
         "properties": {
-            "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this "
-                           "representation of an object."},
+            "apiVersion": {
+                "type": "string",
+                "description": "APIVersion defines the versioned schema of this representation of an object.",
+            },
             "items": {
                 "type": "array",
                 "description": f"List of {kind.lower()}s.",
                 "items": {"$ref": f"#/definitions/{item_definition}"},
             },
-            "kind": {"type": "string", "description": "Kind is a string value representing the REST resource this "
-                     "object represents."},
+            "kind": {
+                "type": "string",
+                "description": "Kind is a string value representing the REST resource this object represents.",
+            },
         },
-    }  # fmt: skip
+    }
 
 
 def _refs(schema: Any) -> set[str]:
@@ -405,8 +409,12 @@ def respond(store: Store, segments: list[str], query: str, accept: str, if_none_
         if if_none_match and if_none_match == docs.v2_etag:
             return Answer(304, [("ETag", docs.v2_etag)], b"")
         body, content_type = (docs.v2_protobuf(), PROTOBUF_V2) if proto else (docs.v2_json, "application/json")
-        headers = [("Content-Type", content_type), ("ETag", docs.v2_etag), ("Vary", "Accept"),
-                   ("Cache-Control", "no-cache, private")]  # fmt: skip
+        headers = [
+            ("Content-Type", content_type),
+            ("ETag", docs.v2_etag),
+            ("Vary", "Accept"),
+            ("Cache-Control", "no-cache, private"),
+        ]
         return Answer(200, headers, body)
     if segments == ["openapi", "v3"]:
         body = json.dumps(docs.v3_root(), separators=(",", ":")).encode()

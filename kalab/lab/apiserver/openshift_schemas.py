@@ -46,13 +46,19 @@ def _d(schema: Schema, description: str) -> Schema:
 
 def _kind(description: str, spec: Schema | None, status: Schema | None, **top: Schema) -> Schema:
     properties: dict[str, Schema] = {
-        "apiVersion": _d(_STRING, "APIVersion defines the versioned schema of this representation of an object. "
-                         "Servers should convert recognized schemas to the latest internal value, and may reject "
-                         "unrecognized values."),
-        "kind": _d(_STRING, "Kind is a string value representing the REST resource this object represents. Servers "
-                   "may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase."),
+        "apiVersion": _d(
+            _STRING,
+            "APIVersion defines the versioned schema of this representation of an object. "
+            "Servers should convert recognized schemas to the latest internal value, and may reject "
+            "unrecognized values.",
+        ),
+        "kind": _d(
+            _STRING,
+            "Kind is a string value representing the REST resource this object represents. Servers "
+            "may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase.",
+        ),
         "metadata": {"type": "object"},
-    }  # fmt: skip
+    }
     if spec is not None:
         properties["spec"] = spec
     if status is not None:
@@ -122,72 +128,143 @@ def _scc() -> Schema:
         "security.openshift.io group to manage SecurityContextConstraints.",
         None,
         None,
-        allowHostDirVolumePlugin=_d(_BOOL, "allowHostDirVolumePlugin determines if the policy allow containers to "
-                                    "use the HostDir volume plugin"),
+        allowHostDirVolumePlugin=_d(
+            _BOOL, "allowHostDirVolumePlugin determines if the policy allow containers to use the HostDir volume plugin"
+        ),
         allowHostIPC=_d(_BOOL, "allowHostIPC determines if the policy allows host ipc in the containers."),
-        allowHostNetwork=_d(_BOOL, "allowHostNetwork determines if the policy allows the use of HostNetwork in the "
-                            "pod spec."),
+        allowHostNetwork=_d(
+            _BOOL, "allowHostNetwork determines if the policy allows the use of HostNetwork in the pod spec."
+        ),
         allowHostPID=_d(_BOOL, "allowHostPID determines if the policy allows host pid in the containers."),
         allowHostPorts=_d(_BOOL, "allowHostPorts determines if the policy allows host ports in the containers."),
-        allowPrivilegeEscalation={**_d(_BOOL, "allowPrivilegeEscalation determines if a pod can request to allow "
-                                  "privilege escalation. If unspecified, defaults to true."), "nullable": True},
-        allowPrivilegedContainer=_d(_BOOL, "allowPrivilegedContainer determines if a container can request to be "
-                                    "run as privileged."),
-        allowedCapabilities=_d(nullable_strings, "allowedCapabilities is a list of capabilities that can be "
-                               "requested to add to the container."),
-        allowedFlexVolumes={"type": "array", "nullable": True,
-                            "items": _obj("AllowedFlexVolume represents a single Flexvolume that is allowed to be "
-                                          "used.", {"driver": _STRING}, ["driver"])},
-        allowedUnsafeSysctls=_d(nullable_strings, "allowedUnsafeSysctls is a list of explicitly allowed unsafe "
-                                "sysctls, defaults to none."),
-        defaultAddCapabilities=_d(nullable_strings, "defaultAddCapabilities is the default set of capabilities that "
-                                  "will be added to the container unless the pod spec specifically drops the "
-                                  "capability."),
-        defaultAllowPrivilegeEscalation={**_d(_BOOL, "defaultAllowPrivilegeEscalation controls the default setting "
-                                         "for whether a process can gain more privileges than its parent process."),
-                                         "nullable": True},
-        forbiddenSysctls=_d(nullable_strings, "forbiddenSysctls is a list of explicitly forbidden sysctls, defaults "
-                            "to none."),
-        fsGroup={**_obj("fsGroup is the strategy that will dictate what fs group is used by the SecurityContext.",
-                        {"ranges": _RANGES, "type": _d(_STRING, _STRATEGY_TYPE)}), "nullable": True},
+        allowPrivilegeEscalation={
+            **_d(
+                _BOOL,
+                "allowPrivilegeEscalation determines if a pod can request to allow "
+                "privilege escalation. If unspecified, defaults to true.",
+            ),
+            "nullable": True,
+        },
+        allowPrivilegedContainer=_d(
+            _BOOL, "allowPrivilegedContainer determines if a container can request to be run as privileged."
+        ),
+        allowedCapabilities=_d(
+            nullable_strings,
+            "allowedCapabilities is a list of capabilities that can be requested to add to the container.",
+        ),
+        allowedFlexVolumes={
+            "type": "array",
+            "nullable": True,
+            "items": _obj(
+                "AllowedFlexVolume represents a single Flexvolume that is allowed to be used.",
+                {"driver": _STRING},
+                ["driver"],
+            ),
+        },
+        allowedUnsafeSysctls=_d(
+            nullable_strings, "allowedUnsafeSysctls is a list of explicitly allowed unsafe sysctls, defaults to none."
+        ),
+        defaultAddCapabilities=_d(
+            nullable_strings,
+            "defaultAddCapabilities is the default set of capabilities that "
+            "will be added to the container unless the pod spec specifically drops the "
+            "capability.",
+        ),
+        defaultAllowPrivilegeEscalation={
+            **_d(
+                _BOOL,
+                "defaultAllowPrivilegeEscalation controls the default setting "
+                "for whether a process can gain more privileges than its parent process.",
+            ),
+            "nullable": True,
+        },
+        forbiddenSysctls=_d(
+            nullable_strings, "forbiddenSysctls is a list of explicitly forbidden sysctls, defaults to none."
+        ),
+        fsGroup={
+            **_obj(
+                "fsGroup is the strategy that will dictate what fs group is used by the SecurityContext.",
+                {"ranges": _RANGES, "type": _d(_STRING, _STRATEGY_TYPE)},
+            ),
+            "nullable": True,
+        },
         groups=_d(nullable_strings, "The groups that have permission to use this security context constraints"),
-        priority={**_d(_INT, "priority influences the sort order of SCCs when evaluating which SCCs to try first "
-                       "for a given pod request based on access in the Users and Groups fields."), "nullable": True},
-        readOnlyRootFilesystem=_d(_BOOL, "readOnlyRootFilesystem when set to true will force containers to run "
-                                  "with a read only root file system."),
-        requiredDropCapabilities=_d(nullable_strings, "requiredDropCapabilities are the capabilities that will be "
-                                    "dropped from the container."),
-        runAsUser={**_obj("runAsUser is the strategy that will dictate what RunAsUser is used in the "
-                          "SecurityContext.",
-                          {"type": _d(_STRING, _STRATEGY_TYPE), "uid": _INT64, "uidRangeMax": _INT64,
-                           "uidRangeMin": _INT64}), "nullable": True},
-        seLinuxContext={**_obj("seLinuxContext is the strategy that will dictate what labels will be set in the "
-                               "SecurityContext.",
-                               {"seLinuxOptions": _obj("seLinuxOptions required to run as; required for "
-                                                       "MustRunAs", {"level": _STRING, "role": _STRING,
-                                                                     "type": _STRING, "user": _STRING}),
-                                "type": _d(_STRING, _STRATEGY_TYPE)}), "nullable": True},
-        seccompProfiles=_d(nullable_strings, "SeccompProfiles lists the allowed profiles that may be set for the pod "
-                           "or container's seccomp annotations."),
-        supplementalGroups={**_obj("supplementalGroups is the strategy that will dictate what supplemental groups "
-                                   "are used by the SecurityContext.",
-                                   {"ranges": _RANGES, "type": _d(_STRING, _STRATEGY_TYPE)}), "nullable": True},
-        userNamespaceLevel={"description": "userNamespaceLevel determines if the policy allows host users in "
-                            "containers. Valid values are \"AllowHostLevel\", \"RequirePodLevel\", and omitted. "
-                            "When \"AllowHostLevel\" is set, a pod author may set `hostUsers` to either `true` or "
-                            "`false`. When \"RequirePodLevel\" is set, a pod author must set `hostUsers` to "
-                            "`false`. When omitted, the default value is \"AllowHostLevel\".",
-                            "type": "string", "default": "AllowHostLevel",
-                            "enum": ["AllowHostLevel", "RequirePodLevel"]},
+        priority={
+            **_d(
+                _INT,
+                "priority influences the sort order of SCCs when evaluating which SCCs to try first "
+                "for a given pod request based on access in the Users and Groups fields.",
+            ),
+            "nullable": True,
+        },
+        readOnlyRootFilesystem=_d(
+            _BOOL,
+            "readOnlyRootFilesystem when set to true will force containers to run with a read only root file system.",
+        ),
+        requiredDropCapabilities=_d(
+            nullable_strings, "requiredDropCapabilities are the capabilities that will be dropped from the container."
+        ),
+        runAsUser={
+            **_obj(
+                "runAsUser is the strategy that will dictate what RunAsUser is used in the SecurityContext.",
+                {"type": _d(_STRING, _STRATEGY_TYPE), "uid": _INT64, "uidRangeMax": _INT64, "uidRangeMin": _INT64},
+            ),
+            "nullable": True,
+        },
+        seLinuxContext={
+            **_obj(
+                "seLinuxContext is the strategy that will dictate what labels will be set in the SecurityContext.",
+                {
+                    "seLinuxOptions": _obj(
+                        "seLinuxOptions required to run as; required for MustRunAs",
+                        {"level": _STRING, "role": _STRING, "type": _STRING, "user": _STRING},
+                    ),
+                    "type": _d(_STRING, _STRATEGY_TYPE),
+                },
+            ),
+            "nullable": True,
+        },
+        seccompProfiles=_d(
+            nullable_strings,
+            "SeccompProfiles lists the allowed profiles that may be set for the pod "
+            "or container's seccomp annotations.",
+        ),
+        supplementalGroups={
+            **_obj(
+                "supplementalGroups is the strategy that will dictate what supplemental groups "
+                "are used by the SecurityContext.",
+                {"ranges": _RANGES, "type": _d(_STRING, _STRATEGY_TYPE)},
+            ),
+            "nullable": True,
+        },
+        userNamespaceLevel={
+            "description": "userNamespaceLevel determines if the policy allows host users in "
+            'containers. Valid values are "AllowHostLevel", "RequirePodLevel", and omitted. '
+            'When "AllowHostLevel" is set, a pod author may set `hostUsers` to either `true` or '
+            '`false`. When "RequirePodLevel" is set, a pod author must set `hostUsers` to '
+            '`false`. When omitted, the default value is "AllowHostLevel".',
+            "type": "string",
+            "default": "AllowHostLevel",
+            "enum": ["AllowHostLevel", "RequirePodLevel"],
+        },
         users=_d(nullable_strings, "The users who have permissions to use this security context constraints"),
         volumes=_d(nullable_strings, "volumes is a white list of allowed volume plugins."),
     ) | {
         "required": [
-            "allowHostDirVolumePlugin", "allowHostIPC", "allowHostNetwork", "allowHostPID", "allowHostPorts",
-            "allowPrivilegedContainer", "allowedCapabilities", "defaultAddCapabilities", "priority",
-            "readOnlyRootFilesystem", "requiredDropCapabilities", "volumes",
+            "allowHostDirVolumePlugin",
+            "allowHostIPC",
+            "allowHostNetwork",
+            "allowHostPID",
+            "allowHostPorts",
+            "allowPrivilegedContainer",
+            "allowedCapabilities",
+            "defaultAddCapabilities",
+            "priority",
+            "readOnlyRootFilesystem",
+            "requiredDropCapabilities",
+            "volumes",
         ]
-    }  # fmt: skip
+    }
 
 
 def _network() -> Schema:
@@ -214,8 +291,10 @@ def _network() -> Schema:
             "externalIP": _obj(
                 "externalIP defines configuration for controllers that affect Service.ExternalIP.",
                 {
-                    "autoAssignCIDRs": _d(_STRINGS, "autoAssignCIDRs is a list of CIDRs from which to automatically "
-                                          "assign Service.ExternalIP."),
+                    "autoAssignCIDRs": _d(
+                        _STRINGS,
+                        "autoAssignCIDRs is a list of CIDRs from which to automatically assign Service.ExternalIP.",
+                    ),
                     "policy": _obj(
                         "policy is a set of restrictions applied to the ExternalIP field.",
                         {"allowedCIDRs": _STRINGS, "rejectedCIDRs": _STRINGS},
@@ -227,7 +306,7 @@ def _network() -> Schema:
             "serviceNetwork": _d(_STRINGS, "IP address pool for services."),
             "serviceNodePortRange": _d(_STRING, "The port range allowed for Services of type NodePort."),
         },
-    )  # fmt: skip
+    )
     status = _obj(
         "status holds observed values from the cluster. They may not be overridden.",
         {
@@ -266,28 +345,39 @@ def _operator_group() -> Schema:
         "OperatorGroupSpec is the spec for an OperatorGroup resource.",
         {
             "selector": _d(_LABEL_SELECTOR, "Selector selects the OperatorGroup's target namespaces."),
-            "serviceAccountName": _d(_STRING, "ServiceAccountName is the admin specified service account which will "
-                                     "be used to deploy operator(s) in this operator group."),
-            "staticProvidedAPIs": _d(_BOOL, "Static tells OLM not to update the OperatorGroup's providedAPIs "
-                                     "annotation"),
-            "targetNamespaces": {**_d(_STRINGS, "TargetNamespaces is an explicit set of namespaces to target. If it "
-                                      "is set, Selector is ignored."), "x-kubernetes-list-type": "set"},
+            "serviceAccountName": _d(
+                _STRING,
+                "ServiceAccountName is the admin specified service account which will "
+                "be used to deploy operator(s) in this operator group.",
+            ),
+            "staticProvidedAPIs": _d(
+                _BOOL, "Static tells OLM not to update the OperatorGroup's providedAPIs annotation"
+            ),
+            "targetNamespaces": {
+                **_d(
+                    _STRINGS,
+                    "TargetNamespaces is an explicit set of namespaces to target. If it is set, Selector is ignored.",
+                ),
+                "x-kubernetes-list-type": "set",
+            },
             "upgradeStrategy": upgrade_strategy,
         },
         default={"upgradeStrategy": {"name": "Default"}},
-    )  # fmt: skip
+    )
     status = _obj(
         "OperatorGroupStatus is the status for an OperatorGroupResource.",
         {
             "conditions": _CONDITIONS,
-            "lastUpdated": _d(_TIME, "LastUpdated is a timestamp of the last time the OperatorGroup's status was "
-                              "Updated."),
+            "lastUpdated": _d(
+                _TIME, "LastUpdated is a timestamp of the last time the OperatorGroup's status was Updated."
+            ),
             "namespaces": _d(_STRINGS, "Namespaces is the set of target namespaces for the OperatorGroup."),
-            "serviceAccountRef": _d(_OBJECT_REFERENCE, "ServiceAccountRef references the service account object "
-                                    "specified."),
+            "serviceAccountRef": _d(
+                _OBJECT_REFERENCE, "ServiceAccountRef references the service account object specified."
+            ),
         },
         ["lastUpdated"],
-    )  # fmt: skip
+    )
     return _kind(
         "OperatorGroup is the unit of multitenancy for OLM managed operators. It constrains the installation of "
         "operators in its namespace to a specified set of target namespaces.",
@@ -301,18 +391,23 @@ def _subscription() -> Schema:
         "SubscriptionSpec defines an Application that can be installed",
         {
             "channel": _STRING,
-            "config": {**_ANY_OBJECT, "description": "SubscriptionConfig contains configuration specified for a "
-                       "subscription."},
-            "installPlanApproval": {"description": "Approval is the user approval policy for an InstallPlan. It "
-                                    "must be one of \"Automatic\" or \"Manual\".", "type": "string",
-                                    "enum": ["Automatic", "Manual"]},
+            "config": {
+                **_ANY_OBJECT,
+                "description": "SubscriptionConfig contains configuration specified for a subscription.",
+            },
+            "installPlanApproval": {
+                "description": "Approval is the user approval policy for an InstallPlan. It "
+                'must be one of "Automatic" or "Manual".',
+                "type": "string",
+                "enum": ["Automatic", "Manual"],
+            },
             "name": _STRING,
             "source": _STRING,
             "sourceNamespace": _STRING,
             "startingCSV": _STRING,
         },
         ["name", "source", "sourceNamespace"],
-    )  # fmt: skip
+    )
     catalog_health = _obj(
         "SubscriptionCatalogHealth describes the health of a CatalogSource the Subscription knows about.",
         {
@@ -325,24 +420,30 @@ def _subscription() -> Schema:
     status = _obj(
         "SubscriptionStatus contains information about the Subscription and the InstallPlan it created.",
         {
-            "catalogHealth": {"description": "CatalogHealth contains the Subscription's view of its relevant "
-                              "CatalogSources' status.", "type": "array", "items": catalog_health},
+            "catalogHealth": {
+                "description": "CatalogHealth contains the Subscription's view of its relevant CatalogSources' status.",
+                "type": "array",
+                "items": catalog_health,
+            },
             "conditions": _CONDITIONS,
             "currentCSV": _d(_STRING, "CurrentCSV is the CSV the Subscription is progressing to."),
             "installPlanGeneration": _d(_INT, "InstallPlanGeneration is the current generation of the installplan"),
-            "installPlanRef": _d(_OBJECT_REFERENCE, "InstallPlanRef is a reference to the latest InstallPlan that "
-                                 "contains the Subscription's current CSV."),
+            "installPlanRef": _d(
+                _OBJECT_REFERENCE,
+                "InstallPlanRef is a reference to the latest InstallPlan that contains the Subscription's current CSV.",
+            ),
             "installedCSV": _d(_STRING, "InstalledCSV is the CSV currently installed by the Subscription."),
-            "installplan": _obj("Install is a reference to the latest InstallPlan generated for the Subscription.",
-                                {"apiVersion": _STRING, "kind": _STRING, "name": _STRING, "uuid": _STRING},
-                                ["apiVersion", "kind", "name", "uuid"]),
-            "lastUpdated": _d(_TIME, "LastUpdated represents the last time that the Subscription status was "
-                              "updated."),
+            "installplan": _obj(
+                "Install is a reference to the latest InstallPlan generated for the Subscription.",
+                {"apiVersion": _STRING, "kind": _STRING, "name": _STRING, "uuid": _STRING},
+                ["apiVersion", "kind", "name", "uuid"],
+            ),
+            "lastUpdated": _d(_TIME, "LastUpdated represents the last time that the Subscription status was updated."),
             "reason": _d(_STRING, "Reason is the reason the Subscription was transitioned to its current state."),
             "state": _d(_STRING, "State represents the current state of the Subscription"),
         },
         ["lastUpdated"],
-    )  # fmt: skip
+    )
     return _kind("Subscription keeps operators up to date by tracking changes to Catalogs.", spec, status) | {
         "required": ["metadata", "spec"]
     }
@@ -352,8 +453,12 @@ def _install_plan() -> Schema:
     spec = _obj(
         "InstallPlanSpec defines a set of Application resources to be installed",
         {
-            "approval": {"description": "Approval is the user approval policy for an InstallPlan. It must be one of "
-                         "\"Automatic\" or \"Manual\".", "type": "string", "enum": ["Automatic", "Manual"]},
+            "approval": {
+                "description": "Approval is the user approval policy for an InstallPlan. It must be one of "
+                '"Automatic" or "Manual".',
+                "type": "string",
+                "enum": ["Automatic", "Manual"],
+            },
             "approved": _BOOL,
             "clusterServiceVersionNames": _STRINGS,
             "generation": _INT,
@@ -361,9 +466,12 @@ def _install_plan() -> Schema:
             "sourceNamespace": _STRING,
         },
         ["approval", "approved", "clusterServiceVersionNames"],
-    )  # fmt: skip
-    status = {**_ANY_OBJECT, "description": "InstallPlanStatus represents the information about the status of "
-              "steps required to complete installation."}  # fmt: skip
+    )
+    status = {
+        **_ANY_OBJECT,
+        "description": "InstallPlanStatus represents the information about the status of "
+        "steps required to complete installation.",
+    }
     return _kind("InstallPlan defines the installation of a set of operators.", spec, status)
 
 
@@ -374,24 +482,35 @@ def _csv() -> Schema:
         "apps for a given version.",
         "properties": {
             "customresourcedefinitions": _ANY_OBJECT,
-            "description": _d(_STRING, "Description of the operator. Can include the features, limitations or "
-                              "use-cases of the operator."),
+            "description": _d(
+                _STRING,
+                "Description of the operator. Can include the features, limitations or use-cases of the operator.",
+            ),
             "displayName": _STRING,
             "install": _ANY_OBJECT,
-            "installModes": {"description": "InstallModes specify supported installation types", "type": "array",
-                             "items": _obj("InstallMode associates an InstallModeType with a flag representing if "
-                                           "the CSV supports it", {"supported": _BOOL, "type": _STRING},
-                                           ["supported", "type"])},
+            "installModes": {
+                "description": "InstallModes specify supported installation types",
+                "type": "array",
+                "items": _obj(
+                    "InstallMode associates an InstallModeType with a flag representing if the CSV supports it",
+                    {"supported": _BOOL, "type": _STRING},
+                    ["supported", "type"],
+                ),
+            },
             "maturity": _STRING,
             "provider": _ANY_OBJECT,
-            "replaces": _d(_STRING, "The name of a CSV this one replaces. Should match the `metadata.Name` field of "
-                           "the old CSV."),
+            "replaces": _d(
+                _STRING, "The name of a CSV this one replaces. Should match the `metadata.Name` field of the old CSV."
+            ),
             "version": _STRING,
         },
         "required": ["displayName", "install"],
-    }  # fmt: skip
-    status = {**_ANY_OBJECT, "description": "ClusterServiceVersionStatus represents information about the status of "
-              "a CSV. Status may trail the actual state of a system."}  # fmt: skip
+    }
+    status = {
+        **_ANY_OBJECT,
+        "description": "ClusterServiceVersionStatus represents information about the status of "
+        "a CSV. Status may trail the actual state of a system.",
+    }
     return _kind("ClusterServiceVersion is a Custom Resource of type `ClusterServiceVersionSpec`.", spec, status) | {
         "required": ["metadata", "spec"]
     }

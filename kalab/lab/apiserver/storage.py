@@ -292,5 +292,8 @@ class Storage:
                 except Exception:
                     _log.exception(
                         "a store subscriber failed on %s %s %s/%s",
-                        event.type, event.rt.kind, objects.namespace_of(event.object), objects.name_of(event.object),
-                    )  # fmt: skip
+                        event.type,
+                        event.rt.kind,
+                        objects.namespace_of(event.object),
+                        objects.name_of(event.object),
+                    )

@@ -97,6 +97,10 @@ class History:
                 return
             if next_bookmark is not None and now >= next_bookmark:
                 cursor = max(cursor, last)
-                yield Event("BOOKMARK", rt, {"kind": rt.kind, "apiVersion": rt.api_version,
-                                              "metadata": {"resourceVersion": str(cursor)}}, cursor)  # fmt: skip
+                yield Event(
+                    "BOOKMARK",
+                    rt,
+                    {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": str(cursor)}},
+                    cursor,
+                )
                 next_bookmark = now + (bookmark_every or 0)

@@ -166,8 +166,7 @@ class KeepalivedOperator(Controller):
         """A keepalived-operator CSV has Succeeded somewhere: the operator's Deployment is running."""
         csvs, _ = self.ctx.store.list(self.ctx.rt(CSVS))
         return any(
-            csv["metadata"]["name"].startswith(f"{OPERATOR_PACKAGE}.")
-            and objects.phase_of(csv) == "Succeeded"
+            csv["metadata"]["name"].startswith(f"{OPERATOR_PACKAGE}.") and objects.phase_of(csv) == "Succeeded"
             for csv in csvs
         )
 

@@ -42,9 +42,15 @@ class ExecProcess:
             master, slave = pty.openpty()
             try:
                 self._popen = subprocess.Popen(
-                    argv, stdin=slave, stdout=slave, stderr=slave, env=dict(env), cwd=cwd,
-                    start_new_session=True, preexec_fn=die_with_parent(os.getpid(), controlling_tty=True),
-                )  # fmt: skip
+                    argv,
+                    stdin=slave,
+                    stdout=slave,
+                    stderr=slave,
+                    env=dict(env),
+                    cwd=cwd,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent(os.getpid(), controlling_tty=True),
+                )
             except BaseException:
                 os.close(master)
                 raise
@@ -54,10 +60,15 @@ class ExecProcess:
             readers.append((1, master))
         else:
             self._popen = subprocess.Popen(
-                argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, env=dict(env), cwd=cwd, start_new_session=True,
+                argv,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
                 preexec_fn=die_with_parent(os.getpid()),
-            )  # fmt: skip
+            )
             assert self._popen.stdout is not None and self._popen.stderr is not None
             self._stdin = self._popen.stdin
             readers += [(1, self._popen.stdout.fileno()), (2, self._popen.stderr.fileno())]

@@ -161,10 +161,7 @@ def ip_json(ns: str, *args: str, entry: Entry = HERE) -> list[dict[str, Any]]:
 def ip_json_each(queries: Sequence[tuple[str, Sequence[str]]], entry: Entry = HERE) -> list[list[dict[str, Any]]]:
     """Several `ip_json` queries (namespace, args) run at once; results in the same order."""
     outputs = _run_all(
-        [
-            (f"ip {' '.join(args)} in {ns}", entry.ip(ns, "-j", "-d", *args), None)
-            for ns, args in queries
-        ]
+        [(f"ip {' '.join(args)} in {ns}", entry.ip(ns, "-j", "-d", *args), None) for ns, args in queries]
     )
     return [json.loads(text) if text.strip() else [] for text in outputs]
 

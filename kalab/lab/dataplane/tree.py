@@ -119,8 +119,16 @@ def _sysctl(path: Path) -> str | None:
 
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
     # No Python library wraps mount(2); the syscall is one line through libc.
-    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                   data.encode() if data else None) != 0:  # fmt: skip
+    if (
+        _libc.mount(
+            source.encode(),
+            target.encode(),
+            fstype.encode() if fstype else None,
+            flags,
+            data.encode() if data else None,
+        )
+        != 0
+    ):
         err = ctypes.get_errno()
         raise OSError(err, f"mount {target}: {os.strerror(err)}")
 

@@ -48,8 +48,14 @@ _KEEPALIVED_SWITCHES: Final = frozenset(
     {"--log-console", "-l", "--log-detail", "-D", "--dont-fork", "-n", "--no-syslog", "-S", "--vrrp", "-P",
      "--dump-conf", "-d", "--address-monitoring", "-a", "--release-vips", "-X", "--check", "-C"}
 )  # fmt: skip
-_KEEPALIVED_VALUES: Final = {"--config-id": "config_id", "-i": "config_id", "--use-file": "use_file", "-f": "use_file",
-                             "--pid": "pid", "-p": "pid"}  # fmt: skip
+_KEEPALIVED_VALUES: Final = {
+    "--config-id": "config_id",
+    "-i": "config_id",
+    "--use-file": "use_file",
+    "-f": "use_file",
+    "--pid": "pid",
+    "-p": "pid",
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -200,8 +206,12 @@ def _operator(
         for needed in ("file", "dst_file"):
             if not env.get(needed):
                 raise ContainerConfigError(f"notify.sh needs the env variable {needed} (the config's path)")
-        args = ["--src", str(_on_volume(volumes, container, env["file"], "file")),
-                "--dst", str(_on_volume(volumes, container, env["dst_file"], "dst_file"))]  # fmt: skip
+        args = [
+            "--src",
+            str(_on_volume(volumes, container, env["file"], "file")),
+            "--dst",
+            str(_on_volume(volumes, container, env["dst_file"], "dst_file")),
+        ]
         if env.get("reachip"):
             args += ["--reach-ip", env["reachip"]]
         if env.get("create_config_only", "").lower() == "true":

@@ -29,8 +29,11 @@ def _volume_kind(volume: Mapping[str, Any]) -> str:
 
 
 # Directory names as the real kubelet lays them out (/var/lib/kubelet/pods/<uid>/volumes/kubernetes.io~empty-dir/…).
-_PLUGIN_DIRS: Final = {"emptyDir": "kubernetes.io~empty-dir", "configMap": "kubernetes.io~configmap",
-                       "secret": "kubernetes.io~secret"}  # fmt: skip
+_PLUGIN_DIRS: Final = {
+    "emptyDir": "kubernetes.io~empty-dir",
+    "configMap": "kubernetes.io~configmap",
+    "secret": "kubernetes.io~secret",
+}
 
 
 @dataclass

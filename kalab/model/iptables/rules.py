@@ -18,8 +18,13 @@ BUILTIN_CHAINS: Final[Mapping[str, tuple[str, ...]]] = {
 }
 # `iptables -L` of 1.8.9 prints protocol numbers; listings are compared by name.
 PROTOCOL_NAMES: Final[Mapping[str, str]] = {
-    "0": "all", "1": "icmp", "6": "tcp", "17": "udp", "58": "ipv6-icmp", "132": "sctp",
-}  # fmt: skip
+    "0": "all",
+    "1": "icmp",
+    "6": "tcp",
+    "17": "udp",
+    "58": "ipv6-icmp",
+    "132": "sctp",
+}
 # Targets after which the packet leaves the chain walk for good (in the nat table DNAT/SNAT/… end it too).
 TERMINAL_TARGETS: Final = frozenset(
     {"ACCEPT", "DROP", "REJECT", "DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP", "QUEUE", "NFQUEUE"}

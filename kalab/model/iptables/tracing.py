@@ -279,8 +279,11 @@ class _Tracer:
         pkt = self.packet
         name = opt.name
         if module in ("tcp", "udp", "sctp", "multiport") and name in (
-            "--dport", "--destination-port", "--dports", "--destination-ports",
-        ):  # fmt: skip
+            "--dport",
+            "--destination-port",
+            "--dports",
+            "--destination-ports",
+        ):
             return _port_in(pkt.dport, opt.value or "") != opt.negated
         if module == "addrtype" and name in ("--dst-type", "--src-type"):
             if opt.value != "LOCAL":

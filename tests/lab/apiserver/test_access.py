@@ -19,12 +19,21 @@ RBAC = "rbac.authorization.k8s.io"
 
 def grant_pod_reader(store: Store) -> None:
     rt = store.registry.by_key
-    store.create(rt(f"{RBAC}/roles"), {"metadata": {"name": "reader", "namespace": "demo"},
-                                       "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"],
-                                                  "verbs": ["get", "list"]}]})  # fmt: skip
-    store.create(rt(f"{RBAC}/rolebindings"), {"metadata": {"name": "reader", "namespace": "demo"},
-                                              "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "reader"},
-                                              "subjects": [{"kind": "ServiceAccount", "name": "default"}]})  # fmt: skip
+    store.create(
+        rt(f"{RBAC}/roles"),
+        {
+            "metadata": {"name": "reader", "namespace": "demo"},
+            "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}],
+        },
+    )
+    store.create(
+        rt(f"{RBAC}/rolebindings"),
+        {
+            "metadata": {"name": "reader", "namespace": "demo"},
+            "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default"}],
+        },
+    )
 
 
 def post(server: RunningServer, path: str, body: dict[str, Any], **headers: str) -> tuple[int, Any]:
@@ -53,8 +62,9 @@ def test_subject_access_review_follows_rbac(server: RunningServer, lab_store: St
             attrs = client.V1ResourceAttributes(
                 verb=verb, resource=resource, subresource=subresource or None, namespace=namespace
             )
-            spec = client.V1SubjectAccessReviewSpec(user=SA, groups=["system:serviceaccounts"],
-                                                    resource_attributes=attrs)  # fmt: skip
+            spec = client.V1SubjectAccessReviewSpec(
+                user=SA, groups=["system:serviceaccounts"], resource_attributes=attrs
+            )
             return authz.create_subject_access_review(client.V1SubjectAccessReview(spec=spec)).status
 
         granted = allowed("list", "pods")
@@ -113,11 +123,17 @@ def test_an_scc_listing_a_user_lets_it_use_the_scc(server: RunningServer, lab_st
         {"metadata": {"name": "privileged"}, "users": [SA]},
     )
     attrs = {"verb": "use", "group": "security.openshift.io", "resource": "securitycontextconstraints"}
-    code, doc = post(server, "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-                     {"spec": {"user": SA, "resourceAttributes": {**attrs, "name": "privileged"}}})  # fmt: skip
+    code, doc = post(
+        server,
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        {"spec": {"user": SA, "resourceAttributes": {**attrs, "name": "privileged"}}},
+    )
     assert code == 201 and doc["status"]["allowed"] is True
-    code, doc = post(server, "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-                     {"spec": {"user": SA, "resourceAttributes": {**attrs, "name": "anyuid"}}})  # fmt: skip
+    code, doc = post(
+        server,
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        {"spec": {"user": SA, "resourceAttributes": {**attrs, "name": "anyuid"}}},
+    )
     assert doc["status"]["allowed"] is False
 
 

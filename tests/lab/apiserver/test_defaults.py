@@ -20,8 +20,10 @@ def pod_template(image: str = "quay.io/wangzheng422/php:demo.02") -> dict[str, A
 
 
 def test_daemon_set_defaults(server: RunningServer) -> None:
-    body = {"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}},
-                                                   "template": pod_template()}}  # fmt: skip
+    body = {
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": pod_template()},
+    }
     with official_client(server) as api:
         made = client.AppsV1Api(api).create_namespaced_daemon_set("demo", body)
         raw = api.sanitize_for_serialization(made)
@@ -46,8 +48,10 @@ def test_daemon_set_defaults(server: RunningServer) -> None:
 
 
 def test_deployment_defaults(server: RunningServer) -> None:
-    body = {"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}},
-                                                   "template": pod_template("nginx")}}  # fmt: skip
+    body = {
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": pod_template("nginx")},
+    }
     with official_client(server) as api:
         made = api.sanitize_for_serialization(client.AppsV1Api(api).create_namespaced_deployment("demo", body))
     spec = made["spec"]
@@ -58,8 +62,10 @@ def test_deployment_defaults(server: RunningServer) -> None:
 
 
 def test_service_defaults(server: RunningServer) -> None:
-    body = {"metadata": {"name": "web"},
-            "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]}}  # fmt: skip
+    body = {
+        "metadata": {"name": "web"},
+        "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }
     with official_client(server) as api:
         made = api.sanitize_for_serialization(client.CoreV1Api(api).create_namespaced_service("demo", body))
     spec = made["spec"]
@@ -71,9 +77,21 @@ def test_service_defaults(server: RunningServer) -> None:
 
 
 def test_defaults_never_overwrite_and_a_host_network_pod_gets_host_ports(server: RunningServer) -> None:
-    body = {"metadata": {"name": "p"}, "spec": {"hostNetwork": True, "restartPolicy": "Never", "containers": [
-        {"name": "c", "image": "quay.io/x/y:latest", "imagePullPolicy": "Never", "ports": [{"containerPort": 9650}]}
-    ]}}  # fmt: skip
+    body = {
+        "metadata": {"name": "p"},
+        "spec": {
+            "hostNetwork": True,
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "quay.io/x/y:latest",
+                    "imagePullPolicy": "Never",
+                    "ports": [{"containerPort": 9650}],
+                }
+            ],
+        },
+    }
     with official_client(server) as api:
         made = api.sanitize_for_serialization(client.CoreV1Api(api).create_namespaced_pod("demo", body))
     assert made["spec"]["restartPolicy"] == "Never"

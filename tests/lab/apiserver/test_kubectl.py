@@ -188,8 +188,13 @@ def test_crd_apply_wait_and_custom_resource(kubectl: Kubectl, tmp_path: Path) ->
 
 
 def test_get_watch_prints_changes(kubectl: Kubectl) -> None:
-    watching = subprocess.Popen(kubectl.command("get", "nodes", "-w", "--request-timeout=30s"), env=kubectl.env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    watching = subprocess.Popen(
+        kubectl.command("get", "nodes", "-w", "--request-timeout=30s"),
+        env=kubectl.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
     output = watching.stdout
     assert output is not None

@@ -315,9 +315,12 @@ def test_crd_defaulting_and_pruning_through_the_official_client(server: RunningS
             "default": "round",
         }
         custom.patch_cluster_custom_object(
-            "apiextensions.k8s.io", "v1", "customresourcedefinitions", "widgets.example.kalab.io",
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "widgets.example.kalab.io",
             {"spec": {"versions": versions}},
-        )  # fmt: skip
+        )
         wait_for(
             lambda: (
                 custom.get_namespaced_custom_object("example.kalab.io", "v1", "demo", "widgets", "w")["spec"].get(

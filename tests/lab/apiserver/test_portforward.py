@@ -521,15 +521,31 @@ def test_a_departed_client_closes_its_pod_connections(served: tuple[RunningServe
 @pytest.mark.parametrize(
     ("headers", "status"),
     [
-        ({"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Protocol": "SPDY/3.1+portforward.k8s.io",
-          "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, 400),
-        ({"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Protocol": "v5.channel.k8s.io",
-          "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, 400),
+        (
+            {
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Protocol": "SPDY/3.1+portforward.k8s.io",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+            400,
+        ),
+        (
+            {
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Protocol": "v5.channel.k8s.io",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+            400,
+        ),
         ({"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}, 400),
         ({"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": "v4.channel.k8s.io"}, 403),
         ({}, 400),
     ],
-)  # fmt: skip
+)
 def test_refused_upgrades(served: tuple[RunningServer, LoopbackHooks], headers: dict[str, str], status: int) -> None:
     answer = raw_request(served[0], "GET", "/api/v1/namespaces/demo/pods/exporter/portforward", headers)
     # Any non-101 answer to the websocket attempt is what makes kubectl 1.31+ fall back to SPDY.

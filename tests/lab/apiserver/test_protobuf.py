@@ -112,9 +112,19 @@ def test_kubectl_create_service_then_run_and_expose(kubectl: Kubectl, api: clien
 
     # run and expose build their objects as JSON (through the dynamic client): they must keep working alongside.
     kubectl(
-        "run", "probe", "-n", "demo", "--image=busybox:1.36", "--labels=app=probe,tier=test",
-        "--port=8080", "--env=MODE=check", "--restart=Never", "--", "sleep", "3600",
-    )  # fmt: skip
+        "run",
+        "probe",
+        "-n",
+        "demo",
+        "--image=busybox:1.36",
+        "--labels=app=probe,tier=test",
+        "--port=8080",
+        "--env=MODE=check",
+        "--restart=Never",
+        "--",
+        "sleep",
+        "3600",
+    )
     pod = core.read_namespaced_pod("probe", "demo")
     assert pod.metadata.labels == {"app": "probe", "tier": "test"} and pod.spec.restart_policy == "Never"
     (container,) = pod.spec.containers

@@ -172,9 +172,15 @@ class FakeHooks:
         return session
 
     def proxy(
-        self, namespace: str, pod: str, port: int, path: str, method: str, headers: Sequence[tuple[str, str]],
+        self,
+        namespace: str,
+        pod: str,
+        port: int,
+        path: str,
+        method: str,
+        headers: Sequence[tuple[str, str]],
         body: bytes,
-    ) -> ProxyResponse:  # fmt: skip
+    ) -> ProxyResponse:
         self.container(namespace, pod, None)
         self.proxied.append(
             {"pod": pod, "port": port, "path": path, "method": method, "headers": list(headers), "body": body}
@@ -262,13 +268,15 @@ class Handler:
             if sub is None:
                 self.send_json(200, pod_object(hooks, ns, pod))
             elif sub == "exec":
-                request = ExecRequest(ns, pod, container, query.get("command", []), flag(query, "stdin"),
-                                      flag(query, "tty"))  # fmt: skip
+                request = ExecRequest(
+                    ns, pod, container, query.get("command", []), flag(query, "stdin"), flag(query, "tty")
+                )
                 streams.serve_exec(self.ex, hooks, request)
             elif sub == "log":
                 tail = query.get("tailLines")
-                request_log = LogRequest(ns, pod, container, follow=flag(query, "follow"),
-                                         tail_lines=int(tail[-1]) if tail else None)  # fmt: skip
+                request_log = LogRequest(
+                    ns, pod, container, follow=flag(query, "follow"), tail_lines=int(tail[-1]) if tail else None
+                )
                 streams.serve_log(self.ex, hooks, request_log)
             else:
                 name, _, port = pod.partition(":")
@@ -406,10 +414,16 @@ def run_to_end(resp: Any, timeout: float = 10) -> tuple[str, str]:
 
 def test_exec_streams_stdout_stderr_and_exit_code(harness: Harness, tls: Tls) -> None:
     resp = stream(
-        core(harness, tls).connect_get_namespaced_pod_exec, "web", "demo",
+        core(harness, tls).connect_get_namespaced_pod_exec,
+        "web",
+        "demo",
         command=["sh", "-c", "echo out; echo err >&2; exit 3"],
-        stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False,
-    )  # fmt: skip
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
     assert resp.subprotocol == "v5.channel.k8s.io"  # the client offers v5 then v4 and gets the best
     out, err = run_to_end(resp)
     assert (out, err) == ("out\n", "err\n")
@@ -419,18 +433,31 @@ def test_exec_streams_stdout_stderr_and_exit_code(harness: Harness, tls: Tls) ->
 
 def test_exec_preloaded_output_and_success(harness: Harness, tls: Tls) -> None:
     output = stream(
-        core(harness, tls).connect_get_namespaced_pod_exec, "web", "demo",
-        command=["sh", "-c", "seq 1 20000"], stderr=True, stdin=False, stdout=True, tty=False,
-    )  # fmt: skip
+        core(harness, tls).connect_get_namespaced_pod_exec,
+        "web",
+        "demo",
+        command=["sh", "-c", "seq 1 20000"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+    )
     # Big enough to span several frames and TLS records.
     assert output == "".join(f"{i}\n" for i in range(1, 20001))
 
 
 def test_exec_stdin_round_trip_and_v5_close(harness: Harness, tls: Tls) -> None:
     resp = stream(
-        core(harness, tls).connect_get_namespaced_pod_exec, "web", "demo", command=["cat"],
-        stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False,
-    )  # fmt: skip
+        core(harness, tls).connect_get_namespaced_pod_exec,
+        "web",
+        "demo",
+        command=["cat"],
+        stderr=True,
+        stdin=True,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
     resp.write_stdin("hello\n")
     assert resp.readline_stdout(timeout=5) == "hello"
     resp.write_stdin(b"bytes too\n")
@@ -442,11 +469,17 @@ def test_exec_stdin_round_trip_and_v5_close(harness: Harness, tls: Tls) -> None:
 
 def test_exec_v4_protocol(harness: Harness, tls: Tls) -> None:
     resp = stream(
-        core(harness, tls).connect_get_namespaced_pod_exec, "web", "demo",
+        core(harness, tls).connect_get_namespaced_pod_exec,
+        "web",
+        "demo",
         command=["sh", "-c", "read line; echo got $line; exit 7"],
-        stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False,
+        stderr=True,
+        stdin=True,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
         _headers={"sec-websocket-protocol": "v4.channel.k8s.io"},
-    )  # fmt: skip
+    )
     assert resp.subprotocol == "v4.channel.k8s.io"
     resp.write_stdin("x\n")
     out, _ = run_to_end(resp)
@@ -456,15 +489,33 @@ def test_exec_v4_protocol(harness: Harness, tls: Tls) -> None:
 
 def test_exec_session_ends_when_a_silent_clients_leaves(harness: Harness, tls: Tls) -> None:
     api = core(harness, tls)
-    resp = stream(api.connect_get_namespaced_pod_exec, "web", "demo", command=["sleep", "60"],
-                  stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)  # fmt: skip
+    resp = stream(
+        api.connect_get_namespaced_pod_exec,
+        "web",
+        "demo",
+        command=["sleep", "60"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
     wait_for(lambda: len(harness.hooks.sessions) == 1, what="the exec session")
     resp.close()  # a proper websocket close
     assert harness.hooks.sessions[0].killed.wait(5)
     assert harness.finished.get(timeout=5) == ("exec", "web")
 
-    resp = stream(api.connect_get_namespaced_pod_exec, "web", "demo", command=["sleep", "60"],
-                  stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)  # fmt: skip
+    resp = stream(
+        api.connect_get_namespaced_pod_exec,
+        "web",
+        "demo",
+        command=["sleep", "60"],
+        stderr=True,
+        stdin=True,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
     wait_for(lambda: len(harness.hooks.sessions) == 2, what="the second exec session")
     resp.sock.sock.shutdown(socket.SHUT_RDWR)  # the client vanishes without a close frame
     resp.sock.sock.close()
@@ -475,8 +526,18 @@ def test_exec_session_ends_when_a_silent_clients_leaves(harness: Harness, tls: T
 def test_kubelet_refusals_arrive_on_channel_3(harness: Harness, tls: Tls) -> None:
     api = core(harness, tls)
     for pod, container, code in (("nope", None, 404), ("web", "sidecar", 400), ("pair", None, 400)):
-        resp = stream(api.connect_get_namespaced_pod_exec, pod, "demo", command=["true"], container=container,
-                      stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)  # fmt: skip
+        resp = stream(
+            api.connect_get_namespaced_pod_exec,
+            pod,
+            "demo",
+            command=["true"],
+            container=container,
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+            _preload_content=False,
+        )
         assert run_to_end(resp) == ("", "")
         status = json.loads(resp.read_channel(3))
         assert (status["status"], status["code"]) == ("Failure", code)
@@ -609,8 +670,12 @@ def test_exec_refuses_what_is_not_a_channel_websocket(harness: Harness, tls: Tls
     path = "/api/v1/namespaces/demo/pods/web/exec?command=true"
     status, _, body = request_raw(harness, tls, "POST", path, {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"})
     assert status == 400 and json.loads(body)["message"].startswith("Upgrade request required")
-    handshake = {"Connection": "keep-alive, Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-                 "Sec-WebSocket-Key": base64.b64encode(b"0123456789abcdef").decode()}  # fmt: skip
+    handshake = {
+        "Connection": "keep-alive, Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(b"0123456789abcdef").decode(),
+    }
     status, _, body = request_raw(harness, tls, "GET", path, {**handshake, "Sec-WebSocket-Protocol": "chat, mqtt"})
     assert status == 403 and json.loads(body)["reason"] == "Forbidden"
     status, headers, _ = request_raw(harness, tls, "GET", path, {**handshake, "Sec-WebSocket-Version": "8"})
@@ -718,10 +783,19 @@ def test_proxy_with_the_python_client(harness: Harness, tls: Tls) -> None:
 
 def test_proxy_filters_hop_by_hop_headers_both_ways(harness: Harness, tls: Tls) -> None:
     status, headers, body = request_raw(
-        harness, tls, "GET", "/api/v1/namespaces/demo/pods/web:9650/proxy/metrics?x=1",
-        {"Connection": "keep-alive, X-Client-Private", "X-Client-Private": "1", "Keep-Alive": "300",
-         "TE": "trailers", "Accept": "text/plain", "Authorization": f"Bearer {harness.token or 'for-the-api-server'}"},
-    )  # fmt: skip
+        harness,
+        tls,
+        "GET",
+        "/api/v1/namespaces/demo/pods/web:9650/proxy/metrics?x=1",
+        {
+            "Connection": "keep-alive, X-Client-Private",
+            "X-Client-Private": "1",
+            "Keep-Alive": "300",
+            "TE": "trailers",
+            "Accept": "text/plain",
+            "Authorization": f"Bearer {harness.token or 'for-the-api-server'}",
+        },
+    )
     assert status == 200 and body == b'keepalived_vrrp_state{iname="VI_1"} 2\n'
     assert headers["content-length"] == str(len(body)) and headers["x-pod"] == "web"
     assert "x-pod-private" not in headers and "keep-alive" not in headers and "transfer-encoding" not in headers
@@ -750,15 +824,21 @@ def kubeconfig(tls: Tls, tmp_path: Path) -> Iterator[tuple[Harness, Path]]:
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
-                    "clusters": [{"name": "lab", "cluster": {
-                        "server": server.url,
-                        "certificate-authority-data": base64.b64encode(tls.ca_pem).decode()}}],
+                    "clusters": [
+                        {
+                            "name": "lab",
+                            "cluster": {
+                                "server": server.url,
+                                "certificate-authority-data": base64.b64encode(tls.ca_pem).decode(),
+                            },
+                        }
+                    ],
                     "users": [{"name": "lab", "user": {"token": TOKEN}}],
                     "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "lab", "namespace": "demo"}}],
                     "current-context": "lab",
                 }
             )
-        )  # fmt: skip
+        )
         path.chmod(0o600)
         yield server, path
 
@@ -805,9 +885,11 @@ def test_kubectl_logs_follow(kubeconfig: tuple[Harness, Path]) -> None:
     server, config = kubeconfig
     assert kubectl(config, "logs", "web").stdout == b"line 1\nline 2\nline 3\n"
     process = subprocess.Popen(
-        [KUBECTL or "kubectl", "logs", "-f", "web"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [KUBECTL or "kubectl", "logs", "-f", "web"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env={"PATH": os.environ.get("PATH", ""), "HOME": str(config.parent), "KUBECONFIG": str(config)},
-    )  # fmt: skip
+    )
     try:
         assert process.stdout is not None
         assert [process.stdout.readline() for _ in range(3)] == [b"line 1\n", b"line 2\n", b"line 3\n"]

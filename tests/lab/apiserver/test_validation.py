@@ -311,8 +311,9 @@ def _assert_status(answer: Raw, case: Case) -> dict[str, Any]:
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_refused_writes_answer_a_status_and_store_nothing(server: RunningServer, case: Case) -> None:
     before = _state(server, _target(case))
-    answer = raw_request(server, case.method, case.path, {"Content-Type": case.content_type},
-                         _encoded(case.body, case.content_type))  # fmt: skip
+    answer = raw_request(
+        server, case.method, case.path, {"Content-Type": case.content_type}, _encoded(case.body, case.content_type)
+    )
     status = _assert_status(answer, case)
     if case.field is not None:
         causes = status["details"]["causes"]
@@ -326,8 +327,13 @@ def test_refused_writes_answer_a_status_and_store_nothing(server: RunningServer,
 
 def test_a_group_without_spec_is_accepted_as_its_crd_allows(server: RunningServer) -> None:
     # The operator's CRD (like the upstream one) requires nothing at the root: OpenShift stores such a group too.
-    created = raw_request(server, "POST", GROUPS, {"Content-Type": "application/json"},
-                          json.dumps(group(metadata={"name": "bare"})).encode())  # fmt: skip
+    created = raw_request(
+        server,
+        "POST",
+        GROUPS,
+        {"Content-Type": "application/json"},
+        json.dumps(group(metadata={"name": "bare"})).encode(),
+    )
     assert created.status == 201, created.body
     assert raw_request(server, "DELETE", f"{GROUPS}/bare").status == 200
 
@@ -336,12 +342,23 @@ def test_valid_writes_still_pass(server: RunningServer) -> None:
     """The same kinds, written right, are stored (so the refusals above are about the faults they carry)."""
     headers = {"Content-Type": "application/json"}
     for path, body in (
-        (SERVICES, service("ok", type="LoadBalancer", ports=[{"name": "http", "port": 80, "targetPort": "http"},
-                                                             {"name": "https", "port": 443}])),
+        (
+            SERVICES,
+            service(
+                "ok",
+                type="LoadBalancer",
+                ports=[{"name": "http", "port": 80, "targetPort": "http"}, {"name": "https", "port": 443}],
+            ),
+        ),
         (CONFIGMAPS, configmap(metadata={"name": "ok", "labels": {"example.com/app": "web_1"}}, data={"k.y": "v"})),
-        (GROUPS, group({"interface": "ens3", "interfaceFromIP": "192.168.7.1", "blacklistRouterIDs": [1, 255]},
-                       metadata={"name": "ok"})),
-    ):  # fmt: skip
+        (
+            GROUPS,
+            group(
+                {"interface": "ens3", "interfaceFromIP": "192.168.7.1", "blacklistRouterIDs": [1, 255]},
+                metadata={"name": "ok"},
+            ),
+        ),
+    ):
         answer = raw_request(server, "POST", path, headers, json.dumps(body).encode())
         assert answer.status == 201, answer.body
         assert raw_request(server, "DELETE", f"{path}/ok").status == 200
@@ -353,17 +370,26 @@ def test_valid_writes_still_pass(server: RunningServer) -> None:
 @pytest.mark.parametrize(
     ("args", "stdin", "says"),
     [
-        (("create", "-f", "-"), json.dumps(service(LONG) | {"metadata": {"name": LONG, "namespace": "demo"}}),
-         f'The Service "{LONG}" is invalid: metadata.name: Invalid value: "{LONG}": must be no more than 63 '
-         "characters"),
-        (("patch", "node", "master-0", "--type", "merge", "-p", '{"metadata":{"labels":"notamap"}}'), None,
-         'The Node "master-0" is invalid: patch: Invalid value: '),
-        (("apply", "-f", "-"), json.dumps(group("x") | {"metadata": {"name": "g", "namespace": "demo"}}),
-         'The KeepalivedGroup "g" is invalid: spec: Invalid value: "string": spec in body must be of type object: '
-         '"string"'),
+        (
+            ("create", "-f", "-"),
+            json.dumps(service(LONG) | {"metadata": {"name": LONG, "namespace": "demo"}}),
+            f'The Service "{LONG}" is invalid: metadata.name: Invalid value: "{LONG}": must be no more than 63 '
+            "characters",
+        ),
+        (
+            ("patch", "node", "master-0", "--type", "merge", "-p", '{"metadata":{"labels":"notamap"}}'),
+            None,
+            'The Node "master-0" is invalid: patch: Invalid value: ',
+        ),
+        (
+            ("apply", "-f", "-"),
+            json.dumps(group("x") | {"metadata": {"name": "g", "namespace": "demo"}}),
+            'The KeepalivedGroup "g" is invalid: spec: Invalid value: "string": spec in body must be of type object: '
+            '"string"',
+        ),
     ],
     ids=["create-long-service-name", "patch-node-labels", "apply-group-spec-a-string"],
-)  # fmt: skip
+)
 def test_kubectl_prints_the_refusal(
     server: RunningServer, tmp_path: Path, args: tuple[str, ...], stdin: str | None, says: str
 ) -> None:
@@ -406,8 +432,9 @@ def test_a_failing_subscriber_is_not_the_clients_500(tmp_path: Path) -> None:
     store.subscribe(broken)
     store.subscribe(lambda event: delivered.set())
     with running_server(store, tmp_path / "state") as running:
-        answer = raw_request(running, "POST", CONFIGMAPS, {"Content-Type": "application/json"},
-                             json.dumps(configmap()).encode())  # fmt: skip
+        answer = raw_request(
+            running, "POST", CONFIGMAPS, {"Content-Type": "application/json"}, json.dumps(configmap()).encode()
+        )
         assert answer.status == 201, answer.body
         assert delivered.is_set()
         assert raw_request(running, "GET", f"{CONFIGMAPS}/cm").status == 200
@@ -456,22 +483,37 @@ def test_every_object_the_lab_writes_is_one_the_api_would_accept(tmp_path: Path)
         for obj in olm_install():
             store.create(store.registry.by_kind(obj["apiVersion"], obj["kind"]), obj)
         csvs = ctx.rt("operators.coreos.com/clusterserviceversions")
-        wait_for(lambda: (store.try_get(csvs, "keepalived-operator", csv_name()) or {}).get("status", {}).get("phase")
-                 == "Succeeded", what="the operator's CSV Succeeded")  # fmt: skip
+        wait_for(
+            lambda: (
+                (store.try_get(csvs, "keepalived-operator", csv_name()) or {}).get("status", {}).get("phase")
+                == "Succeeded"
+            ),
+            what="the operator's CSV Succeeded",
+        )
         group = keepalived_group(interface="ens3")
         store.create(store.registry.by_kind(group["apiVersion"], group["kind"]), group)
         annotations = {GROUP_ANNOTATION: "keepalived-operator/keepalivedgroup-workers"}
         networks = ctx.rt("config.openshift.io/networks")
         store.update(networks, merge_patch(store.get(networks, None, "cluster"), network_patch(BLOCK, BLOCK)))
-        store.create(ctx.rt("/services"), {
-            "metadata": {"name": "web", "namespace": "default", "annotations": annotations},
-            "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
-                     "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
-        })  # fmt: skip
+        store.create(
+            ctx.rt("/services"),
+            {
+                "metadata": {"name": "web", "namespace": "default", "annotations": annotations},
+                "spec": {
+                    "type": "LoadBalancer",
+                    "selector": {"app": "web"},
+                    "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+                },
+            },
+        )
         rendered = ctx.rt("/configmaps")
-        wait_for(lambda: "172.21.6." in str((store.try_get(rendered, "keepalived-operator",
-                                                          "keepalivedgroup-workers") or {}).get("data")),
-                 what="the operator's keepalived.conf holding the service's auto-assigned VIP")  # fmt: skip
+        wait_for(
+            lambda: (
+                "172.21.6."
+                in str((store.try_get(rendered, "keepalived-operator", "keepalivedgroup-workers") or {}).get("data"))
+            ),
+            what="the operator's keepalived.conf holding the service's auto-assigned VIP",
+        )
         problems = []
         for rt in store.registry:
             if "list" not in rt.verbs:

@@ -181,24 +181,39 @@ def test_status_bodies_match_kube_apiserver(server: RunningServer) -> None:
     again = raw_request(server, "POST", "/api/v1/namespaces/demo/configmaps", JSON, cm)
     assert again.status == 409
     assert again.json() == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'configmaps "twice" already exists', "reason": "AlreadyExists",
-        "details": {"name": "twice", "kind": "configmaps"}, "code": 409,
-    }  # fmt: skip
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'configmaps "twice" already exists',
+        "reason": "AlreadyExists",
+        "details": {"name": "twice", "kind": "configmaps"},
+        "code": 409,
+    }
     missing = raw_request(server, "GET", "/apis/apps/v1/namespaces/demo/deployments/nothing")
     assert missing.json() == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'deployments.apps "nothing" not found', "reason": "NotFound",
-        "details": {"name": "nothing", "group": "apps", "kind": "deployments"}, "code": 404,
-    }  # fmt: skip
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'deployments.apps "nothing" not found',
+        "reason": "NotFound",
+        "details": {"name": "nothing", "group": "apps", "kind": "deployments"},
+        "code": 404,
+    }
     stale = json.dumps({"metadata": {"name": "twice", "resourceVersion": "1"}, "data": {"a": "b"}}).encode()
     conflict = raw_request(server, "PUT", "/api/v1/namespaces/demo/configmaps/twice", JSON, stale)
     assert conflict.json() == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
         "message": 'Operation cannot be fulfilled on configmaps "twice": the object has been modified; '
-                   "please apply your changes to the latest version and try again",
-        "reason": "Conflict", "details": {"name": "twice", "kind": "configmaps"}, "code": 409,
-    }  # fmt: skip
+        "please apply your changes to the latest version and try again",
+        "reason": "Conflict",
+        "details": {"name": "twice", "kind": "configmaps"},
+        "code": 409,
+    }
     precondition = json.dumps({"preconditions": {"uid": "not-it"}}).encode()
     refused = raw_request(server, "DELETE", "/api/v1/namespaces/demo/configmaps/twice", JSON, precondition)
     assert refused.status == 409
@@ -208,15 +223,25 @@ def test_status_bodies_match_kube_apiserver(server: RunningServer) -> None:
     )
     invalid = raw_request(server, "POST", "/api/v1/namespaces/demo/configmaps", JSON, b'{"metadata": {}}')
     assert invalid.json() == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
         "message": 'ConfigMap "" is invalid: metadata.name: Required value: name or generateName is required',
         "reason": "Invalid",
-        "details": {"name": "", "kind": "ConfigMap", "causes": [{
-            "reason": "FieldValueRequired", "message": "Required value: name or generateName is required",
-            "field": "metadata.name",
-        }]},
+        "details": {
+            "name": "",
+            "kind": "ConfigMap",
+            "causes": [
+                {
+                    "reason": "FieldValueRequired",
+                    "message": "Required value: name or generateName is required",
+                    "field": "metadata.name",
+                }
+            ],
+        },
         "code": 422,
-    }  # fmt: skip
+    }
 
 
 # -- dry run -----------------------------------------------------------------------------------------------------
@@ -313,8 +338,10 @@ def test_kubectl_delete_namespace_terminates_through_its_finalizers(
         ns = lab_store.try_get(ns_rt, None, "scratch") or {}
         return {c["type"]: (c["status"], c["reason"]) for c in (ns.get("status") or {}).get("conditions") or []}
 
-    wait_for(lambda: conditions().get("NamespaceFinalizersRemaining") == ("True", "SomeFinalizersRemain"),
-             what="the namespace controller to report the held content")  # fmt: skip
+    wait_for(
+        lambda: conditions().get("NamespaceFinalizersRemaining") == ("True", "SomeFinalizersRemain"),
+        what="the namespace controller to report the held content",
+    )
     ns = lab_store.get(ns_rt, None, "scratch")
     assert ns["status"]["phase"] == "Terminating" and ns["metadata"]["deletionTimestamp"]
     assert ns["spec"]["finalizers"] == ["kubernetes"]
@@ -331,12 +358,14 @@ def test_kubectl_delete_namespace_terminates_through_its_finalizers(
     assert json.loads(refused.value.body)["details"] == {
         "name": "late",
         "kind": "configmaps",
-        "causes": [{
-            "reason": "NamespaceTerminating",
-            "message": "unable to create new content in namespace scratch because it is being terminated",
-            "field": "metadata.namespace",
-        }],
-    }  # fmt: skip
+        "causes": [
+            {
+                "reason": "NamespaceTerminating",
+                "message": "unable to create new content in namespace scratch because it is being terminated",
+                "field": "metadata.namespace",
+            }
+        ],
+    }
     core.patch_namespaced_config_map("held", "scratch", {"metadata": {"finalizers": None}})
     wait_for(lambda: lab_store.try_get(ns_rt, None, "scratch") is None, what="the namespace to be gone")
     assert "scratch" not in kubectl("get", "namespaces", "-o", "name").stdout

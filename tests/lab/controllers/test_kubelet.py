@@ -137,8 +137,10 @@ def test_demo_pods_run_with_pod_ips_and_serve_the_seeds_page(lab: Lab) -> None:
     for obj in manifests.demo():
         if obj["kind"] == "Pod":
             lab.cp.create("/pods", obj, "demo")
-    pods = {name: wait_for(lambda n=name: running(lab, "demo", n), timeout=20, what=f"{name} Running")
-            for name in ("test-0", "test-1")}  # fmt: skip
+    pods = {
+        name: wait_for(lambda n=name: running(lab, "demo", n), timeout=20, what=f"{name} Running")
+        for name in ("test-0", "test-1")
+    }
     for name, node in (("test-0", "master-0"), ("test-1", "master-2")):
         status = pods[name]["status"]
         assert pods[name]["spec"]["nodeName"] == node
@@ -146,14 +148,24 @@ def test_demo_pods_run_with_pod_ips_and_serve_the_seeds_page(lab: Lab) -> None:
         assert status["podIPs"] == [{"ip": status["podIP"]}] and status["hostIP"] == lab.topology.node(node).ip
         assert status["qosClass"] == "BestEffort" and status["startTime"]
         assert {c["type"]: c["status"] for c in status["conditions"]} == {
-            "Initialized": "True", "Ready": "True", "ContainersReady": "True", "PodScheduled": "True"}  # fmt: skip
+            "Initialized": "True",
+            "Ready": "True",
+            "ContainersReady": "True",
+            "PodScheduled": "True",
+        }
         [php] = status["containerStatuses"]
-        assert php["name"] == "php" and php["image"] == manifests.DEMO_IMAGE and php["imageID"].startswith(
-            "quay.io/wangzheng422/php@sha256:")  # fmt: skip
+        assert (
+            php["name"] == "php"
+            and php["image"] == manifests.DEMO_IMAGE
+            and php["imageID"].startswith("quay.io/wangzheng422/php@sha256:")
+        )
         assert php["restartCount"] == 0 and php["started"] and "running" in php["state"]
         # From another node's namespace, never from the host.
-        body = wait_for(lambda ip=status["podIP"]: curl(lab.topology.node_ns("master-1"), f"http://{ip}/"),
-                        timeout=10, what=f"{name}'s page")  # fmt: skip
+        body = wait_for(
+            lambda ip=status["podIP"]: curl(lab.topology.node_ns("master-1"), f"http://{ip}/"),
+            timeout=10,
+            what=f"{name}'s page",
+        )
         assert body == GREETING + status["podIP"]
         answer = lab.kubelet.proxy("demo", name, 80, "/", "GET", [("Accept", "text/html")], b"")
         assert answer.status == 200 and answer.body == (GREETING + status["podIP"]).encode()
@@ -170,9 +182,14 @@ def test_demo_pods_run_with_pod_ips_and_serve_the_seeds_page(lab: Lab) -> None:
 
 
 def test_an_unknown_image_is_refused_and_never_runs(lab: Lab) -> None:
-    lab.cp.create("/pods", {"metadata": {"name": "nginx"},
-                            "spec": {"nodeName": "master-0", "containers": [{"name": "web", "image": "nginx:1.25"}]}},
-                  "demo")  # fmt: skip
+    lab.cp.create(
+        "/pods",
+        {
+            "metadata": {"name": "nginx"},
+            "spec": {"nodeName": "master-0", "containers": [{"name": "web", "image": "nginx:1.25"}]},
+        },
+        "demo",
+    )
 
     def waiting() -> Obj | None:
         statuses = (pod(lab, "demo", "nginx").get("status") or {}).get("containerStatuses") or [{}]
@@ -186,8 +203,11 @@ def test_an_unknown_image_is_refused_and_never_runs(lab: Lab) -> None:
     assert "demo/nginx/web" not in lab.supervisor.statuses()
     wait_for(lambda: (waiting() or {}).get("reason") == "ImagePullBackOff", timeout=10, what="ImagePullBackOff")
     assert "demo/nginx/web" not in lab.supervisor.statuses()
-    reasons = {e["reason"] for e in lab.cp.store.list(lab.cp.rt("/events"), "demo")[0]
-               if e["involvedObject"]["name"] == "nginx"}  # fmt: skip
+    reasons = {
+        e["reason"]
+        for e in lab.cp.store.list(lab.cp.rt("/events"), "demo")[0]
+        if e["involvedObject"]["name"] == "nginx"
+    }
     assert {"Failed", "BackOff"} <= reasons
     with pytest.raises(ApiError) as refused:
         lab.kubelet.logs(LogRequest("demo", "nginx", None))
@@ -251,8 +271,11 @@ def test_keepalived_daemon_set_pods_hold_the_vip_and_answer_logs_exec_proxy_and_
         assert keepalived["image"] == "registry.redhat.io/openshift4/ose-keepalived-ipfailover:latest"
     [master] = wait_for(lambda: len(h := holders(lab, VIP)) == 1 and h, timeout=20, what="one node holding the VIP")
     master_pod = pods[master]["metadata"]["name"]
-    wait_for(lambda: "Entering MASTER STATE" in log_text(lab, GROUP_NS, master_pod, "keepalived"),
-             timeout=10, what="keepalived's log to show the election")  # fmt: skip
+    wait_for(
+        lambda: "Entering MASTER STATE" in log_text(lab, GROUP_NS, master_pod, "keepalived"),
+        timeout=10,
+        what="keepalived's log to show the election",
+    )
     with pytest.raises(ApiError) as which:
         lab.kubelet.logs(LogRequest(GROUP_NS, master_pod, None))
     assert "choose one of: [keepalived config-reloader prometheus-exporter]" in which.value.message
@@ -290,8 +313,11 @@ def test_keepalived_daemon_set_pods_hold_the_vip_and_answer_logs_exec_proxy_and_
     # Deleting the DaemonSet deletes its pods: keepalived stops gracefully and takes the VIPs with it.
     cp.store.delete(cp.rt("apps/daemonsets"), GROUP_NS, GROUP)
     wait_for(lambda: not holders(lab, VIP) and not holders(lab, VIP2), timeout=20, what="the VIPs to go")
-    wait_for(lambda: not any(k.startswith(f"{GROUP_NS}/") for k in lab.kubelet.running_pods()), timeout=20,
-             what="the kubelet to drop the keepalived pods")  # fmt: skip
+    wait_for(
+        lambda: not any(k.startswith(f"{GROUP_NS}/") for k in lab.kubelet.running_pods()),
+        timeout=20,
+        what="the kubelet to drop the keepalived pods",
+    )
     for name, status in lab.supervisor.statuses().items():
         if name.startswith(f"{GROUP_NS}/"):
             assert status.state == "exited" and status.pid is None, name
@@ -337,8 +363,11 @@ def test_deleting_pods_stops_their_processes_and_removes_their_sandboxes(lab: La
     assert pid is not None
     for name in ("test-0", "test-1"):
         lab.cp.store.delete(lab.cp.rt("/pods"), "demo", name)
-    wait_for(lambda: not any(k.startswith("demo/") for k in lab.kubelet.running_pods()), timeout=20,
-             what="the demo pods to be torn down")  # fmt: skip
+    wait_for(
+        lambda: not any(k.startswith("demo/") for k in lab.kubelet.running_pods()),
+        timeout=20,
+        what="the demo pods to be torn down",
+    )
     assert lab.supervisor.status("demo/test-0/php").state == "exited"
     follower.join(timeout=10)
     assert not follower.is_alive(), "a followed log must end when its container stops"
@@ -363,8 +392,11 @@ def test_the_seed_pods_containers_map_to_the_labs_programs(tmp_path: Path) -> No
     by_name = {c["name"]: c for c in [*obj["spec"]["initContainers"], *obj["spec"]["containers"]]}
     programs = {name: program_for(obj, c, volumes, sandbox) for name, c in by_name.items()}
     assert {n: p.role for n, p in programs.items() if isinstance(p, Program)} == {
-        "config-setup": "config-setup", "keepalived": "keepalived", "config-reloader": "config-reloader",
-        "prometheus-exporter": "exporter"}  # fmt: skip
+        "config-setup": "config-setup",
+        "keepalived": "keepalived",
+        "config-reloader": "config-reloader",
+        "prometheus-exporter": "exporter",
+    }
     keepalived = programs["keepalived"]
     assert isinstance(keepalived, Program)
     dirs = volumes.dirs
@@ -375,8 +407,12 @@ def test_the_seed_pods_containers_map_to_the_labs_programs(tmp_path: Path) -> No
     assert keepalived.env["TMPDIR"] == str(dirs["stats"])
     setup = programs["config-setup"]
     assert isinstance(setup, Program)
-    assert setup.argv[-4:] == ("--src", str(dirs["config"] / "keepalived.conf"),
-                               "--dst", str(dirs["config-dst"] / "keepalived.conf"))  # fmt: skip
+    assert setup.argv[-4:] == (
+        "--src",
+        str(dirs["config"] / "keepalived.conf"),
+        "--dst",
+        str(dirs["config-dst"] / "keepalived.conf"),
+    )
     assert (dirs["config"] / "keepalived.conf").read_text() == "global_defs {}\n"
     reloader = programs["config-reloader"]
     assert isinstance(reloader, Program) and reloader.argv[-2:] == ("--pid-file", str(dirs["pid"] / "keepalived.pid"))
@@ -392,8 +428,9 @@ def test_what_the_lab_refuses_to_run(tmp_path: Path) -> None:
     assert isinstance(unknown, UnknownImage) and unknown.reason == "ErrImagePull"
     script = program_for(obj, {**keepalived, "args": ["-c", "rm -rf /tmp/x; exec /usr/sbin/keepalived"]}, volumes, None)
     assert isinstance(script, Refusal) and "one command" in script.message
-    outside = program_for(obj, {**keepalived, "args": ["-c", "exec /usr/sbin/keepalived --use-file=/etc/passwd"]},
-                          volumes, None)  # fmt: skip
+    outside = program_for(
+        obj, {**keepalived, "args": ["-c", "exec /usr/sbin/keepalived --use-file=/etc/passwd"]}, volumes, None
+    )
     assert isinstance(outside, Refusal) and "volume mounts" in outside.message
     host = {**obj, "spec": {**obj["spec"], "volumes": [{"name": "root", "hostPath": {"path": "/etc"}}]}}
     with pytest.raises(ContainerConfigError, match='"/etc" is refused'):

@@ -28,19 +28,31 @@ def _when(text: str | None) -> datetime | None:
 def _termination(raw: dict[str, Any] | None) -> Termination | None:
     if raw is None:
         return None
-    return Termination(raw["exit_code"], raw.get("signal"), raw["reason"], _when(raw["started_at"]),  # type: ignore[arg-type]
-                       _when(raw["finished_at"]))  # type: ignore[arg-type]  # fmt: skip
+    return Termination(
+        raw["exit_code"],
+        raw.get("signal"),
+        raw["reason"],
+        _when(raw["started_at"]),  # type: ignore[arg-type]
+        _when(raw["finished_at"]),
+    )  # type: ignore[arg-type]
 
 
 def _process(name: str, raw: dict[str, Any] | None) -> ProcessStatus | None:
     if raw is None:
         return None
     return ProcessStatus(
-        name=name, state=raw["state"], pid=raw.get("pid"), restarts=raw.get("restarts", 0),
-        started_at=_when(raw.get("started_at")), finished_at=_when(raw.get("finished_at")),
-        exit_code=raw.get("exit_code"), signal=raw.get("signal"), reason=raw.get("reason"),
-        log_path=Path("/nonexistent"), last_termination=_termination(raw.get("last_termination")),
-    )  # fmt: skip
+        name=name,
+        state=raw["state"],
+        pid=raw.get("pid"),
+        restarts=raw.get("restarts", 0),
+        started_at=_when(raw.get("started_at")),
+        finished_at=_when(raw.get("finished_at")),
+        exit_code=raw.get("exit_code"),
+        signal=raw.get("signal"),
+        reason=raw.get("reason"),
+        log_path=Path("/nonexistent"),
+        last_termination=_termination(raw.get("last_termination")),
+    )
 
 
 def _container(raw: dict[str, Any], root: Path) -> Container:
@@ -52,9 +64,16 @@ def _container(raw: dict[str, Any], root: Path) -> Container:
     elif raw.get("started"):
         program = Program("test", ("true",), {})
     spec = {"name": raw["name"], "image": raw["image"]}
-    return Container(spec, raw.get("init", False), f"ns/pod/{raw['name']}", root / f"{raw['name']}.log",
-                     program=program, started=raw.get("started", False), start_error=raw.get("start_error"),
-                     refused_since=raw.get("refused_since"))  # fmt: skip
+    return Container(
+        spec,
+        raw.get("init", False),
+        f"ns/pod/{raw['name']}",
+        root / f"{raw['name']}.log",
+        program=program,
+        started=raw.get("started", False),
+        start_error=raw.get("start_error"),
+        refused_since=raw.get("refused_since"),
+    )
 
 
 def runtime_of(raw: dict[str, Any]) -> PodRuntime:
@@ -88,8 +107,9 @@ def runtime_of(raw: dict[str, Any]) -> PodRuntime:
 def computed(case: dict[str, Any]) -> dict[str, Any]:
     runtime = runtime_of(case["runtime"])
     processes = {c.name: _process(c.name, case["processes"].get(c.name)) for c in runtime.containers}
-    found = status.pod_status(runtime, processes, case["old_status"], case["spec"], case["host_ip"], case["now"],
-                              case["clock"])  # fmt: skip
+    found = status.pod_status(
+        runtime, processes, case["old_status"], case["spec"], case["host_ip"], case["now"], case["clock"]
+    )
     transitions = {k: list(v) for k, v in found.transitions.items()}
     return {"phase": found.phase, "status": found.status, "transitions": transitions}
 

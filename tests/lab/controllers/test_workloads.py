@@ -40,8 +40,12 @@ def cp(tmp_path: Path) -> Iterator[ControlPlane]:
         if name != "master-0":  # the seed labels master-1 and master-2 for keepalived
             labels[LB] = ""
         plane.create("/nodes", {"metadata": {"name": name, "labels": labels}})
-    plane.start(DaemonSetController(plane.ctx), ReplicaSetController(plane.ctx),
-                DeploymentController(plane.ctx), Scheduler(plane.ctx))  # fmt: skip
+    plane.start(
+        DaemonSetController(plane.ctx),
+        ReplicaSetController(plane.ctx),
+        DeploymentController(plane.ctx),
+        Scheduler(plane.ctx),
+    )
     yield plane
     plane.stop()
 
@@ -65,8 +69,12 @@ def bound(cp: ControlPlane, namespace: str, count: int, labels: str | None = Non
 
 def make_ready(cp: ControlPlane, pod: Obj) -> None:
     meta = pod["metadata"]
-    cp.patch_status("/pods", meta["name"], {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
-                    meta["namespace"])  # fmt: skip
+    cp.patch_status(
+        "/pods",
+        meta["name"],
+        {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+        meta["namespace"],
+    )
 
 
 def events(cp: ControlPlane, namespace: str, reason: str) -> list[Obj]:
@@ -91,15 +99,21 @@ def test_daemon_set_puts_one_seed_like_pod_on_each_labelled_node(cp: ControlPlan
         assert len(meta["labels"]["controller-revision-hash"]) == 10
         [owner] = meta["ownerReferences"]
         assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
-            "DaemonSet", "keepalivedgroup-workers", ds["metadata"]["uid"], True)  # fmt: skip
+            "DaemonSet",
+            "keepalivedgroup-workers",
+            ds["metadata"]["uid"],
+            True,
+        )
         # What the DaemonSet controller adds is exactly what the seed's pod shows.
         assert spec["tolerations"] == SEED_POD["spec"]["tolerations"]
         seed_affinity = SEED_POD["spec"]["affinity"]
         seed_affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
-            "matchFields"][0]["values"] = [node]  # fmt: skip
+            "matchFields"
+        ][0]["values"] = [node]
         assert spec["affinity"] == seed_affinity
         assert pinned_node(pod) == node
         assert [c["type"] for c in pod["status"]["conditions"]] == ["PodScheduled"]
+
     def counted() -> Obj | None:
         # The DaemonSet's status catches up with its pods in its own reconcile: wait until it counts both.
         status = (cp.get("apps/daemonsets", "keepalivedgroup-workers", GROUP_NS) or {}).get("status") or {}
@@ -178,8 +192,12 @@ def test_a_template_change_rolls_node_by_node(cp: ControlPlane) -> None:
     for pod in old.values():
         make_ready(cp, pod)
     old_hash = old["master-1"]["metadata"]["labels"]["controller-revision-hash"]
-    ds = cp.patch("apps/daemonsets", "keepalivedgroup-workers",
-                  {"spec": {"template": {"metadata": {"annotations": {"kalab.test/rev": "2"}}}}}, GROUP_NS)  # fmt: skip
+    ds = cp.patch(
+        "apps/daemonsets",
+        "keepalivedgroup-workers",
+        {"spec": {"template": {"metadata": {"annotations": {"kalab.test/rev": "2"}}}}},
+        GROUP_NS,
+    )
     assert ds["metadata"]["generation"] == 2
 
     def new_pods() -> list[Obj]:
@@ -239,9 +257,14 @@ def test_scheduler_honours_node_selectors_and_says_why_a_pod_fits_nowhere(cp: Co
     on = wait_for(lambda: bound(cp, "demo", 2, "env=test"), what="the demo pods on their nodes")
     assert {node: pod["metadata"]["name"] for node, pod in on.items()} == {"master-0": "test-0", "master-2": "test-1"}
     assert events(cp, "demo", "Scheduled")
-    cp.create("/pods", {"metadata": {"name": "lost"}, "spec": {"nodeSelector": {"disk": "ssd"},
-                                                                 "containers": [{"name": "c", "image": "x"}]}},
-              "demo")  # fmt: skip
+    cp.create(
+        "/pods",
+        {
+            "metadata": {"name": "lost"},
+            "spec": {"nodeSelector": {"disk": "ssd"}, "containers": [{"name": "c", "image": "x"}]},
+        },
+        "demo",
+    )
 
     def refused() -> Obj | None:
         pod = cp.get("/pods", "lost", "demo") or {}
@@ -252,5 +275,7 @@ def test_scheduler_honours_node_selectors_and_says_why_a_pod_fits_nowhere(cp: Co
     assert condition["message"] == "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
     assert events(cp, "demo", "FailedScheduling")[0]["type"] == "Warning"
     cp.patch("/nodes", "master-1", {"metadata": {"labels": {"disk": "ssd"}}})
-    wait_for(lambda: (cp.get("/pods", "lost", "demo") or {}).get("spec", {}).get("nodeName") == "master-1",
-             what="the pod to be bound once a node fits")  # fmt: skip
+    wait_for(
+        lambda: (cp.get("/pods", "lost", "demo") or {}).get("spec", {}).get("nodeName") == "master-1",
+        what="the pod to be bound once a node fits",
+    )

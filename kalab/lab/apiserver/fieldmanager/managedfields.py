@@ -33,11 +33,20 @@ _STRIPPED: Final[tuple[Path, ...]] = (
     *(
         ("f:metadata", f"f:{name}")
         for name in (
-            "name", "namespace", "creationTimestamp", "selfLink", "uid", "clusterName", "generation",
-            "managedFields", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds",
+            "name",
+            "namespace",
+            "creationTimestamp",
+            "selfLink",
+            "uid",
+            "clusterName",
+            "generation",
+            "managedFields",
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
         )
     ),
-)  # fmt: skip
+)
 
 
 @dataclass

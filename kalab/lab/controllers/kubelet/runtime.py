@@ -273,8 +273,9 @@ class Kubelet(PodStreams, Controller):
             return
         container.reported = reason
         if reason == "ErrImagePull":
-            self.ctx.record_event(runtime.ref, "Failed", f'Failed to pull image "{container.image}": {refusal.message}',
-                                  "Warning")  # fmt: skip
+            self.ctx.record_event(
+                runtime.ref, "Failed", f'Failed to pull image "{container.image}": {refusal.message}', "Warning"
+            )
             self.ctx.record_event(runtime.ref, "Failed", "Error: ErrImagePull", "Warning")
         elif reason == "ImagePullBackOff":
             self.ctx.record_event(runtime.ref, "BackOff", f'Back-off pulling image "{container.image}"')

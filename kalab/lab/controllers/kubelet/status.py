@@ -97,8 +97,13 @@ def container_id(runtime: PodRuntime, container: Container, run: int) -> str:
 
 
 def terminated(end: Termination, container_id: str) -> Obj:
-    state: Obj = {"exitCode": end.exit_code, "reason": end.reason, "startedAt": stamp(end.started_at),
-                  "finishedAt": stamp(end.finished_at), "containerID": container_id}  # fmt: skip
+    state: Obj = {
+        "exitCode": end.exit_code,
+        "reason": end.reason,
+        "startedAt": stamp(end.started_at),
+        "finishedAt": stamp(end.finished_at),
+        "containerID": container_id,
+    }
     if end.signal is not None:
         state["signal"] = end.signal
     return state
@@ -127,8 +132,10 @@ def container_status(runtime: PodRuntime, container: Container, process: Process
         result["started"] = True
         result["ready"] = not container.init
     elif process.state == "waiting":
-        message = (f"back-off restarting failed container {container.name} in pod "
-                   f"{runtime.name}_{runtime.namespace}({runtime.uid})")  # fmt: skip
+        message = (
+            f"back-off restarting failed container {container.name} in pod "
+            f"{runtime.name}_{runtime.namespace}({runtime.uid})"
+        )
         result["state"] = {"waiting": {"reason": CRASH_LOOP, "message": message}}
     elif process.last_termination is not None:
         result["state"] = {"terminated": terminated(process.last_termination, current)}
@@ -157,29 +164,41 @@ def pod_status(
         previous = transitions.get(type_)
         if previous is None or previous[0] != status:
             transitions[type_] = (status, now)
-        found: Obj = {"type": type_, "status": status, "lastProbeTime": None,
-                      "lastTransitionTime": transitions[type_][1]}  # fmt: skip
+        found: Obj = {
+            "type": type_,
+            "status": status,
+            "lastProbeTime": None,
+            "lastTransitionTime": transitions[type_][1],
+        }
         if not ok and reason:
             found["reason"], found["message"] = reason, message
         return found
 
     current = phase(runtime, processes)
     inits = [container_status(runtime, c, processes[c.name], clock) for c in runtime.inits]
-    mains = sorted((container_status(runtime, c, processes[c.name], clock) for c in runtime.mains),
-                   key=lambda s: str(s["name"]))  # fmt: skip
+    mains = sorted(
+        (container_status(runtime, c, processes[c.name], clock) for c in runtime.mains), key=lambda s: str(s["name"])
+    )
     pending_inits = [c.name for c in runtime.inits[runtime.init_done :]]
     unready = [s["name"] for s in mains if not s["ready"]]
     done = current in ("Succeeded", "Failed")
-    not_ready = ("PodCompleted", "") if done else (
-        "ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]")  # fmt: skip
+    not_ready = (
+        ("PodCompleted", "")
+        if done
+        else ("ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]")
+    )
     scheduled = next((c for c in old.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
     conditions = [
-        condition("Initialized", not pending_inits or done, "ContainersNotInitialized",
-                  f"containers with incomplete status: [{' '.join(pending_inits)}]"),
+        condition(
+            "Initialized",
+            not pending_inits or done,
+            "ContainersNotInitialized",
+            f"containers with incomplete status: [{' '.join(pending_inits)}]",
+        ),
         condition("Ready", not unready and not done, *not_ready),
         condition("ContainersReady", not unready and not done, *not_ready),
         scheduled if scheduled and scheduled.get("status") == "True" else condition("PodScheduled", True),
-    ]  # fmt: skip
+    ]
     status: Obj = {"phase": current, "conditions": conditions, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}]}
     if runtime.sandbox is not None:
         status["podIP"] = runtime.sandbox.ip

@@ -184,9 +184,15 @@ class PodStreams:
     # -- PodHooks: proxy ---------------------------------------------------------------------------------------
 
     def proxy(
-        self, namespace: str, pod: str, port: int, path: str, method: str, headers: Sequence[tuple[str, str]],
+        self,
+        namespace: str,
+        pod: str,
+        port: int,
+        path: str,
+        method: str,
+        headers: Sequence[tuple[str, str]],
         body: bytes,
-    ) -> ProxyResponse:  # fmt: skip
+    ) -> ProxyResponse:
         """An HTTP request to podIP:port, made by curl inside the pod's node namespace (never from the host)."""
         found = self._pod(namespace, pod)
         runtime = self._runtime_of(found)

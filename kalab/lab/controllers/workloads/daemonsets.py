@@ -38,8 +38,9 @@ def daemon_pod_spec(template_spec: Mapping[str, Any], node: str | None) -> dict[
     tolerations = list(spec.get("tolerations") or [])
     wanted = list(_DAEMON_TOLERATIONS) + ([_HOST_NETWORK_TOLERATION] if spec.get("hostNetwork") else [])
     for key, effect in wanted:
-        if not any(t.get("key") == key and t.get("effect") == effect and t.get("operator") == "Exists"
-                   for t in tolerations):  # fmt: skip
+        if not any(
+            t.get("key") == key and t.get("effect") == effect and t.get("operator") == "Exists" for t in tolerations
+        ):
             tolerations.append({"key": key, "operator": "Exists", "effect": effect})
     spec["tolerations"] = tolerations
     if node is not None:
@@ -110,6 +111,7 @@ class DaemonSetController(RetryingController):
     def _prune(self, ds: Obj, pods: list[Obj], eligible: set[str]) -> list[Obj]:
         """Delete pods on nodes that no longer match, failed pods and duplicates; the pods that stay."""
         keep: dict[str, Obj] = {}
+
         def ready_then_oldest(p: Obj) -> tuple[bool, str]:
             return not objects.pod_ready(p), str(objects.meta(p).get("creationTimestamp"))
 
@@ -129,8 +131,9 @@ class DaemonSetController(RetryingController):
         outdated = [p for p in live if objects.labels_of(p).get(REVISION_HASH_LABEL) != revision]
         if not outdated:
             return
-        max_unavailable = max(1, scaled((strategy.get("rollingUpdate") or {}).get("maxUnavailable"),
-                                         len(eligible), 1, round_up=True))  # fmt: skip
+        max_unavailable = max(
+            1, scaled((strategy.get("rollingUpdate") or {}).get("maxUnavailable"), len(eligible), 1, round_up=True)
+        )
         ready_nodes = {pinned_node(p) for p in live if objects.pod_ready(p)}
         budget = max_unavailable - sum(1 for node in eligible if node not in ready_nodes)
         for pod in sorted(outdated, key=lambda p: (objects.pod_ready(p), objects.name_of(p))):
@@ -144,8 +147,11 @@ class DaemonSetController(RetryingController):
     def _pod(self, ds: Obj, template: Mapping[str, Any], node: str, revision: str, generation: int) -> Obj:
         meta = objects.meta(ds)
         template_meta = objects.meta(template)
-        labels = {**(template_meta.get("labels") or {}), REVISION_HASH_LABEL: revision,
-                  TEMPLATE_GENERATION_LABEL: str(generation)}  # fmt: skip
+        labels = {
+            **(template_meta.get("labels") or {}),
+            REVISION_HASH_LABEL: revision,
+            TEMPLATE_GENERATION_LABEL: str(generation),
+        }
         pod_meta: dict[str, Any] = {
             "generateName": f"{meta.get('name')}-",
             "namespace": meta.get("namespace"),

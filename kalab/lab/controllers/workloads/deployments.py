@@ -59,9 +59,13 @@ class ReplicaSetController(RetryingController):
             # Unscheduled pods go first, then those not ready, then the newest (as the ReplicaSet controller ranks).
             ranked = sorted(
                 active,
-                key=lambda p: (bool(objects.spec(p).get("nodeName")), objects.pod_ready(p),
-                               str(objects.meta(p).get("creationTimestamp")), objects.name_of(p)),
-            )  # fmt: skip
+                key=lambda p: (
+                    bool(objects.spec(p).get("nodeName")),
+                    objects.pod_ready(p),
+                    str(objects.meta(p).get("creationTimestamp")),
+                    objects.name_of(p),
+                ),
+            )
             for pod in ranked[: len(active) - replicas]:
                 self._delete_pod(rs, pod)
                 active.remove(pod)
@@ -159,8 +163,9 @@ class DeploymentController(Controller):
             "spec": {"replicas": replicas, "selector": selector, "template": template},
         }
         made = self.ctx.store.create(self.rs_rt, rs)
-        self.ctx.record_event(deploy, "ScalingReplicaSet",
-                              f"Scaled up replica set {objects.name_of(made)} to {replicas}")  # fmt: skip
+        self.ctx.record_event(
+            deploy, "ScalingReplicaSet", f"Scaled up replica set {objects.name_of(made)} to {replicas}"
+        )
         return made
 
     def _refresh_status(self, deploy: Obj, namespace: str | None, current: Obj, sets: list[Obj], replicas: int) -> None:
@@ -171,25 +176,42 @@ class DeploymentController(Controller):
 
         available = total("availableReplicas")
         strategy = objects.spec(deploy).get("strategy") or {}
-        max_unavailable = scaled((strategy.get("rollingUpdate") or {}).get("maxUnavailable"), replicas,
-                                  replicas // 4, round_up=False)  # fmt: skip
+        max_unavailable = scaled(
+            (strategy.get("rollingUpdate") or {}).get("maxUnavailable"), replicas, replicas // 4, round_up=False
+        )
         if strategy.get("type") == "Recreate":
             max_unavailable = replicas
         old_conditions = objects.status(deploy).get("conditions") or []
         current_name = objects.meta(current).get("name")
         new_ready = int(objects.status(fresh[0]).get("availableReplicas") or 0) >= replicas
         conditions = [
-            _condition(old_conditions, "Available", "True", "MinimumReplicasAvailable",
-                       "Deployment has minimum availability.")
+            _condition(
+                old_conditions, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."
+            )
             if available >= replicas - max_unavailable
-            else _condition(old_conditions, "Available", "False", "MinimumReplicasUnavailable",
-                            "Deployment does not have minimum availability."),
-            _condition(old_conditions, "Progressing", "True", "NewReplicaSetAvailable",
-                       f'ReplicaSet "{current_name}" has successfully progressed.')
+            else _condition(
+                old_conditions,
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+            ),
+            _condition(
+                old_conditions,
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                f'ReplicaSet "{current_name}" has successfully progressed.',
+            )
             if new_ready
-            else _condition(old_conditions, "Progressing", "True", "ReplicaSetUpdated",
-                            f'ReplicaSet "{current_name}" is progressing.'),
-        ]  # fmt: skip
+            else _condition(
+                old_conditions,
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                f'ReplicaSet "{current_name}" is progressing.',
+            ),
+        ]
         status: dict[str, Any] = {
             "observedGeneration": int(objects.meta(deploy).get("generation") or 1),
             "replicas": total("replicas"),

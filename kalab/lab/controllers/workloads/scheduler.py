@@ -62,8 +62,9 @@ class Scheduler(Controller):
         bound = self.ctx.store.update(self.pods_rt, pod, namespace)  # a stale pod conflicts: retried by the queue
         status = dict(objects.status(bound))
         conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
-        conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                           "lastTransitionTime": now_rfc3339()})  # fmt: skip
+        conditions.append(
+            {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now_rfc3339()}
+        )
         status.setdefault("phase", "Pending")
         status["conditions"] = conditions
         self.write_status(self.pods_rt, bound, status)
@@ -118,8 +119,16 @@ class Scheduler(Controller):
         if old and old[0].get("status") == "False" and old[0].get("message") == message:
             return
         conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
-        conditions.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                           "message": message, "lastProbeTime": None, "lastTransitionTime": now_rfc3339()})  # fmt: skip
+        conditions.append(
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": message,
+                "lastProbeTime": None,
+                "lastTransitionTime": now_rfc3339(),
+            }
+        )
         status["phase"] = "Pending"
         status["conditions"] = conditions
         self.write_status(self.pods_rt, pod, status)
