@@ -20,7 +20,7 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
 def _create(cluster: Cluster, obj: dict[str, Any], progress: Progress) -> None:
-    kind, name, ns = obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace")
+    kind, name, ns = obj["kind"], objects.name_of(obj), obj["metadata"].get("namespace")
     try:
         if kind == "Namespace":
             cluster.core.create_namespace(_model(client.V1Namespace, obj))
@@ -76,11 +76,11 @@ def deploy_demo(
     objs = manifests.demo(namespace, nodes, group=group, **demo_kwargs)
     _check_nodes(cluster, nodes)
     _create(cluster, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}, progress)
-    wanted = {o["metadata"]["name"]: o["spec"]["nodeSelector"][HOSTNAME_LABEL] for o in objs if o["kind"] == "Pod"}
+    wanted = {objects.name_of(o): o["spec"]["nodeSelector"][HOSTNAME_LABEL] for o in objs if o["kind"] == "Pod"}
     _remove_misplaced(cluster, namespace, wanted, timeout, progress)
     for obj in objs:
         _create(cluster, obj, progress)
-    names = {o["metadata"]["name"] for o in objs if o["kind"] == "Pod"}
+    names = {objects.name_of(o) for o in objs if o["kind"] == "Pod"}
     seen: list[str] = [""]
 
     def running() -> pd.DataFrame | None:
@@ -157,7 +157,7 @@ def cleanup_demo(
     """The seed's "to restore" (`oc delete -n demo -f demo.yaml`), waiting until the objects are gone."""
     objs = manifests.demo(namespace, nodes, group=group, **demo_kwargs)
     # Also the pods of an earlier, larger choice of nodes (test-2, …): every pod the demo's service selects.
-    named = {o["metadata"]["name"] for o in objs if o["kind"] == "Pod"}
+    named = {objects.name_of(o) for o in objs if o["kind"] == "Pod"}
     extra: list[dict[str, Any]] = [
         {"kind": "Pod", "metadata": {"name": pod, "namespace": namespace}}
         for pod in pinned_nodes(cluster, namespace)
@@ -165,7 +165,7 @@ def cleanup_demo(
     ]
     objs = [*extra, *objs]
     for obj in objs:
-        kind, name = obj["kind"], obj["metadata"]["name"]
+        kind, name = obj["kind"], objects.name_of(obj)
         try:
             if kind == "Pod":
                 cluster.core.delete_namespaced_pod(name, namespace)
@@ -203,7 +203,7 @@ def cleanup_demo(
 
 
 def _exists(cluster: Cluster, obj: dict[str, Any]) -> bool:
-    kind, name, ns = obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"]
+    kind, name, ns = obj["kind"], objects.name_of(obj), objects.namespace_of(obj)
     try:
         if kind == "Pod":
             cluster.core.read_namespaced_pod(name, ns)

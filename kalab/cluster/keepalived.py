@@ -23,7 +23,7 @@ POD_COLUMNS = ["pod", "node", "host_ip", "phase", "ready"]
 def apply_keepalived_group(cluster: Cluster, progress: Progress = None, **kwargs: Any) -> dict[str, Any]:
     """Create the KeepalivedGroup that manifests.keepalived_group(**kwargs) renders, or update the existing spec."""
     obj = manifests.keepalived_group(**kwargs)
-    name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    name, namespace = objects.name_of(obj), objects.namespace_of(obj)
     try:
         created = as_dict(cluster.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, obj))
         report(progress, f"created KeepalivedGroup {namespace}/{name}")

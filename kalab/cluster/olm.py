@@ -20,7 +20,7 @@ WATCH_CHUNK = 2  # seconds per watch before the Subscription is checked again
 def apply_olm_manifests(cluster: Cluster, namespace: str, progress: Progress = None, **kwargs: str) -> None:
     """Create the Namespace, OperatorGroup and Subscription unless they exist (like `oc apply`, never replacing)."""
     for obj in manifests.olm_install(namespace, **kwargs):
-        kind, name = obj["kind"], obj["metadata"]["name"]
+        kind, name = obj["kind"], objects.name_of(obj)
         try:
             if kind == "Namespace":
                 cluster.core.create_namespace(_namespace(obj))
@@ -92,7 +92,7 @@ def install_operator(
         status = objects.status(sub)
         csv_name = status.get("installedCSV") or status.get("currentCSV")
         csvs, version = _csvs(cluster, namespace)
-        csv = next((c for c in csvs if c["metadata"]["name"] == csv_name), None) if csv_name else None
+        csv = next((c for c in csvs if objects.name_of(c) == csv_name), None) if csv_name else None
         phase = objects.status(csv).get("phase")
         if (csv_name, phase) != seen:
             seen = (csv_name, phase)

@@ -10,7 +10,7 @@ from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 from kalab.cluster._common import Progress, fail, report
 from kalab.cluster.connect import Cluster
-from kalab.model import manifests
+from kalab.model import manifests, objects
 from kalab.model.errors import KalabError
 
 SCC_API = "security.openshift.io/v1"
@@ -65,7 +65,7 @@ def grant_privileged(
     if form == "rbac":
         binding = manifests.scc_grant(namespace, service_account, scc, form="rbac")
         assert isinstance(binding, dict)
-        name = binding["metadata"]["name"]
+        name = objects.name_of(binding)
         try:
             existing = cluster.rbac.read_namespaced_role_binding(name, namespace)
         except ApiException as err:

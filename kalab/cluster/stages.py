@@ -320,7 +320,7 @@ def _revoke_privileged(cluster: Cluster, namespace: str) -> bool:
     binding = manifests.scc_grant(namespace, form="rbac")
     assert isinstance(binding, dict)
     try:
-        cluster.rbac.delete_namespaced_role_binding(binding["metadata"]["name"], namespace)
+        cluster.rbac.delete_namespaced_role_binding(objects.name_of(binding), namespace)
         revoked = True
     except ApiException as err:
         if err.status != 404:
@@ -343,6 +343,6 @@ def _uninstall_operator(cluster: Cluster, runbook: Runbook) -> bool:
             found = True
             with contextlib.suppress(ApiException):  # gone meanwhile
                 custom.delete_namespaced_custom_object(
-                    olm.OLM_GROUP, olm.OLM_VERSION, ns, plural, item["metadata"]["name"]
+                    olm.OLM_GROUP, olm.OLM_VERSION, ns, plural, objects.name_of(item)
                 )
     return _delete_namespace(cluster, ns, runbook.timeout) or found

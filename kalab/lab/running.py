@@ -52,7 +52,7 @@ class RunningLab(BastionClients):
             f"/api/v1/namespaces/{self.group_ns}/pods?labelSelector=keepalivedGroup%3D{self.group}", "keepalived pods"
         )
         self.pods = {
-            p["spec"]["nodeName"]: p["metadata"]["name"] for p in pods.get("items", []) if p["spec"].get("nodeName")
+            p["spec"]["nodeName"]: objects.name_of(p) for p in pods.get("items", []) if p["spec"].get("nodeName")
         }
         if len(self.pods) < 2:
             raise KalabError(f"Only {len(self.pods)} keepalived pod(s) run for {self.group}; label two nodes.")

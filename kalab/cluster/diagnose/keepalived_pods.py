@@ -28,9 +28,9 @@ def _csvs(cluster: Cluster, namespace: str) -> dict[str, str]:
     except ApiException as err:
         raise fail(f"Listing ClusterServiceVersions in {namespace}", err, "check your access") from None
     return {
-        str(c["metadata"]["name"]): _phase_text(objects.status(c))
+        str(objects.name_of(c)): _phase_text(objects.status(c))
         for c in found.get("items") or []
-        if str(c["metadata"]["name"]).startswith("keepalived-operator")
+        if str(objects.name_of(c)).startswith("keepalived-operator")
     }
 
 

@@ -303,7 +303,7 @@ def rules_for(store: Store, user: UserInfo, namespace: str) -> tuple[list[Obj], 
 def _scc_rules(store: Store, user: UserInfo) -> list[Obj]:
     sccs, _ = store.list(store.registry.by_key(f"{SCC_GROUP}/{SCC_RESOURCE}"))
     names = [
-        s["metadata"]["name"]
+        objects.name_of(s)
         for s in sccs
         if user.username in (s.get("users") or []) or set(user.groups) & set(s.get("groups") or [])
     ]

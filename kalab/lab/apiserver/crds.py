@@ -186,7 +186,7 @@ class CrdController(Controller):
         return errors_of(obj, schema) if schema is not None else []
 
     def _serve(self, crd: Obj) -> None:
-        name = crd["metadata"]["name"]
+        name = objects.name_of(crd)
         types = resource_types(crd)
         for key in [k for k, owner in self._schema_owner.items() if owner == name]:
             del self._schema_owner[key]
@@ -217,7 +217,7 @@ class CrdController(Controller):
             self._schemas.pop(key, None)
 
     def _unserve(self, crd: Obj) -> None:
-        name = crd["metadata"]["name"]
+        name = objects.name_of(crd)
         for key in [k for k, owner in self._schema_owner.items() if owner == name]:
             del self._schema_owner[key]
             self._restore_schema(key)
@@ -240,7 +240,7 @@ class CrdController(Controller):
         self.ctx.registry.remove(group, plural)
 
     def initial_keys(self) -> Iterable[str]:
-        return [crd["metadata"]["name"] for crd in self.ctx.store.list(self.ctx.rt(CRD_KEY))[0]]
+        return [objects.name_of(crd) for crd in self.ctx.store.list(self.ctx.rt(CRD_KEY))[0]]
 
     def reconcile(self, key: str) -> float | None:
         crds = self.ctx.rt(CRD_KEY)

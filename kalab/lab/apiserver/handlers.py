@@ -207,7 +207,7 @@ class Handlers:
                 shown = shorten(str(named), 80)
                 raise bad_request(f"the name of the object ({shown}) does not match the name on the URL ({req.name})")
             meta["name"] = req.name
-            precondition = str(meta.get("resourceVersion", "")) != current["metadata"]["resourceVersion"]
+            precondition = str(meta.get("resourceVersion", "")) != objects.resource_version_of(current)
             try:
                 updated = self.store.update(
                     req.rt,
@@ -278,7 +278,7 @@ class Handlers:
         obj = current or self.store.get(req.rt, req.namespace, req.name)
         replicas = strategies.scale_replicas(req.name, scale)
         wanted_rv = objects.resource_version_of(scale)
-        if wanted_rv and wanted_rv != obj["metadata"]["resourceVersion"]:
+        if wanted_rv and wanted_rv != objects.resource_version_of(obj):
             raise conflict(req.rt.plural, req.name, req.rt.group)
         obj.setdefault("spec", {})["replicas"] = replicas
         updated = self.store.update(
@@ -333,7 +333,7 @@ class Handlers:
         if not req.dry_run:
             for obj in items:
                 with contextlib.suppress(ApiError):  # already gone, e.g. with its owner
-                    self.store.delete(req.rt, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+                    self.store.delete(req.rt, obj["metadata"].get("namespace"), objects.name_of(obj))
         return {
             "kind": "Status",
             "apiVersion": "v1",

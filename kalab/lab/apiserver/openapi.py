@@ -278,7 +278,7 @@ class OpenApi:
         self._docs: Documents | None = None
 
     def documents(self, registry: Registry, crds: list[Doc]) -> Documents:
-        versions = tuple(sorted((c["metadata"]["name"], c["metadata"].get("resourceVersion")) for c in crds))
+        versions = tuple(sorted((objects.name_of(c), c["metadata"].get("resourceVersion")) for c in crds))
         return self.documents_for(registry, versions, lambda: crds)
 
     def documents_for(
@@ -387,7 +387,7 @@ def documents_of(store: Store) -> Documents:
     # (large) schemas; read them only to rebuild.
     crd_rt = store.registry.by_key(_CRD_KEY)
     versions = tuple(
-        sorted(store.collect(crd_rt, lambda c: (str(c["metadata"]["name"]), c["metadata"].get("resourceVersion"))))
+        sorted(store.collect(crd_rt, lambda c: (str(objects.name_of(c)), c["metadata"].get("resourceVersion"))))
     )
     return cache.documents_for(store.registry, versions, lambda: store.list(crd_rt)[0])
 

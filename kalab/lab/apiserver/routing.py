@@ -168,5 +168,5 @@ def default_port(pod: Obj, target: str) -> int:
         if wanted and port.get("name") == wanted:
             return int(port["containerPort"])
     if wanted:
-        raise bad_request(f'pod "{pod["metadata"]["name"]}" has no port named "{wanted}"')
+        raise bad_request(f'pod "{objects.name_of(pod)}" has no port named "{wanted}"')
     return int(ports[0]["containerPort"]) if ports else 80

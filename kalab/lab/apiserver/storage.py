@@ -201,7 +201,7 @@ class Storage:
         if rt.key == "/namespaces":
             events += self._drop_namespace(name)
         if propagation != "Orphan":
-            for dep_rt, dep_ns, dep_name in self._dependents(victim["metadata"]["uid"]):
+            for dep_rt, dep_ns, dep_name in self._dependents(objects.uid_of(victim)):
                 if (dep_ns, dep_name) in self._objects.get(dep_rt.key, {}):
                     self._delete_locked(dep_rt, dep_ns, dep_name, events, "Background")
         for ref in victim["metadata"].get("ownerReferences") or []:
@@ -269,7 +269,7 @@ class Storage:
     ) -> Event:
         rv = self._history.next_rv()
         obj["metadata"]["resourceVersion"] = str(rv)
-        bucket[(ns, obj["metadata"]["name"])] = obj
+        bucket[(ns, objects.name_of(obj))] = obj
         event = Event(type_, rt, clone(obj), rv)
         self._history.append(event)
         return event

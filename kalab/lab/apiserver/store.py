@@ -207,7 +207,7 @@ class Store(Storage):
                 raise not_found(rt.plural, name, rt.group)
             old = clone(old)
         wanted_rv = meta.get("resourceVersion")
-        if wanted_rv and str(wanted_rv) != old["metadata"]["resourceVersion"]:
+        if wanted_rv and str(wanted_rv) != objects.resource_version_of(old):
             raise conflict(rt.plural, name, rt.group)
         sent_managers = meta.get("managedFields")
         if subresource is None:
@@ -234,7 +234,7 @@ class Store(Storage):
             current = bucket.get((ns, name))
             if current is None:
                 raise not_found(rt.plural, name, rt.group)
-            if current["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"]:
+            if objects.resource_version_of(current) != objects.resource_version_of(old):
                 raise conflict(rt.plural, name, rt.group)
             if merged == current:
                 return clone(current)  # no-op updates keep their resourceVersion, as in Kubernetes
@@ -258,7 +258,7 @@ class Store(Storage):
                 "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, "
                 f"found new finalizers []string{{{listed}}}"
             )
-            raise invalid(rt.kind, old["metadata"]["name"], message, rt.group)
+            raise invalid(rt.kind, objects.name_of(old), message, rt.group)
 
     @staticmethod
     def _merge_update(rt: ResourceType, old: Obj, new: Obj, subresource: str | None) -> Obj:

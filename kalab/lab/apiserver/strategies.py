@@ -148,7 +148,7 @@ def marked_for_deletion(store: Store, terminator: NamespaceTerminator, rt: Resou
     """What a delete that only marked the object answers; a namespace starts terminating."""
     if rt.key != "/namespaces":
         return marked
-    name = marked["metadata"]["name"]
+    name = objects.name_of(marked)
     terminator.start(name)
     return store.try_get(rt, None, name) or marked
 

@@ -19,6 +19,7 @@ from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.apiserver.store import Obj, now_rfc3339
 from kalab.lab.context import LabContext
 from kalab.lab.dataplane.topology import SEED_CLUSTER_NETWORK, SEED_HOST_PREFIX, SEED_NODES, node_specs
+from kalab.model import objects
 
 SERVICE_NETWORK = "172.30.0.0/16"
 NETWORK_TYPE = "OpenShiftSDN"
@@ -402,6 +403,6 @@ def bootstrap(ctx: LabContext) -> None:
     _ensure(ctx, "config.openshift.io/networks", [config])
     sccs = security_context_constraints()
     _ensure(ctx, "security.openshift.io/securitycontextconstraints", sccs)
-    _ensure(ctx, "rbac.authorization.k8s.io/clusterroles", [scc_cluster_role(s["metadata"]["name"]) for s in sccs])
+    _ensure(ctx, "rbac.authorization.k8s.io/clusterroles", [scc_cluster_role(objects.name_of(s)) for s in sccs])
     _ensure(ctx, "/nodes", nodes(ctx))
     _ensure(ctx, "/services", [kubernetes_service()])

@@ -166,7 +166,7 @@ class KeepalivedOperator(Controller):
         """A keepalived-operator CSV has Succeeded somewhere: the operator's Deployment is running."""
         csvs, _ = self.ctx.store.list(self.ctx.rt(CSVS))
         return any(
-            csv["metadata"]["name"].startswith(f"{OPERATOR_PACKAGE}.") and objects.phase_of(csv) == "Succeeded"
+            objects.name_of(csv).startswith(f"{OPERATOR_PACKAGE}.") and objects.phase_of(csv) == "Succeeded"
             for csv in csvs
         )
 
@@ -182,7 +182,7 @@ class KeepalivedOperator(Controller):
             return None
         if key == RESYNC:
             for each in self.ctx.store.list(rt)[0]:
-                self.enqueue(_key(each["metadata"]["namespace"], each["metadata"]["name"]))
+                self.enqueue(_key(objects.namespace_of(each), objects.name_of(each)))
             return None
         if not self.installed():
             return None

@@ -75,7 +75,7 @@ def service_ports(service: Mapping[str, Any], endpoints: Obj | None) -> list[Ser
 def all_service_ports(services: Iterable[Obj], endpoints: Iterable[Obj]) -> list[ServicePort]:
     """Every service port of the cluster; a port listed twice (same name and protocol) counts once, because
     kube-proxy would refuse the whole table otherwise."""
-    by_name = {(e["metadata"].get("namespace"), e["metadata"]["name"]): e for e in endpoints}
+    by_name = {(e["metadata"].get("namespace"), objects.name_of(e)): e for e in endpoints}
     ports: dict[tuple[str, str], ServicePort] = {}
     for service in services:
         meta = service["metadata"]

@@ -50,7 +50,7 @@ def service_account(pod: Mapping[str, Any]) -> str:
 
 def usable(scc: Mapping[str, Any], user: UserInfo, rules: Iterable[Mapping[str, Any]]) -> bool:
     """Named in the SCC's users, one of its groups in the SCC's groups, or RBAC's `use` on it."""
-    name = scc["metadata"]["name"]
+    name = objects.name_of(scc)
     if user.username in (scc.get("users") or []):
         return True
     if set(user.groups) & set(scc.get("groups") or []):
@@ -79,7 +79,7 @@ def _restrictiveness(scc: Mapping[str, Any]) -> int:
 
 def ordered(sccs: Iterable[Obj]) -> list[Obj]:
     """OpenShift's order of trying SCCs: highest priority first, then the most restrictive, then by name."""
-    return sorted(sccs, key=lambda s: (-(s.get("priority") or 0), _restrictiveness(s), s["metadata"]["name"]))
+    return sorted(sccs, key=lambda s: (-(s.get("priority") or 0), _restrictiveness(s), objects.name_of(s)))
 
 
 def uid_range(namespace: Obj | None, name: str) -> tuple[int, int]:
@@ -185,11 +185,11 @@ def decide(store: Store, pod: Mapping[str, Any], requester: UserInfo | None = No
     sccs = ordered(store.list(registry.by_key(f"{SCC_GROUP}/{SCC_RESOURCE}"))[0])
     required = (meta.get("annotations") or {}).get(REQUIRED_SCC_ANNOTATION)
     if required:
-        sccs = [s for s in sccs if s["metadata"]["name"] == required]
+        sccs = [s for s in sccs if objects.name_of(s) == required]
     uids = uid_range(store.try_get(registry.by_key("/namespaces"), None, namespace), namespace)
     reasons: list[str] = []
     for scc in sccs:
-        name = scc["metadata"]["name"]
+        name = objects.name_of(scc)
         if not any(usable(scc, user, rules) for user, rules in subjects):
             reasons.append(f'provider "{name}": {NOT_USABLE}')
             continue

@@ -10,12 +10,13 @@ from kalab.lab.apiserver.errors import ApiError
 from kalab.lab.apiserver.store import Event
 from kalab.lab.context import LabContext
 from kalab.lab.controllers.base import Controller
+from kalab.model import objects
 
 ACCOUNTS = ("default", "builder", "deployer")
 
 
 def _namespace_key(event: Event) -> list[str]:
-    return [event.object["metadata"]["name"]]
+    return [objects.name_of(event.object)]
 
 
 def _account_key(event: Event) -> list[str]:

@@ -105,7 +105,7 @@ def _own_namespace_group(site: FaultSite) -> Memo:
     """The operator's OperatorGroup narrowed to its own namespace (as many operators' install docs have it): OLM
     fails the CSV with UnsupportedOperatorGroup, since this operator supports AllNamespaces only."""
     group = _operator_group(site)
-    name = group["metadata"]["name"]
+    name = objects.name_of(group)
     memo = {"name": name, "targetNamespaces": objects.spec(group).get("targetNamespaces")}
     _patch_operator_group(site, name, [GROUP_NAMESPACE])
     return memo
@@ -155,7 +155,7 @@ def _revoke_scc(site: FaultSite) -> Memo:
     binding = manifests.scc_grant(GROUP_NAMESPACE, form="rbac")
     assert isinstance(binding, dict)
     with contextlib.suppress(ApiException):
-        site.cluster.rbac.delete_namespaced_role_binding(binding["metadata"]["name"], GROUP_NAMESPACE)
+        site.cluster.rbac.delete_namespaced_role_binding(objects.name_of(binding), GROUP_NAMESPACE)
         memo["rbac"] = True
     site.cluster.core.delete_collection_namespaced_pod(GROUP_NAMESPACE, label_selector=f"keepalivedGroup={GROUP}")
     return memo

@@ -88,7 +88,7 @@ class CsvPhases(Controller):
         """(reason, message) when the CSV's namespace has no OperatorGroup, several, or one whose targets its
         installModes do not support; with exactly one, the CSV's OLM annotations are brought up to date first."""
         og_rt = self.ctx.rt("operators.coreos.com/operatorgroups")
-        groups, _ = self.ctx.store.list(og_rt, csv["metadata"]["namespace"])
+        groups, _ = self.ctx.store.list(og_rt, objects.namespace_of(csv))
         if not groups:
             return "NoOperatorGroup", "csv in namespace with no operatorgroups"
         if len(groups) > 1:
@@ -99,7 +99,7 @@ class CsvPhases(Controller):
         self._annotate(csv, groups[0])
         targets = csv["metadata"]["annotations"]["olm.targetNamespaces"].split(",")
         modes = objects.spec(csv).get("installModes") or []
-        why = unsupported(modes, csv["metadata"]["namespace"], targets)
+        why = unsupported(modes, objects.namespace_of(csv), targets)
         return None if why is None else ("UnsupportedOperatorGroup", why)
 
     def _check_requirements(self, csv: Obj, phase: str) -> float | None:
@@ -130,7 +130,7 @@ class CsvPhases(Controller):
                 "message": "CRD is not present",
             }
             if found is not None:
-                entry["uuid"] = found["metadata"]["uid"]
+                entry["uuid"] = objects.uid_of(found)
                 if _established(found):
                     entry |= {"status": "Present", "message": "CRD is present and Established condition is true"}
                 else:
@@ -147,8 +147,8 @@ class CsvPhases(Controller):
         rt = self.ctx.rt("operators.coreos.com/clusterserviceversions")
         targets = ",".join(objects.spec(og).get("targetNamespaces") or [])
         notes = {
-            "olm.operatorGroup": og["metadata"]["name"],
-            "olm.operatorNamespace": og["metadata"]["namespace"],
+            "olm.operatorGroup": objects.name_of(og),
+            "olm.operatorNamespace": objects.namespace_of(og),
             "olm.targetNamespaces": targets,
         }
         annotations = csv["metadata"].setdefault("annotations", {})

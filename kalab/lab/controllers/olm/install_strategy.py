@@ -23,11 +23,11 @@ def _strategy(csv: Obj) -> Mapping[str, Any]:
 def missing_deployments(ctx: LabContext, csv: Obj) -> list[str]:
     rt = ctx.rt("apps/deployments")
     names = [d.get("name", "") for d in _strategy(csv).get("deployments") or []]
-    return [n for n in names if ctx.store.try_get(rt, csv["metadata"]["namespace"], n) is None]
+    return [n for n in names if ctx.store.try_get(rt, objects.namespace_of(csv), n) is None]
 
 
 def unavailable_deployments(ctx: LabContext, csv: Obj) -> list[str]:
-    rt, namespace = ctx.rt("apps/deployments"), csv["metadata"]["namespace"]
+    rt, namespace = ctx.rt("apps/deployments"), objects.namespace_of(csv)
     waiting = []
     for deployment in _strategy(csv).get("deployments") or []:
         found = ctx.store.try_get(rt, namespace, deployment.get("name", ""))
@@ -38,7 +38,7 @@ def unavailable_deployments(ctx: LabContext, csv: Obj) -> list[str]:
 
 def install(ctx: LabContext, csv: Obj) -> None:
     """Service accounts, RBAC and Deployments from the CSV's install strategy; re-running fills what is missing."""
-    strategy, namespace = _strategy(csv), csv["metadata"]["namespace"]
+    strategy, namespace = _strategy(csv), objects.namespace_of(csv)
     owner = objects.owner_reference(csv, controller=False)
     for perm in strategy.get("clusterPermissions") or []:
         _service_account(ctx, namespace, perm["serviceAccountName"], owner)
@@ -56,7 +56,7 @@ def install(ctx: LabContext, csv: Obj) -> None:
                 "name": deployment["name"],
                 "namespace": namespace,
                 "labels": {
-                    "olm.owner": csv["metadata"]["name"],
+                    "olm.owner": objects.name_of(csv),
                     "olm.owner.kind": "ClusterServiceVersion",
                     "olm.owner.namespace": namespace,
                 },
@@ -68,7 +68,7 @@ def install(ctx: LabContext, csv: Obj) -> None:
 
 
 def _ensure(ctx: LabContext, rt: Any, obj: Obj, namespace: str | None) -> None:
-    if ctx.store.try_get(rt, namespace, obj["metadata"]["name"]) is None:
+    if ctx.store.try_get(rt, namespace, objects.name_of(obj)) is None:
         try:
             ctx.store.create(rt, obj, namespace)
         except ApiError as err:
@@ -120,7 +120,7 @@ def remove_cluster_rbac(ctx: LabContext, namespace: str, csv: str) -> None:
         rt = ctx.rt(key)
         for obj in ctx.store.list(rt, labels=selector)[0]:
             try:
-                ctx.store.delete(rt, None, obj["metadata"]["name"])
+                ctx.store.delete(rt, None, objects.name_of(obj))
             except ApiError as err:
                 if err.code != 404:
                     raise

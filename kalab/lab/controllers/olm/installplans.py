@@ -38,7 +38,7 @@ def create_install_plan(ctx: LabContext, sub: Obj, head: str) -> Obj:
 
 def execute_install_plan(ctx: LabContext, plan: Obj, package: Package, head: str, sub: Obj) -> None:
     """Create the bundle's CRDs and its CSV, then mark the plan Complete with one step per object."""
-    store, namespace = ctx.store, plan["metadata"]["namespace"]
+    store, namespace = ctx.store, objects.namespace_of(plan)
     plan_rt = ctx.rt("operators.coreos.com/installplans")
     spec = objects.spec(sub)
     plan["status"] = {"phase": "Installing", "catalogSources": [spec.get("source")]}
@@ -47,7 +47,7 @@ def execute_install_plan(ctx: LabContext, plan: Obj, package: Package, head: str
     crd = keepalivedgroup_crd() if package.name == OPERATOR_PACKAGE else None
     if crd is not None:
         crd_rt = ctx.rt("apiextensions.k8s.io/customresourcedefinitions")
-        created = store.try_get(crd_rt, None, crd["metadata"]["name"]) is None
+        created = store.try_get(crd_rt, None, objects.name_of(crd)) is None
         if created:
             store.create(crd_rt, crd)
         steps.append(_step(head, crd, "Created" if created else "Present", spec))
@@ -77,7 +77,7 @@ def _step(head: str, obj: Obj, status: str, spec: Mapping[str, Any]) -> Obj:
             "group": group,
             "version": version,
             "kind": obj["kind"],
-            "name": obj["metadata"]["name"],
+            "name": objects.name_of(obj),
             "sourceName": spec.get("source"),
             "sourceNamespace": spec.get("sourceNamespace"),
         },

@@ -101,16 +101,16 @@ def reconcile_subscription(
         status["installPlanRef"] = {
             "apiVersion": OPERATORS_API,
             "kind": "InstallPlan",
-            "name": plan["metadata"]["name"],
+            "name": objects.name_of(plan),
             "namespace": namespace,
-            "resourceVersion": plan["metadata"]["resourceVersion"],
-            "uid": plan["metadata"]["uid"],
+            "resourceVersion": objects.resource_version_of(plan),
+            "uid": objects.uid_of(plan),
         }
         status["installplan"] = {
             "apiVersion": OPERATORS_API,
             "kind": "InstallPlan",
-            "name": plan["metadata"]["name"],
-            "uuid": plan["metadata"]["uid"],
+            "name": objects.name_of(plan),
+            "uuid": objects.uid_of(plan),
         }
         status["installPlanGeneration"] = int(old.get("installPlanGeneration", 0)) + 1
         sub = _write_status(ctx, rt, sub, status)
