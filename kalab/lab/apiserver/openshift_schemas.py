@@ -5,6 +5,8 @@ from these schemas exactly as for any CRD. The fields the lab and the runbook us
 required fields, enums and defaults (SCC `userNamespaceLevel`, OperatorGroup `spec.upgradeStrategy`); large subtrees
 the lab does not interpret (a CSV's install strategy, status blocks written by OLM) keep unknown fields, so nothing
 the lab stores is pruned away.
+
+It stays one module (over 500 lines) because it is data, one schema per kind, and the kinds share their pieces.
 """
 
 from __future__ import annotations
