@@ -10,9 +10,9 @@ import pytest
 from kalab.cli.main import main
 from kalab.lab.dataplane import tree
 from tests.support.kalabcli import run_kalab as kalab
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 
-pytestmark = needs_root_tools("keepalived", "iptables-restore", "iptables-save", "ip", "curl")
+pytestmark = needs_lab_tools("keepalived", "iptables-restore", "iptables-save", "ip", "curl")
 
 
 def test_a_ready_machine_passes_every_check() -> None:
