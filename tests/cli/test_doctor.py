@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def test_a_missing_tool_is_named_with_its_fix(
 ) -> None:
     # A PATH that has every tool but keepalived (and no sbin directories added behind it).
     for tool in ("iptables-restore", "iptables-save", "ip", "curl", "unshare", "nsenter", "setpriv"):
-        found = shutil.which(tool)
+        found = shutil.which(tool, path=tree.with_sbin(os.environ.get("PATH", "")))  # found where the lab looks
         assert found
         (tmp_path / tool).symlink_to(found)
     monkeypatch.setenv("PATH", str(tmp_path))
