@@ -15,12 +15,12 @@ from kalab.cluster.connect import Cluster, connect
 from kalab.lab import control
 from tests.browser.jupyterlab import LAB, ROOT, LabServer
 from tests.browser.notebook_page import FAIL, PASS, WIDGET_STATE, NotebookPage, Snapshot
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 from tests.support.waiting import wait_for
 
 LB = "node-role.kubernetes.io/loadbalancer"
 
-pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl", "chromium")
+pytestmark = needs_lab_tools("keepalived", "iptables-restore", "ip", "curl", "chromium")
 
 NOTEBOOKS = sorted(path.name for path in (ROOT / "notebooks").glob("*.ipynb"))
 SCREENSHOTS = ROOT / "out" / "browser"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,9 +11,9 @@ import pytest
 from kalab.cli.main import main
 from kalab.lab.dataplane import tree
 from tests.support.kalabcli import run_kalab as kalab
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 
-pytestmark = needs_root_tools("keepalived", "iptables-restore", "iptables-save", "ip", "curl")
+pytestmark = needs_lab_tools("keepalived", "iptables-restore", "iptables-save", "ip", "curl")
 
 
 def test_a_ready_machine_passes_every_check() -> None:
@@ -38,7 +39,7 @@ def test_a_missing_tool_is_named_with_its_fix(
 ) -> None:
     # A PATH that has every tool but keepalived (and no sbin directories added behind it).
     for tool in ("iptables-restore", "iptables-save", "ip", "curl", "unshare", "nsenter", "setpriv"):
-        found = shutil.which(tool)
+        found = shutil.which(tool, path=tree.with_sbin(os.environ.get("PATH", "")))  # found where the lab looks
         assert found
         (tmp_path / tool).symlink_to(found)
     monkeypatch.setenv("PATH", str(tmp_path))

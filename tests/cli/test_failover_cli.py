@@ -13,11 +13,11 @@ import pytest
 
 from kalab.lab.dataplane import netlink, procfs
 from tests.support.kalabcli import run_kalab as kalab
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 from tests.support.waiting import wait_for
 
 
-@needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+@needs_lab_tools("keepalived", "iptables-restore", "ip", "curl")
 def test_failover_json_reports_every_field_the_notebooks_plot() -> None:
     host_namespaces = netlink.list_netns()
     done = kalab("failover", "--kind", "link-down", "--advert-int", "0.1", "--vrrp-version", "3", "--json")
@@ -32,7 +32,7 @@ def test_failover_json_reports_every_field_the_notebooks_plot() -> None:
     assert set(netlink.list_netns()) <= set(host_namespaces)  # the throwaway data plane lived in a tree of its own
 
 
-@needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+@needs_lab_tools("keepalived", "iptables-restore", "ip", "curl")
 def test_probe_of_the_demo_scenario_sees_both_pods() -> None:
     host_namespaces = netlink.list_netns()
     done = kalab("probe", "--scenario", "--for", "1", "--rate", "200", "--json")
@@ -76,7 +76,7 @@ def _tree_of(command: subprocess.Popen[str]) -> set[tuple[int, int]]:
     return {(pid, start) for pid, start in found if start is not None}
 
 
-@needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+@needs_lab_tools("keepalived", "iptables-restore", "ip", "curl")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_an_interrupted_throwaway_failover_leaves_nothing_behind(sig: signal.Signals) -> None:
     host_namespaces = netlink.list_netns()

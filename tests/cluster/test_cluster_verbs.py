@@ -18,10 +18,10 @@ from kalab.lab.dataplane.naming import POD_INTERFACE
 from kalab.model.errors import KalabError
 from tests.support.kalabcli import one_sentence
 from tests.support.labs import running_lab
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 from tests.support.waiting import wait_for
 
-pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+pytestmark = needs_lab_tools("keepalived", "iptables-restore", "ip", "curl")
 LAB = "t-verbs"
 NS = "keepalived-operator"
 

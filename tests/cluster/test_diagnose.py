@@ -21,10 +21,10 @@ from kalab.model.operator import GROUP_ANNOTATION
 from tests.cluster.seeded import SeededLab, seeded_lab
 from tests.support.kalabcli import one_sentence, one_stderr_line, run_kalab
 from tests.support.labs import SharedLab
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 from tests.support.waiting import wait_for
 
-pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+pytestmark = needs_lab_tools("keepalived", "iptables-restore", "ip", "curl")
 NS = "keepalived-operator"
 GROUP_REF = "keepalived-operator/keepalivedgroup-workers"
 LB = "node-role.kubernetes.io/loadbalancer="

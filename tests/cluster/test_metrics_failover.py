@@ -27,9 +27,9 @@ from kalab.ui.live import ExporterChart
 from tests.cluster.seeded import SeededLab, seeded_lab
 from tests.support.kalabcli import one_sentence, one_stderr_line, run_kalab
 from tests.support.labs import SharedLab
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 
-pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+pytestmark = needs_lab_tools("keepalived", "iptables-restore", "ip", "curl")
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from kalab.cluster.connect import Cluster
 from kalab.model.errors import KalabError
 from tests.support.kalabcli import one_stderr_line, run_kalab, run_kalab_here
 from tests.support.labs import SharedLab
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 
-pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+pytestmark = needs_lab_tools("keepalived", "iptables-restore", "ip", "curl")
 NS = "keepalived-operator"
 LB = nodes.LOADBALANCER_LABEL
 BLOCK = ipaddress.ip_network("172.21.6.32/27")

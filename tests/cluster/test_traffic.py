@@ -13,11 +13,11 @@ from kalab.model.pod_anatomy import pod_anatomy
 from tests.cluster.seeded import SeededLab, seeded_lab
 from tests.support.kalabcli import one_sentence
 from tests.support.labs import SharedLab
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 from tests.support.paths import SEED
 from tests.support.waiting import wait_for
 
-pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+pytestmark = needs_lab_tools("keepalived", "iptables-restore", "ip", "curl")
 UNASSIGNED_VIP = "172.21.6.60"  # inside the auto-assign block, on no service: nothing answers it
 FW_CHAIN = kubeproxy.fw_chain(kubeproxy.service_port_name("demo", "demo", "http"))
 SVC_CHAIN = kubeproxy.svc_chain(kubeproxy.service_port_name("demo", "demo", "http"))

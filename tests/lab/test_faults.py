@@ -22,10 +22,10 @@ from tests.cluster.seeded import SeededLab, seeded_lab
 from tests.lab.apiserver.api_kit import KUBECTL
 from tests.support.kalabcli import run_kalab
 from tests.support.labs import SharedLab
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 from tests.support.waiting import wait_for
 
-pytestmark = needs_root_tools("keepalived", "iptables-restore", "iptables", "ip", "curl")
+pytestmark = needs_lab_tools("keepalived", "iptables-restore", "iptables", "ip", "curl")
 REPRODUCIBLE = sorted(faults.RECIPES)
 
 

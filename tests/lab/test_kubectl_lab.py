@@ -24,10 +24,10 @@ from kalab.lab import control
 from kalab.lab.dataplane import naming
 from kalab.model import manifests
 from tests.support.labs import running_lab
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 from tests.support.waiting import stop_process, wait_for
 
-pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+pytestmark = needs_lab_tools("keepalived", "iptables-restore", "ip", "curl")
 LAB = "t-kubectl"
 BASTION = naming.bastion_ns(naming.DEFAULT_PREFIX)
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))

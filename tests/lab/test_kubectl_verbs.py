@@ -20,10 +20,10 @@ import yaml
 from kalab.lab import control
 from kalab.model import manifests
 from tests.support.labs import running_lab
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 from tests.support.waiting import wait_for
 
-pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+pytestmark = needs_lab_tools("keepalived", "iptables-restore", "ip", "curl")
 LAB = "t-verbs"
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 NS = "keepalived-operator"

@@ -10,13 +10,12 @@ from kalab.lab.images.php_demo import GREETING
 from tests.lab.nets import curl, demo_server, linked_pair
 from tests.support.markers import needs_root_tools
 
-pytestmark = needs_root_tools("ip", "curl")
-
 
 def test_greeting_is_the_seed_text() -> None:
     assert GREETING == "Hello!<br>Welcome to RedHat Developer<br>Enjoy all of the ad-free articles<br>"
 
 
+@needs_root_tools("ip", "curl")
 def test_page_is_the_seed_text_plus_the_pod_ip(tmp_path: Path) -> None:
     with linked_pair() as (client, pod), demo_server(pod.name, tmp_path / "access.log") as server:
         got = curl(client.name, f"http://{pod.ip}/")
@@ -45,6 +44,7 @@ def test_page_is_the_seed_text_plus_the_pod_ip(tmp_path: Path) -> None:
     assert '"GET /nope HTTP/1.1" 404' in requests[2]
 
 
+@needs_root_tools("ip", "curl")
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_ip_can_be_given_explicitly(tmp_path: Path, how: str) -> None:
     args, env = (("--ip", "10.254.9.9"), None) if how == "flag" else ((), {"POD_IP": "10.254.9.9"})

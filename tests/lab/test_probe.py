@@ -22,7 +22,7 @@ from kalab.model.errors import KalabError
 from kalab.model.failover import analyse_outage
 from kalab.model.probes import FRAME_COLUMNS, ProbeRecord, check_limits, records_to_frame, summarise
 from tests.lab.nets import Ns, linked_pair
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools, needs_root_tools
 from tests.support.waiting import wait_for
 
 
@@ -143,7 +143,7 @@ def test_planned_requests_are_rate_times_duration() -> None:
     assert check_limits(0.001, 1.0, 1.0) == 1
 
 
-@needs_root_tools("ip")
+@needs_lab_tools("ip")
 def test_a_missing_namespace_is_refused() -> None:
     with pytest.raises(KalabError, match="namespace kalab-no-such-namespace failed: Cannot open network namespace"):
         probe_timeline("http://10.0.0.1/", 1.0, 10.0, place=place("kalab-no-such-namespace"))

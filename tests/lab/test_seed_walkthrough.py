@@ -25,10 +25,10 @@ from kalab.lab.running import RunningLab
 from kalab.model import manifests
 from kalab.model.prometheus import parse_exposition
 from tests.support.labs import running_lab
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 from tests.support.waiting import wait_for
 
-pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+pytestmark = needs_lab_tools("keepalived", "iptables-restore", "ip", "curl")
 LAB = "t-seed"
 BASTION = naming.bastion_ns(naming.DEFAULT_PREFIX)  # every lab has its own, by the same name
 DEMO_BODY = "Hello!<br>Welcome to RedHat Developer<br>Enjoy all of the ad-free articles<br>"

@@ -22,8 +22,6 @@ from tests.support.markers import needs_root_tools
 from tests.support.netns import netns
 from tests.support.waiting import wait_for
 
-pytestmark = needs_root_tools("ip")
-
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ")
 FAST = Backoff(initial=0.02, cap=0.1, reset_after=10.0)
 
@@ -71,6 +69,7 @@ def log_lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+@needs_root_tools("ip")  # its namespace is made among the host's (tests/support/netns.py)
 def test_runs_in_the_namespace_with_timestamped_log(sup: Supervisor, tmp_path: Path) -> None:
     with netns("eth0", "192.168.7.13/24") as ns:
         proc = sup.start(ProcessSpec("addr", ["ip", "-o", "addr"], netns=ns))
@@ -230,6 +229,7 @@ SUPERVISOR_SCRIPT = textwrap.dedent("""
 """)
 
 
+@needs_root_tools("ip")  # its namespace is made among the host's (tests/support/netns.py)
 def test_reap_after_a_supervisor_crash_kills_exactly_what_it_started(state_dir: Path) -> None:
     with netns() as ns:
         crashed = subprocess.Popen(

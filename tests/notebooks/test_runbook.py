@@ -17,9 +17,9 @@ from kalab.lab import control
 from kalab.lab.dataplane import netlink
 from tests.support.kalabcli import run_kalab as kalab
 from tests.support.labs import processes_mentioning, running_lab
-from tests.support.markers import needs_root_tools
+from tests.support.markers import needs_lab_tools
 
-pytestmark = needs_root_tools("keepalived", "iptables-restore", "ip", "curl")
+pytestmark = needs_lab_tools("keepalived", "iptables-restore", "ip", "curl")
 LAB = "t-runbook"
 FRESH = "t-fresh"  # the lab `kalab run --lab` starts and stops, beside LAB
 NOTEBOOKS = [
