@@ -167,6 +167,7 @@ def test_the_seed_end_to_end(lab: control.LabInfo, api: client.ApiClient) -> Non
             (s := core.read_namespaced_service("demo", "demo")).status
             and s.status.load_balancer
             and s.status.load_balancer.ingress
+            and s.spec.external_ips  # the controller writes both, separately: wait for what is asserted below
             and s
         ),
     )
