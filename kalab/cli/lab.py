@@ -234,7 +234,6 @@ def _list(args: argparse.Namespace) -> int:
 def _exec(args: argparse.Namespace) -> int:
     from kalab.lab import control
     from kalab.lab.dataplane.topology import Topology, TopologySpec
-    from kalab.lab.dataplane.tree import with_sbin
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
@@ -243,11 +242,10 @@ def _exec(args: argparse.Namespace) -> int:
     namespaces = {**{node: topology.node_ns(node) for node in topology.node_names}, "bastion": topology.bastion_ns}
     if args.node not in namespaces:
         raise KalabError(f'The lab has no node "{args.node[:40]}"; pick one of {", ".join(namespaces)}.')
-    argv = control.status(args.name).entry().command(namespaces[args.node], command)
-    # A node's PATH has sbin (iptables, sysctl, keepalived live there); an ordinary user's has not.
-    env = {**os.environ, "PATH": with_sbin(os.environ.get("PATH", ""))}
+    entry = control.status(args.name).entry()
+    argv = entry.command(namespaces[args.node], command)
     sys.stdout.flush()
-    os.execvpe(argv[0], argv, env)  # the command's own output and exit status, as `oc debug node` gives
+    os.execvpe(argv[0], argv, entry.env())  # the command's own output and exit status, as `oc debug node` gives
 
 
 _HANDLERS = {"up": _up, "down": _down, "status": _status}

@@ -12,11 +12,13 @@ namespaces, may configure them (and only them), and ends with the lab. It is wha
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kalab.lab.dataplane import procfs
 from kalab.lab.dataplane.naming import check_lab_ns
+from kalab.lab.dataplane.tree import with_sbin
 from kalab.model.errors import KalabError
 
 _DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--")
@@ -59,6 +61,12 @@ class Entry:
     def command(self, ns: str, argv: Sequence[str]) -> list[str]:
         """The command line that runs `argv` in the lab namespace `ns`."""
         return [*self.prefix(), "ip", "netns", "exec", check_lab_ns(ns), *argv]
+
+    @staticmethod
+    def env() -> dict[str, str]:
+        """The environment a node command runs with: the caller's, with sbin on PATH as a node's root has it (an
+        ordinary user's PATH lacks it, and iptables, sysctl and keepalived live there)."""
+        return {**os.environ, "PATH": with_sbin(os.environ.get("PATH", ""))}
 
     def ip(self, ns: str, *args: str) -> list[str]:
         """`ip -n <ns> <args>`: iproute2 entering the namespace itself (cheaper than `ip netns exec ns ip …`)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from kalab.cluster import keepalived
 from kalab.cluster._common import api_message
 from kalab.cluster.connect import Cluster, connect
 from kalab.lab.control import LabInfo
-from kalab.lab.dataplane import tree
 from kalab.lab.dataplane.topology import Topology, TopologySpec
 from kalab.model.errors import KalabError
 from kalab.model.operator import GROUP_ANNOTATION
@@ -44,15 +42,14 @@ class FaultSite:
         topology = Topology(TopologySpec.seed())
         if node not in topology.node_names:
             raise KalabError(f'The lab has no node "{node}".')
-        # A node's tools (iptables) live in sbin, which an ordinary user's PATH lacks; a node's root has it.
-        path = tree.with_sbin(os.environ.get("PATH", ""))
+        entry = self.info.entry()
         done = subprocess.run(
-            self.info.entry().command(topology.node_ns(node), list(argv)),
+            entry.command(topology.node_ns(node), list(argv)),
             capture_output=True,
             text=True,
             timeout=NODE_TIMEOUT,
             check=False,
-            env={**os.environ, "PATH": path},
+            env=entry.env(),
         )
         if check and done.returncode != 0:
             raise KalabError(f"`{' '.join(argv)}` failed on {node}: {done.stderr.strip() or done.returncode}.")
