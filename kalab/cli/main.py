@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import signal
 import sys
 import threading
@@ -61,6 +62,16 @@ def build_parser() -> Parser:
     return parser
 
 
+def chosen_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The sub-command's own parser that `args` came through (`kalab lab down`'s for `kalab lab down …`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return chosen_command(chosen, args)
+    return parser
+
+
 def _terminated(signum: int, frame: object) -> NoReturn:
     # SIGTERM (`kill`, a closing terminal's session manager) ends the command the way Ctrl-C does, so every
     # `finally` runs: a trial repairs what it broke, a throwaway data plane is closed, a half-written file is removed.
@@ -71,7 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        # argparse reports leftovers from the top parser; the sub-command's own --help is the one that helps.
+        chosen_command(parser, args).error(f"unrecognized arguments: {shorten(shlex.join(extras), 80)}")
     args.argv = list(argv if argv is not None else sys.argv[1:])  # for commands that run again inside a lab
     handler: Handler = args.handler
     try:

@@ -191,6 +191,24 @@ def test_number_that_is_not_finite_is_refused_before_anything_starts(argv: list[
     assert result.stdout == ""
 
 
+UNKNOWN: list[tuple[list[str], str]] = [
+    (["lab", "down", "--prefix", ""], "down: error: Unrecognized arguments: --prefix ''; see `kalab lab down --help`."),
+    (["run", "01"], "kalab run: error: Unrecognized arguments: 01; see `kalab run --help`."),
+    (["cidr", "plan", "--bogus"], "see `kalab cidr plan --help`."),
+    (["render", "keepalived-conf", "--group", "g", "--services", "s", "x"], "`kalab render keepalived-conf --help`"),
+    (["doctor", LONG], "characters)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "expected"), UNKNOWN, ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else "")
+def test_an_unknown_argument_points_at_that_commands_own_help(argv: list[str], expected: str) -> None:
+    # argparse reports leftovers from the top parser; `kalab --help` would not list the option that was mistyped.
+    result = run_kalab_here(*argv)
+    line = _one_sentence(result)
+    assert expected in line
+    assert result.stdout == ""
+
+
 KUBECONFIG = """apiVersion: v1
 kind: Config
 clusters: [{name: x, cluster: {server: "https://127.0.0.1:1"}}]
