@@ -180,10 +180,11 @@ class CrdController(Controller):
             prune(obj, schema)
             apply_defaults(obj, schema)
 
-    def _validate(self, rt: ResourceType, obj: Obj) -> list[FieldError]:
-        """A custom object, pruned and defaulted, against its schema (types, required fields, enums, formats)."""
+    def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None) -> list[FieldError]:
+        """A custom object, pruned and defaulted, against its schema (types, required fields, enums, formats);
+        on an update, what is unchanged from `old` is not judged again."""
         schema = self.schema(rt)
-        return errors_of(obj, schema) if schema is not None else []
+        return errors_of(obj, schema, old) if schema is not None else []
 
     def _serve(self, crd: Obj) -> None:
         name = objects.name_of(crd)

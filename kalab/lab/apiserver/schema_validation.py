@@ -7,7 +7,11 @@ an enum `Unsupported value: "x": supported values: "a", "b"`, and formats, patte
 `Invalid value` with kube-openapi's words. This walker follows those rules rather than JSON Schema's: `nullable`
 (null is a type error unless the field says it may be null), `x-kubernetes-int-or-string`, integral numbers such
 as 1.0 counting as integers, only the formats Kubernetes knows checked (others ignored), and the root's metadata
-left to ObjectMeta validation (`validation`). A JSON Schema library would need every one of those rewritten into
+left to ObjectMeta validation (`validation`). On an update, errors are ratcheted as Kubernetes 1.30 does by
+default (CRDValidationRatcheting): a value deep-equal to its correlated old value is not judged again, so an
+object stored before its CRD grew stricter can still have its status written. Values correlate through object
+properties and map keys, and list items only in `x-kubernetes-list-type: map` lists (by their keys); an atomic
+list correlates only as a whole. A JSON Schema library would need every one of those rewritten into
 the schema and its errors translated back, and its import costs over a second. Schemas need no compiling: the walk
 visits only the values present; regular expressions are compiled once.
 """
@@ -25,6 +29,7 @@ from typing import Any, Final
 from kalab.lab.apiserver.errors import FieldError
 
 Schema = dict[str, Any]
+_MISSING: Final = object()  # no correlated old value: a create, a new field, or an item of an atomic list
 _DATE_TIME: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})?$")
 _DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _HOSTNAME: Final = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9]{0,62})?(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,62})?)*\.?$")
@@ -116,7 +121,9 @@ class _Validator:
     def invalid(self, path: str, value: Any, message: str) -> None:
         self.errors.append(FieldError("FieldValueInvalid", path, value, f"{path} in body {message}"))
 
-    def walk(self, value: Any, schema: Schema, path: str, root: bool = False) -> None:
+    def walk(self, value: Any, schema: Schema, path: str, root: bool = False, old: Any = _MISSING) -> None:
+        if old is not _MISSING and old == value:
+            return  # ratcheted: an unchanged value keeps whatever the schema now says of it
         if value is None:
             if schema.get("nullable") is True or "type" not in schema:
                 return
@@ -157,9 +164,9 @@ class _Validator:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             self.number(value, schema, path)
         elif isinstance(value, list):
-            self.array(value, schema, path)
+            self.array(value, schema, path, old)
         elif isinstance(value, dict):
-            self.object(value, schema, path, root)
+            self.object(value, schema, path, root, old)
 
     def string(self, value: str, schema: Schema, path: str) -> None:
         max_length, min_length = schema.get("maxLength"), schema.get("minLength")
@@ -188,7 +195,7 @@ class _Validator:
             elif value > high:
                 self.invalid(path, value, f"should be less than or equal to {high}")
 
-    def array(self, value: list[Any], schema: Schema, path: str) -> None:
+    def array(self, value: list[Any], schema: Schema, path: str, old: Any) -> None:
         max_items, min_items = schema.get("maxItems"), schema.get("minItems")
         if isinstance(max_items, int) and len(value) > max_items:
             self.errors.append(
@@ -198,31 +205,47 @@ class _Validator:
             self.invalid(path, value, f"should have at least {min_items} items")
         items = schema.get("items")
         if isinstance(items, dict):
+            olds = _old_items(value, old, schema)
             for index, item in enumerate(value):
-                self.walk(item, items, f"{path}[{index}]")
+                self.walk(item, items, f"{path}[{index}]", old=olds[index])
 
-    def object(self, value: dict[str, Any], schema: Schema, path: str, root: bool) -> None:
+    def object(self, value: dict[str, Any], schema: Schema, path: str, root: bool, old: Any) -> None:
         properties: dict[str, Schema] = schema.get("properties") or {}
         for name in schema.get("required") or []:
             if name not in value and not (root and name == "metadata"):
                 self.errors.append(FieldError("FieldValueRequired", _join(path, name)))
         additional = schema.get("additionalProperties")
+        olds: dict[str, Any] = old if isinstance(old, dict) else {}
         for name, item in value.items():
             if root and name == "metadata":
                 continue  # ObjectMeta: checked as for every kind
             prop = properties.get(name)
             if prop is not None:
-                self.walk(item, prop, _join(path, name))
+                self.walk(item, prop, _join(path, name), old=olds.get(name, _MISSING))
             elif isinstance(additional, dict):
-                self.walk(item, additional, _join(path, name))
+                self.walk(item, additional, _join(path, name), old=olds.get(name, _MISSING))
+
+
+def _old_items(value: list[Any], old: Any, schema: Schema) -> list[Any]:
+    """Each item's correlated old item: by the map keys of a `list-type: map` list, else none (atomic lists)."""
+    keys = schema.get("x-kubernetes-list-map-keys")
+    if schema.get("x-kubernetes-list-type") != "map" or not isinstance(keys, list) or not isinstance(old, list):
+        return [_MISSING] * len(value)
+
+    def key(item: Any) -> tuple[str, ...] | None:
+        return tuple(json.dumps(item.get(k), sort_keys=True) for k in keys) if isinstance(item, dict) else None
+
+    by_key = {key(item): item for item in old if key(item) is not None}
+    return [by_key.get(key(item), _MISSING) if key(item) is not None else _MISSING for item in value]
 
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def errors_of(obj: dict[str, Any], schema: Schema) -> list[FieldError]:
-    """Every way `obj` (pruned and defaulted) breaks its openAPIV3Schema, in the order the walk meets them."""
+def errors_of(obj: dict[str, Any], schema: Schema, old: dict[str, Any] | None = None) -> list[FieldError]:
+    """Every way `obj` (pruned and defaulted) breaks its openAPIV3Schema, in the order the walk meets them; on an
+    update (`old` given), none in values left as they were (ratcheting)."""
     validator = _Validator()
-    validator.walk(obj, schema, "", root=True)
+    validator.walk(obj, schema, "", root=True, old=_MISSING if old is None else old)
     return validator.errors

@@ -69,7 +69,8 @@ NAMESPACE_FINALIZER = "kubernetes"
 # An admission hook may change the object it is given (mutating) or raise ApiError (validating).
 Admission = Callable[[Operation, ResourceType, Obj, Obj | None], None]
 # A validator names what is wrong with an object about to be stored (a custom object against its CRD's schema).
-Validator = Callable[[ResourceType, Obj], "builtins.list[FieldError]"]
+# On an update it is also given the stored object (CRD validation ratchets what did not change).
+Validator = Callable[[ResourceType, Obj, Obj | None], "builtins.list[FieldError]"]
 
 
 def _meta(obj: Obj) -> dict[str, Any]:
@@ -96,8 +97,8 @@ class Store(Storage):
         """Checked, after admission, on every write that asks for validation (what clients send)."""
         self._validators.append(validator)
 
-    def _validate_admitted(self, rt: ResourceType, obj: Obj) -> None:
-        errors = [error for validator in self._validators for error in validator(rt, obj)]
+    def _validate_admitted(self, rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
+        errors = [error for validator in self._validators for error in validator(rt, obj, old)]
         if errors:
             raise field_invalid(rt.kind, objects.name_of(obj), errors, rt.group)
 
@@ -227,7 +228,7 @@ class Store(Storage):
         for hook in self._admission:
             hook("UPDATE", rt, merged, old)
         if validate:
-            self._validate_admitted(rt, merged)
+            self._validate_admitted(rt, merged, old)
         events: builtins.list[Event] = []
         with self._cond:
             bucket = self._objects.setdefault(rt.key, {})
