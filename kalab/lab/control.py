@@ -232,7 +232,14 @@ def _launch(name: str, path: Path) -> None:
     started = time.time()
     write_json(
         path / LAB_FILE,
-        {"name": name, "pid": top, "start": procfs.starttime(top), "unshare": child.pid, "started_at": started},
+        {
+            "name": name,
+            "pid": top,
+            "start": procfs.starttime(top),
+            "unshare": child.pid,
+            "unshare_start": procfs.starttime(child.pid),
+            "started_at": started,
+        },
     )
 
 
@@ -267,7 +274,8 @@ def down(name: str | None = None, timeout: float = 30.0) -> bool:
         info = status(name)
         if info.pid is not None and info.state != "down":
             _end(info.pid, info.top_start, timeout)
-        _reap(_read_json(info.state_dir / LAB_FILE).get("unshare"))
+        record = _read_json(info.state_dir / LAB_FILE)
+        _reap(record.get("unshare"), record.get("unshare_start"))
         shutil.rmtree(info.state_dir, ignore_errors=True)
     return info.state != "down"
 
@@ -286,15 +294,22 @@ def _end(pid: int, start: int | None, timeout: float) -> None:
         raise KalabError(f"The lab's top process {pid} survived SIGKILL; check it with `ps -p {pid}`.")
 
 
-def _reap(unshare_pid: object) -> None:
-    """Collect the lab's `unshare` when this very process started the lab (a test, a notebook), so no zombie stays."""
+def _reap(unshare_pid: object, unshare_start: object) -> None:
+    """Wait for the lab's `unshare`, which exits just after the tree's PID 1 it waits on, so that nothing of the
+    lab is left when `down` returns; collect it when this very process started the lab (a test, a notebook)."""
     if not isinstance(unshare_pid, int):
         return
     deadline = time.monotonic() + 5.0
+    ours = True
     while time.monotonic() < deadline:
-        try:
-            if os.waitpid(unshare_pid, os.WNOHANG)[0]:
-                return
-        except ChildProcessError:  # not our child (started by another command), or already collected
+        if ours:
+            try:
+                if os.waitpid(unshare_pid, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:  # not our child (started by another command), or already collected
+                ours = False
+        if not ours and (not isinstance(unshare_start, int) or procfs.starttime(unshare_pid) != unshare_start):
+            # Gone, or a zombie its new parent collects (a zombie holds nothing). Checked by start time, so a
+            # reused PID is never waited on.
             return
         time.sleep(0.02)
