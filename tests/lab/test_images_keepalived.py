@@ -410,9 +410,14 @@ def test_two_keepalived_pods_elect_one_master_export_reload_and_go_down(pair: Pa
     )
     print(f"reload to new MASTER: {time.monotonic() - changed:.2f}s, MASTER for demo/demo2: node {master2}")
     assert holders(pair, VIP) == [master], "the reload must not move the existing VIP"
+    # Each reloader logs after its SIGHUP, which keepalived may act on first: wait for both lines.
+    wait_for(
+        lambda: all("sent SIGHUP to keepalived pid" in pair.log(i, "reloader.log") for i in (0, 1)),
+        5,
+        "both reloaders to log their SIGHUP",
+    )
     for i in (0, 1):
         assert dsts[i].read_text() == new
-        assert "sent SIGHUP to keepalived pid" in pair.log(i, "reloader.log")
         assert all(p.poll() is None for p in keepaliveds), "a reload must not stop keepalived"
 
     # keepalived dies on one node: its exporter keeps serving 200 with keepalived_up 0 and no VRRP samples,

@@ -126,10 +126,17 @@ def test_the_seed_with_kubectl(lab: control.LabInfo, kubectl: Callable[..., str]
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}
     demo = write(tmp_path, "demo.yaml", [namespace, *manifests.demo()])
     kubectl("apply", "-f", demo)
-    line = until(
-        "an EXTERNAL-IP on the demo service",
-        lambda: next((ln for ln in kubectl("get", "svc", "-n", "demo").splitlines() if "172.21.6." in ln), None),
-    )
+
+    def external_ips() -> str | None:
+        # The controller writes status.loadBalancer.ingress and spec.externalIPs separately, and the column shows
+        # whichever is there: wait until it shows both, as asserted below.
+        for ln in kubectl("get", "svc", "-n", "demo").splitlines():
+            fields = ln.split()
+            if len(fields) > 3 and "172.21.6." in fields[3] and "," in fields[3]:
+                return ln
+        return None
+
+    line = until("both EXTERNAL-IP fields on the demo service", external_ips)
     fields = line.split()
     assert fields[:2] == ["demo", "LoadBalancer"] and fields[2].startswith("172.30.")
     vip = fields[3].split(",")[0]
@@ -149,8 +156,12 @@ def test_the_seed_with_kubectl(lab: control.LabInfo, kubectl: Callable[..., str]
             or None
         ),
     )
-    logs = kubectl("logs", "-n", "demo", "test-0") + kubectl("logs", "-n", "demo", "test-1")
-    assert "GET /" in logs
+    # The demo logs a request after it has answered, and the kubelet's supervisor copies the line into the log
+    # file after that: wait for it.
+    until(
+        "the request in a demo pod's log",
+        lambda: "GET /" in kubectl("logs", "-n", "demo", "test-0") + kubectl("logs", "-n", "demo", "test-1"),
+    )
 
     # `exec … -- ip addr` in a keepalived pod: hostNetwork, so it shows its node's address.
     pods = kubectl(

@@ -170,7 +170,9 @@ def test_demo_pods_run_with_pod_ips_and_serve_the_seeds_page(lab: Lab) -> None:
         answer = lab.kubelet.proxy("demo", name, 80, "/", "GET", [("Accept", "text/html")], b"")
         assert answer.status == 200 and answer.body == (GREETING + status["podIP"]).encode()
         assert ("Content-Type", "text/html; charset=UTF-8") in answer.headers
-    assert "listening on 0.0.0.0:80" in log_text(lab, "demo", "test-0")
+    # The demo prints this line before it answers, but the supervisor copies it from the pipe into the log file in
+    # its own time: wait for it there.
+    wait_for(lambda: "listening on 0.0.0.0:80" in log_text(lab, "demo", "test-0"), timeout=10, what="test-0's log line")
     stamped = log_text(lab, "demo", "test-0", timestamps=True, tail_lines=1)
     assert stamped.count("\n") == 1 and stamped[:4].isdigit() and stamped.split(" ", 1)[0].endswith("Z")
     code, out = run_exec(lab, "demo", "test-0", None, "ip", "-4", "-o", "addr", "show", "kalab-eth0")
@@ -203,12 +205,14 @@ def test_an_unknown_image_is_refused_and_never_runs(lab: Lab) -> None:
     assert "demo/nginx/web" not in lab.supervisor.statuses()
     wait_for(lambda: (waiting() or {}).get("reason") == "ImagePullBackOff", timeout=10, what="ImagePullBackOff")
     assert "demo/nginx/web" not in lab.supervisor.statuses()
-    reasons = {
-        e["reason"]
-        for e in lab.cp.store.list(lab.cp.rt("/events"), "demo")[0]
-        if e["involvedObject"]["name"] == "nginx"
-    }
-    assert {"Failed", "BackOff"} <= reasons
+
+    def reasons() -> set[str]:
+        events = lab.cp.store.list(lab.cp.rt("/events"), "demo")[0]
+        return {e["reason"] for e in events if e["involvedObject"]["name"] == "nginx"}
+
+    # The status may turn to ImagePullBackOff in the pass before the one that records its BackOff event (each
+    # reads its own clock): wait for the events rather than read them at once.
+    wait_for(lambda: {"Failed", "BackOff"} <= reasons(), timeout=5, what="the Failed and BackOff events")
     with pytest.raises(ApiError) as refused:
         lab.kubelet.logs(LogRequest("demo", "nginx", None))
     assert "is waiting to start: trying and failing to pull image" in refused.value.message
@@ -254,7 +258,9 @@ def test_keepalived_daemon_set_pods_hold_the_vip_and_answer_logs_exec_proxy_and_
 
     def both_running() -> dict[str, Obj]:
         found = cp.store.list(cp.rt("/pods"), GROUP_NS, labels=f"keepalivedGroup={GROUP}")[0]
-        up = {p["spec"].get("nodeName", ""): p for p in found if running(lab, GROUP_NS, p["metadata"]["name"])}
+        # The pod running() read, whose status it checked: the listed copy may predate the kubelet's last write.
+        fresh = [running(lab, GROUP_NS, p["metadata"]["name"]) for p in found]
+        up = {p["spec"].get("nodeName", ""): p for p in fresh if p is not None}
         return up if len(found) == 2 and len(up) == 2 else {}
 
     pods = wait_for(both_running, timeout=30, what="keepalived pods Running on master-1 and master-2")
@@ -304,8 +310,13 @@ def test_keepalived_daemon_set_pods_hold_the_vip_and_answer_logs_exec_proxy_and_
     current["data"] = cm["data"]
     cp.store.update(cp.rt("/configmaps"), current, GROUP_NS)
     wait_for(lambda: len(holders(lab, VIP2)) == 1, timeout=25, what="the reloaded config's second VIP")
-    reloads = log_text(lab, GROUP_NS, master_pod, "config-reloader")
-    assert "sent SIGHUP to keepalived" in reloads
+    # Each pod's reloader polls on its own and logs after its SIGHUP: the VIP may come from the other pod's
+    # reload before this one's line is written.
+    wait_for(
+        lambda: "sent SIGHUP to keepalived" in log_text(lab, GROUP_NS, master_pod, "config-reloader"),
+        timeout=15,
+        what=f"{master_pod}'s reloader to log its SIGHUP",
+    )
     for found in pods.values():
         statuses = pod(lab, GROUP_NS, found["metadata"]["name"])["status"]["containerStatuses"]
         assert all(c["restartCount"] == 0 for c in statuses)
@@ -334,6 +345,8 @@ def ensure_demo(lab: Lab) -> None:
 
 def test_a_crashed_container_restarts_and_keeps_its_previous_log(lab: Lab) -> None:
     ensure_demo(lab)
+    # Running means started, not listening: the line the previous log must hold is printed a moment later.
+    wait_for(lambda: "listening on 0.0.0.0:80" in log_text(lab, "demo", "test-1"), timeout=10, what="test-1's log line")
     lab.supervisor.signal("demo/test-1/php", signal.SIGKILL, group=True)
 
     def restarted() -> Obj | None:
@@ -353,11 +366,15 @@ def test_a_crashed_container_restarts_and_keeps_its_previous_log(lab: Lab) -> No
 def test_deleting_pods_stops_their_processes_and_removes_their_sandboxes(lab: Lab) -> None:
     ensure_demo(lab)
     followed: list[bytes] = []
-    follower = threading.Thread(
-        target=lambda: followed.extend(lab.kubelet.logs(LogRequest("demo", "test-0", None, follow=True))),
-        daemon=True,
-    )
+
+    def follow() -> None:
+        for line in lab.kubelet.logs(LogRequest("demo", "test-0", None, follow=True)):
+            followed.append(line)
+
+    follower = threading.Thread(target=follow, daemon=True)
     follower.start()
+    # The follower must be reading the log before the pod goes (a deleted pod has no log to follow).
+    wait_for(lambda: followed, timeout=10, what="the follower's first line")
     assert {s.pod_key for s in list_sandboxes(lab.topology)} >= {"demo/test-0", "demo/test-1"}
     pid = lab.supervisor.status("demo/test-0/php").pid
     assert pid is not None

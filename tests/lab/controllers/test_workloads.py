@@ -273,7 +273,9 @@ def test_scheduler_honours_node_selectors_and_says_why_a_pod_fits_nowhere(cp: Co
     condition = wait_for(refused, what="PodScheduled False on the pod that fits nowhere")
     assert condition["status"] == "False" and condition["reason"] == "Unschedulable"
     assert condition["message"] == "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
-    assert events(cp, "demo", "FailedScheduling")[0]["type"] == "Warning"
+    # The scheduler records the event after it writes the condition: wait for it rather than read it at once.
+    failed = wait_for(lambda: events(cp, "demo", "FailedScheduling"), what="a FailedScheduling event")
+    assert failed[0]["type"] == "Warning"
     cp.patch("/nodes", "master-1", {"metadata": {"labels": {"disk": "ssd"}}})
     wait_for(
         lambda: (cp.get("/pods", "lost", "demo") or {}).get("spec", {}).get("nodeName") == "master-1",
