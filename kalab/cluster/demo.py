@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,8 @@ from kalab.model.errors import KalabError
 
 DEFAULT_GROUP = "keepalived-operator/keepalivedgroup-workers"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
+SPEC_GRACE = 5.0  # s: how long service_vip waits for spec.externalIPs once the status has the address
+SPEC_POLL = 0.2  # s: poll's interval
 
 
 def _create(cluster: Cluster, obj: dict[str, Any], progress: Progress) -> None:
@@ -229,7 +232,13 @@ def _namespace_exists(cluster: Cluster, namespace: str) -> bool:
 def service_vip(
     cluster: Cluster, namespace: str = "demo", name: str = "demo", timeout: float = 60, progress: Progress = None
 ) -> str:
-    """The service's EXTERNAL-IP once assigned (status.loadBalancer.ingress, else spec.externalIPs)."""
+    """The service's EXTERNAL-IP once assigned (status.loadBalancer.ingress, else spec.externalIPs).
+
+    OpenShift's ingress IP controller writes the address to the status and to spec.externalIPs in two writes, so
+    once the status has it this waits a little (SPEC_GRACE s) for the spec too: what `oc get svc` shows next is then
+    the whole assignment. Clusters whose load balancers never write the spec just return after that grace."""
+    first_seen: list[float] = []
+    give_up = time.monotonic() + timeout - 2 * SPEC_POLL  # the grace never turns an assigned address into a timeout
 
     def vip() -> str | None:
         try:
@@ -241,8 +250,16 @@ def service_vip(
                 ) from None
             raise fail(f"Reading service {namespace}/{name}", err, "check your access") from None
         ingress = (svc.status.load_balancer.ingress if svc.status and svc.status.load_balancer else None) or []
-        ips = [i.ip for i in ingress if i.ip] or list((svc.spec.external_ips if svc.spec else None) or [])
-        return ips[0] if ips else None
+        external = list((svc.spec.external_ips if svc.spec else None) or [])
+        ips = [i.ip for i in ingress if i.ip] or external
+        if not ips:
+            return None
+        if ips[0] not in external:
+            first_seen[:1] = first_seen[:1] or [time.monotonic()]
+            now = time.monotonic()
+            if now - first_seen[0] < SPEC_GRACE and now < give_up:
+                return None
+        return ips[0]
 
     report(progress, f"waiting for the EXTERNAL-IP of {namespace}/{name}")
     found: str = poll(

@@ -345,4 +345,29 @@ def _uninstall_operator(cluster: Cluster, runbook: Runbook) -> bool:
                 custom.delete_namespaced_custom_object(
                     olm.OLM_GROUP, olm.OLM_VERSION, ns, plural, objects.name_of(item)
                 )
-    return _delete_namespace(cluster, ns, runbook.timeout) or found
+    removed = _delete_namespace(cluster, ns, runbook.timeout) or found
+    _wait_cluster_rbac_gone(cluster, ns, runbook.timeout)
+    return removed
+
+
+def _wait_cluster_rbac_gone(cluster: Cluster, namespace: str, timeout: float) -> None:
+    """OLM deletes the ClusterRoles and bindings it made for a CSV (labelled olm.owner.namespace) on its own, after
+    the CSV is gone: wait for that too, so that "fresh" holds no operator when reset returns."""
+    selector = f"olm.owner.namespace={namespace}"
+
+    def gone() -> bool:
+        try:
+            roles = cluster.rbac.list_cluster_role(label_selector=selector).items
+            bindings = cluster.rbac.list_cluster_role_binding(label_selector=selector).items
+        except ApiException as err:
+            raise fail("Listing the operator's ClusterRoles", err, "use a cluster-admin kubeconfig") from None
+        return not roles and not bindings
+
+    poll(
+        gone,
+        timeout,
+        lambda: KalabError(
+            f"OLM left ClusterRoles or bindings labelled {selector} after {timeout:g} s; look at them with "
+            f"`oc get clusterroles,clusterrolebindings -l {selector}` and at OLM's logs."
+        ),
+    )
