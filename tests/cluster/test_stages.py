@@ -16,6 +16,7 @@ from kalab.model.errors import KalabError
 from tests.support.kalabcli import one_stderr_line, run_kalab, run_kalab_here
 from tests.support.labs import SharedLab
 from tests.support.markers import needs_lab_tools
+from tests.support.waiting import wait_for
 
 pytestmark = needs_lab_tools("keepalived", "iptables-restore", "ip", "curl")
 NS = "keepalived-operator"
@@ -28,11 +29,15 @@ def _namespaced(cluster: Cluster, plural: str) -> list[str]:
     return sorted(item["metadata"]["name"] for item in found["items"])
 
 
+def operator_cluster_roles(cluster: Cluster) -> list[Any]:
+    return list(cluster.rbac.list_cluster_role(label_selector=f"olm.owner.namespace={NS}").items)
+
+
 def facts(cluster: Cluster, journal: Path) -> dict[str, Any]:
     """What the stages differ in, read straight from the cluster's objects."""
     namespaces = {ns.metadata.name for ns in cluster.core.list_namespace().items}
     table = nodes.nodes(cluster)
-    operator_rbac = cluster.rbac.list_cluster_role(label_selector=f"olm.owner.namespace={NS}").items
+    operator_rbac = operator_cluster_roles(cluster)
     pods = keepalived.keepalived_pods(cluster) if NS in namespaces else None
     ready = [] if pods is None else sorted(pods[(pods["phase"] == "Running") & pods["ready"]]["node"])
     demo_pods = demo.demo_pods(cluster) if "demo" in namespaces else None
@@ -58,6 +63,14 @@ def _group_exists(cluster: Cluster) -> bool:
     except KalabError:
         return False
     return True
+
+
+def facts_at(cluster: Cluster, journal: Path, stage: str) -> dict[str, Any]:
+    """facts() once OLM has caught up with the stage: OLM itself deletes the operator's ClusterRoles when it sees the
+    CSV gone, after reset has deleted it (reset waits for the namespace, not for OLM), so they may outlive it."""
+    roles = expected(stage)["operator cluster roles"]
+    wait_for(lambda: len(operator_cluster_roles(cluster)) == roles, 15, f"{roles} operator ClusterRole(s)", 0.1)
+    return facts(cluster, journal)
 
 
 def expected(stage: str, cidr: str = "172.21.6.33/27") -> dict[str, Any]:
@@ -101,12 +114,12 @@ def test_reset_goes_up_and_down_between_the_stages(shared_lab: SharedLab) -> Non
     assert journal == shared_lab.info.state_dir / "externalip-undo.json"  # where notebook 02 keeps it in a lab
 
     reset(shared_lab, "fresh")  # whatever modules ran before left it at some stage
-    assert facts(cluster, journal) == expected("fresh")
+    assert facts_at(cluster, journal, "fresh") == expected("fresh")
     again = reset(shared_lab, "fresh")
     assert again["changes"] == [] and again["vip"] is None
 
     up = reset(shared_lab, "deployed", as_a_user=True)
-    assert facts(cluster, journal) == expected("deployed")
+    assert facts_at(cluster, journal, "deployed") == expected("deployed")
     assert any("installed the operator" in line for line in up["changes"]), up["changes"]
     assert ipaddress.ip_address(up["vip"]) in BLOCK and up["holder"] in ("master-1", "master-2")
     assert demo.service_vip(cluster, timeout=1) == up["vip"]
@@ -117,18 +130,18 @@ def test_reset_goes_up_and_down_between_the_stages(shared_lab: SharedLab) -> Non
     assert reset(shared_lab, "deployed")["changes"] == []
 
     down = reset(shared_lab, "patched")  # undoes 03: only the demo goes
-    assert facts(cluster, journal) == expected("patched")
+    assert facts_at(cluster, journal, "patched") == expected("patched")
     assert down["changes"] == ["deleted the demo (namespace demo and everything in it)"]
     down = reset(shared_lab, "installed")  # undoes 02: the network as the journal recorded it
-    assert facts(cluster, journal) == expected("installed")
+    assert facts_at(cluster, journal, "installed") == expected("installed")
     assert down["changes"] == ["restored the original spec.externalIP (absent)"]
 
     reset(shared_lab, "patched")
-    assert facts(cluster, journal) == expected("patched")
+    assert facts_at(cluster, journal, "patched") == expected("patched")
     reset(shared_lab, "fresh")  # undoes 02 and 01
-    assert facts(cluster, journal) == expected("fresh")
+    assert facts_at(cluster, journal, "fresh") == expected("fresh")
     assert reset(shared_lab, "installed")["vip"] is None
-    assert facts(cluster, journal) == expected("installed")
+    assert facts_at(cluster, journal, "installed") == expected("installed")
 
 
 def test_stages_through_the_module_with_other_parameters(shared_lab: SharedLab) -> None:
@@ -169,7 +182,7 @@ def test_reset_converges_what_an_attendee_changed(shared_lab: SharedLab) -> None
     demo.deploy_demo(cluster, nodes=("master-0", "master-1"), timeout=60)
 
     said = reset(shared_lab, "deployed")
-    assert facts(cluster, journal) == expected("deployed")
+    assert facts_at(cluster, journal, "deployed") == expected("deployed")
     assert any(line.startswith(f"{LB}: removed the label from master-0") for line in said["changes"]), said
     assert "deleted Pod test-1 to move it from master-1 to master-2" in said["changes"]
 
